@@ -1,0 +1,283 @@
+/**
+ * The agent's configuration: the one place that interprets the environment (CONTRACT section 2).
+ * `loadAgentConfig(process.env)` is called once in main(); everything after takes the typed, frozen result.
+ */
+import { AgentError } from "../errors/index.ts";
+import { EnvReader, type Env } from "./parse.ts";
+import type { Secret } from "./secret.ts";
+
+export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
+export type StorageType = (typeof STORAGE_TYPES)[number];
+
+export const CHECKPOINT_UPLOAD_MODES = ["rank0", "sharded", "off"] as const;
+export type CheckpointUploadMode = (typeof CHECKPOINT_UPLOAD_MODES)[number];
+
+/** `PET_NPROC_PER_NODE`: a count, or one of torchrun's symbolic values (resolved later, see src/env). */
+export type NprocPerNode = number | "auto" | "cpu" | "gpu";
+
+export interface DistributedConfig {
+  nnodes: number;
+  nprocPerNode: NprocPerNode;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort: number;
+  /** `JOB_COMPLETION_INDEX`, when the pod is part of an indexed Job. */
+  jobCompletionIndex: number | undefined;
+  /** An existing `TF_CONFIG`, already checked to be a JSON object; left untouched. */
+  tfConfig: string | undefined;
+  tfPort: number;
+  /** The pod's hostname (`HOSTNAME`), used to derive TensorFlow worker hosts when PET_MASTER_ADDR is absent. */
+  hostname: string | undefined;
+  /** Whether each PET_* value was given explicitly (torchrun reads the same variables itself). */
+  explicit: ReadonlySet<string>;
+}
+
+export interface CallbackConfig {
+  /** Callbacks are off when undefined. */
+  baseUrl: URL | undefined;
+  token: Secret | undefined;
+  tokenFile: string | undefined;
+  heartbeatIntervalSeconds: number;
+  /** How long `done` keeps being retried before the agent gives up, seconds. */
+  doneDeadlineSeconds: number;
+  /** Per-request timeout, seconds. */
+  requestTimeoutSeconds: number;
+}
+
+export interface StorageConfig {
+  /** Undefined when no storage is configured (no endpoint, bucket or URI). */
+  type: StorageType | undefined;
+  endpoint: URL | undefined;
+  /** For STORAGE_TYPE=file: the directory that plays the bucket root. */
+  fileRoot: string | undefined;
+  accessKeyId: Secret | undefined;
+  secretAccessKey: Secret | undefined;
+  bucket: string | undefined;
+  region: string;
+  datasetId: string | undefined;
+  datasetUri: string | undefined;
+  datasetDir: string;
+  checkpointDir: string;
+  /** Explicit CHECKPOINT_URI, else derived from bucket and JOB_ID by the storage module. */
+  checkpointUri: string | undefined;
+  checkpointUpload: CheckpointUploadMode;
+  /** Parallel ranged GETs / multipart parts in flight. */
+  concurrency: number;
+  partSizeBytes: number;
+  maxDatasetBytes: number;
+  maxExpansionRatio: number;
+}
+
+export interface AgentConfig {
+  jobId: string | undefined;
+  traceId: string | undefined;
+  traceparent: string | undefined;
+  distributed: DistributedConfig;
+  callbacks: CallbackConfig;
+  storage: StorageConfig;
+  terminationGraceSeconds: number;
+  /** Lines of child output kept for the done report. */
+  logTailLines: number;
+  /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
+  baseEnv: Readonly<Record<string, string>>;
+}
+
+/** Variables whose values are never shown, not even in configuration errors. */
+export const SECRET_ENV_NAMES = [
+  "CALLBACK_TOKEN",
+  "S3_SECRET_ACCESS_KEY",
+  "R2_SECRET_ACCESS_KEY",
+  "MINIO_SECRET_KEY",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "S3_ACCESS_KEY_ID",
+  "R2_ACCESS_KEY_ID",
+  "MINIO_ACCESS_KEY",
+  "AWS_ACCESS_KEY_ID",
+  "BACKEND_ADMIN_TOKEN",
+  "CALLBACK_JWT_SECRET",
+] as const;
+
+const ENDPOINT_NAMES = ["S3_ENDPOINT", "MINIO_ENDPOINT", "R2_ENDPOINT"] as const;
+const ACCESS_KEY_NAMES = ["S3_ACCESS_KEY_ID", "R2_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] as const;
+const SECRET_KEY_NAMES = ["S3_SECRET_ACCESS_KEY", "R2_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"];
+const BUCKET_NAMES = ["S3_BUCKET", "R2_BUCKET", "MINIO_BUCKET"] as const;
+
+/** Reads and validates the whole agent environment; throws one CONFIG_INVALID error listing every problem. */
+export function loadAgentConfig(env: Env): AgentConfig {
+  const r = new EnvReader(env, SECRET_ENV_NAMES);
+
+  const distributed = readDistributed(r);
+  const callbacks = readCallbacks(r);
+  const storage = readStorage(r);
+  const jobId = r.string("JOB_ID");
+  if (callbacks.baseUrl !== undefined) {
+    if (jobId === undefined) r.problems.push("JOB_ID must be set when BACKEND_BASE_URL is set (callbacks are on)");
+    if (callbacks.token === undefined && callbacks.tokenFile === undefined)
+      r.problems.push("CALLBACK_TOKEN or CALLBACK_TOKEN_FILE must be set when BACKEND_BASE_URL is set");
+  }
+  const traceparent = r.string("TRACEPARENT");
+  if (traceparent !== undefined && !/^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/.test(traceparent))
+    r.problem("TRACEPARENT", "a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", traceparent);
+
+  const config: AgentConfig = {
+    jobId,
+    traceId: r.string("TRACE_ID"),
+    traceparent,
+    distributed,
+    callbacks,
+    storage,
+    terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
+    logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
+    baseEnv: Object.freeze(
+      Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
+    ),
+  };
+
+  if (r.problems.length > 0) {
+    throw new AgentError("CONFIG_INVALID", `invalid configuration: ${r.problems.join("; ")}`, {
+      details: { problems: [...r.problems] },
+    });
+  }
+  return deepFreeze(config);
+}
+
+function readDistributed(r: EnvReader): DistributedConfig {
+  const explicit = new Set(
+    ["PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"].filter(
+      (n) => r.raw(n) !== undefined,
+    ),
+  );
+  const nnodes = readNnodes(r);
+  const nprocPerNode = readNproc(r);
+  const jobCompletionIndex =
+    r.raw("JOB_COMPLETION_INDEX") === undefined ? undefined : r.int("JOB_COMPLETION_INDEX", { min: 0, fallback: 0 });
+  const nodeRank = r.int("PET_NODE_RANK", { min: 0, fallback: jobCompletionIndex ?? 0 });
+  if (nodeRank >= nnodes && r.problems.length === 0)
+    r.problems.push(`PET_NODE_RANK must be less than PET_NNODES (${nnodes}), got ${JSON.stringify(String(nodeRank))}`);
+  const masterAddr = r.string("PET_MASTER_ADDR", "localhost");
+  if (/[\s/]/.test(masterAddr)) r.problem("PET_MASTER_ADDR", "a host name or IP address", masterAddr);
+  const masterPort = r.int("PET_MASTER_PORT", { min: 1, max: 65535, fallback: 29500, expected: "a port from 1 to 65535" });
+  const tfPort = r.int("TF_PORT", { min: 1, max: 65535, fallback: 2222, expected: "a port from 1 to 65535" });
+
+  const tfConfig = r.raw("TF_CONFIG");
+  if (tfConfig !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(tfConfig);
+    } catch {
+      parsed = undefined;
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      r.problem("TF_CONFIG", "a JSON object", tfConfig.length > 80 ? `${tfConfig.slice(0, 77)}...` : tfConfig);
+  }
+  return {
+    nnodes,
+    nprocPerNode,
+    nodeRank,
+    masterAddr,
+    masterPort,
+    jobCompletionIndex,
+    tfConfig,
+    tfPort,
+    hostname: r.string("HOSTNAME"),
+    explicit,
+  };
+}
+
+/** torchrun accepts `N` or `MIN:MAX`; a pod of a non-elastic TrainJob gets `N`. `MIN:MAX` with MIN == MAX is N. */
+function readNnodes(r: EnvReader): number {
+  const v = r.raw("PET_NNODES");
+  if (v === undefined) return 1;
+  const m = /^(\d+)(?::(\d+))?$/.exec(v);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m?.[2] !== undefined ? Number(m[2]) : lo;
+  if (!m || lo < 1 || hi !== lo) {
+    r.problem("PET_NNODES", "a positive integer (or MIN:MAX with MIN == MAX)", v);
+    return 1;
+  }
+  return lo;
+}
+
+function readNproc(r: EnvReader): NprocPerNode {
+  const v = r.raw("PET_NPROC_PER_NODE");
+  if (v === undefined) return 1;
+  const lower = v.toLowerCase();
+  if (lower === "auto" || lower === "cpu" || lower === "gpu") return lower;
+  return r.int("PET_NPROC_PER_NODE", { min: 1, fallback: 1, expected: "a positive integer or auto, cpu, gpu" });
+}
+
+function readCallbacks(r: EnvReader): CallbackConfig {
+  return {
+    baseUrl: r.url("BACKEND_BASE_URL"),
+    token: r.secret("CALLBACK_TOKEN"),
+    tokenFile: r.string("CALLBACK_TOKEN_FILE"),
+    heartbeatIntervalSeconds: r.number("HEARTBEAT_INTERVAL_SECONDS", { min: 1, max: 86_400, fallback: 30 }),
+    doneDeadlineSeconds: r.number("DONE_DEADLINE_SECONDS", { min: 0, max: 3_600, fallback: 60 }),
+    requestTimeoutSeconds: r.number("CALLBACK_TIMEOUT_SECONDS", { min: 0.1, max: 600, fallback: 10 }),
+  };
+}
+
+function readStorage(r: EnvReader): StorageConfig {
+  const endpointVar = r.firstOf(ENDPOINT_NAMES);
+  const endpoint = endpointVar === undefined ? undefined : r.url(endpointVar.name);
+  const bucket = r.firstOf(BUCKET_NAMES)?.value;
+  const datasetUri = r.string("DATASET_URI");
+  if (datasetUri !== undefined && !/^(s3|file):\/\/[^/]+/.test(datasetUri))
+    r.problem("DATASET_URI", "an s3://bucket/key-or-prefix URI", datasetUri);
+  const checkpointUri = r.string("CHECKPOINT_URI");
+  if (checkpointUri !== undefined && !/^(s3|file):\/\/[^/]+/.test(checkpointUri))
+    r.problem("CHECKPOINT_URI", "an s3://bucket/prefix/ URI", checkpointUri);
+  const datasetId = r.string("DATASET_ID");
+  if (datasetId !== undefined && (datasetId.includes("..") || datasetId.startsWith("/")))
+    r.problem("DATASET_ID", "a dataset name without '..' or a leading '/'", datasetId);
+
+  const explicitType = r.oneOf("STORAGE_TYPE", STORAGE_TYPES);
+  const fileRoot = r.string("STORAGE_PATH");
+  let type: StorageType | undefined = explicitType;
+  if (type === undefined) {
+    if (endpoint !== undefined) type = endpointVar?.name === "R2_ENDPOINT" ? "r2" : "minio";
+    else if (fileRoot !== undefined) type = "file";
+    else if (bucket !== undefined || datasetUri !== undefined || checkpointUri !== undefined) type = "s3";
+  }
+  if (type === "file" && fileRoot === undefined)
+    r.problems.push("STORAGE_PATH must be set to a directory when STORAGE_TYPE is file");
+  if ((type === "minio" || type === "r2") && endpoint === undefined)
+    r.problems.push(`S3_ENDPOINT must be set when STORAGE_TYPE is ${type}`);
+
+  return {
+    type,
+    endpoint,
+    fileRoot,
+    accessKeyId: firstSecret(r, ACCESS_KEY_NAMES),
+    secretAccessKey: firstSecret(r, SECRET_KEY_NAMES),
+    bucket,
+    region: r.string("S3_REGION") ?? (type === "r2" ? "auto" : "us-east-1"),
+    datasetId,
+    datasetUri,
+    datasetDir: r.string("DATASET_DIR", "/workspace/dataset"),
+    checkpointDir: r.string("CHECKPOINT_DIR", "/workspace/checkpoints"),
+    checkpointUri,
+    checkpointUpload: r.oneOf("CHECKPOINT_UPLOAD", CHECKPOINT_UPLOAD_MODES, "rank0"),
+    concurrency: r.int("STORAGE_CONCURRENCY", { min: 1, max: 64, fallback: 8 }),
+    partSizeBytes: r.int("STORAGE_PART_SIZE_MB", { min: 5, max: 5_120, fallback: 16 }) * 1024 * 1024,
+    maxDatasetBytes: r.int("DATASET_MAX_BYTES", { min: 1, fallback: 1024 ** 4 }),
+    maxExpansionRatio: r.number("DATASET_MAX_EXPANSION_RATIO", { min: 1, fallback: 200 }),
+  };
+}
+
+function firstSecret(r: EnvReader, names: readonly string[]): Secret | undefined {
+  for (const n of names) {
+    const s = r.secret(n);
+    if (s !== undefined) return s;
+  }
+  return undefined;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !(value instanceof URL) && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,3 @@
+export * from "./callbacks.ts";
+export * from "./job-state.ts";
+export * from "./report.ts";

@@ -1,0 +1,31 @@
+import type { ErrorCode } from "./agent-error.ts";
+
+/**
+ * Exit codes of the agent's own failures (before or after the child ran). They sit in 64-78 (BSD sysexits
+ * style) so they never collide with a child's usual codes (0-2) nor with 128+signal. The README mirrors this table.
+ */
+export const EXIT_CODES = {
+  USAGE: 64, // bad command line
+  CONFIG_INVALID: 78, // bad environment / configuration (EX_CONFIG)
+  ENV_INVALID: 78,
+  PLUGIN_INVALID: 78,
+  PLUGIN_NOT_FOUND: 78,
+  PLUGIN_HOOK_FAILED: 70,
+  CHILD_SPAWN_FAILED: 127, // like a shell: command not found / not executable
+  DATASET_NOT_FOUND: 66, // EX_NOINPUT
+  DATASET_CORRUPT: 65, // EX_DATAERR
+  DATASET_CHANGED: 75, // EX_TEMPFAIL: retrying the pod may succeed
+  DATASET_TOO_LARGE: 65,
+  ARCHIVE_UNSAFE_PATH: 65,
+  ARCHIVE_UNSAFE_ENTRY: 65,
+  STORAGE_UNAVAILABLE: 69, // EX_UNAVAILABLE
+  STORAGE_FAILED: 74, // EX_IOERR
+  CHECKPOINT_RESTORE_FAILED: 74,
+  CHECKPOINT_UPLOAD_FAILED: 74,
+  INTERNAL: 70, // EX_SOFTWARE
+} as const satisfies Partial<Record<ErrorCode, number>>;
+
+/** Exit code for an agent-own failure with this code (70 when the table has none). */
+export function exitCodeFor(code: ErrorCode): number {
+  return (EXIT_CODES as Partial<Record<ErrorCode, number>>)[code] ?? 70;
+}
