@@ -25,8 +25,8 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   return program;
 }
 
-try {
-  await buildProgram(process.env).parseAsync(process.argv);
-} catch (error) {
-  reportFatal("trainer-agent", error);
-}
+// No top-level await: the single-file build (scripts/build-agent.ts) bundles this entry as CommonJS, the format
+// a Node single executable application runs.
+buildProgram(process.env)
+  .parseAsync(process.argv)
+  .catch((error: unknown) => reportFatal("trainer-agent", error));
