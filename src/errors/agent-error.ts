@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   "K8S_CONFLICT",
   "K8S_NOT_FOUND",
   "K8S_FAILED",
+  "INSTALL_FAILED",
   "INTERNAL",
 ] as const;
 

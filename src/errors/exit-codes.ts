@@ -22,6 +22,7 @@ export const EXIT_CODES = {
   STORAGE_FAILED: 74, // EX_IOERR
   CHECKPOINT_RESTORE_FAILED: 74,
   CHECKPOINT_UPLOAD_FAILED: 74,
+  INSTALL_FAILED: 73, // EX_CANTCREAT: `trainer-agent install` could not write its files
   INTERNAL: 70, // EX_SOFTWARE
 } as const satisfies Partial<Record<ErrorCode, number>>;
 
