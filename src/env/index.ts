@@ -1,0 +1,5 @@
+export * from "./common.ts";
+export * from "./nproc.ts";
+export * from "./probe.ts";
+export * from "./tensorflow.ts";
+export * from "./torch.ts";
