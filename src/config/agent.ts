@@ -2,6 +2,8 @@
  * The agent's configuration: the one place that interprets the environment (CONTRACT section 2).
  * `loadAgentConfig(process.env)` is called once in main(); everything after takes the typed, frozen result.
  */
+import { isIP } from "node:net";
+import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import type { Secret } from "./secret.ts";
@@ -129,9 +131,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     storage,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
     logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
-    baseEnv: Object.freeze(
-      Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
-    ),
+    baseEnv: childBaseEnv(env),
   };
 
   if (r.problems.length > 0) {
@@ -153,11 +153,24 @@ function readDistributed(r: EnvReader): DistributedConfig {
   const jobCompletionIndex =
     r.raw("JOB_COMPLETION_INDEX") === undefined ? undefined : r.int("JOB_COMPLETION_INDEX", { min: 0, fallback: 0 });
   const nodeRank = r.int("PET_NODE_RANK", { min: 0, fallback: jobCompletionIndex ?? 0 });
-  if (nodeRank >= nnodes && r.problems.length === 0)
-    r.problems.push(`PET_NODE_RANK must be less than PET_NNODES (${nnodes}), got ${JSON.stringify(String(nodeRank))}`);
+  if (nodeRank >= nnodes && r.problems.length === 0) {
+    // Name the variable the rank came from: an indexed Job's JOB_COMPLETION_INDEX when PET_NODE_RANK is unset.
+    const source =
+      r.raw("PET_NODE_RANK") === undefined && jobCompletionIndex !== undefined
+        ? "JOB_COMPLETION_INDEX (the node rank when PET_NODE_RANK is unset)"
+        : "PET_NODE_RANK";
+    r.problems.push(`${source} must be less than PET_NNODES (${nnodes}), got ${JSON.stringify(String(nodeRank))}`);
+  }
   const masterAddr = r.string("PET_MASTER_ADDR", "localhost");
-  if (/[\s/]/.test(masterAddr)) r.problem("PET_MASTER_ADDR", "a host name or IP address", masterAddr);
-  const masterPort = r.int("PET_MASTER_PORT", { min: 1, max: 65535, fallback: 29500, expected: "a port from 1 to 65535" });
+  // A host name (letters, digits, '.', '-', '_') or an IP address; "host:port" and "tcp://host" are common mistakes.
+  if (!/^[A-Za-z0-9._-]+$/.test(masterAddr) && isIP(masterAddr) === 0)
+    r.problem("PET_MASTER_ADDR", "a host name or IP address (no port, no scheme)", masterAddr);
+  const masterPort = r.int("PET_MASTER_PORT", {
+    min: 1,
+    max: 65535,
+    fallback: 29500,
+    expected: "a port from 1 to 65535",
+  });
   const tfPort = r.int("TF_PORT", { min: 1, max: 65535, fallback: 2222, expected: "a port from 1 to 65535" });
 
   const tfConfig = r.raw("TF_CONFIG");
@@ -272,6 +285,25 @@ function firstSecret(r: EnvReader, names: readonly string[]): Secret | undefined
     if (s !== undefined) return s;
   }
   return undefined;
+}
+
+/**
+ * The frozen copy of the environment the child starts from. It holds secrets in clear (the child may need its
+ * S3 keys), so it prints masked: JSON.stringify and util.inspect of the config show secret values as `***`.
+ * The masking members are non-enumerable: spreading or iterating the object still gives the real values.
+ */
+function childBaseEnv(env: Env): Readonly<Record<string, string>> {
+  const copy = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  const masked = (): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries(copy).map(([k, v]) => [k, (SECRET_ENV_NAMES as readonly string[]).includes(k) ? "***" : v]),
+    );
+  Object.defineProperty(copy, "toJSON", { value: masked, enumerable: false });
+  Object.defineProperty(copy, inspect.custom, {
+    value: (_depth: number, options: InspectOptions, inspectFn: typeof inspect) => inspectFn(masked(), options),
+    enumerable: false,
+  });
+  return Object.freeze(copy);
 }
 
 function deepFreeze<T>(value: T): T {
