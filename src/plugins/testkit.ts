@@ -10,7 +10,8 @@
  */
 import { AssertionError, deepStrictEqual } from "node:assert";
 import { loadAgentConfig } from "../config/index.ts";
-import { REPORT_MARKER, type Report } from "../contract/index.ts";
+import type { Report } from "../contract/index.ts";
+import { ReportRelay } from "../process/relay.ts";
 import { definePlugin } from "./define.ts";
 import type { LineSource, PluginContext, TrainerPlugin } from "./types.ts";
 
@@ -20,6 +21,8 @@ export type PluginOrFactory = TrainerPlugin | (() => TrainerPlugin);
 export interface RunOptions {
   /** Stream the lines are attributed to. Default "stdout". */
   stream?: LineSource["stream"];
+  /** Also return the `::trainer::` protocol reports found in the output, in order. Default false. */
+  protocolReports?: boolean;
 }
 
 function instantiate(plugin: PluginOrFactory): TrainerPlugin {
@@ -27,8 +30,9 @@ function instantiate(plugin: PluginOrFactory): TrainerPlugin {
 }
 
 /**
- * Splits output the way the agent does: on `\n`, dropping one trailing `\r` (CRLF); `\r` inside a line (progress
- * bar redraws) stays. A final line without a newline counts; the empty string after a final newline does not.
+ * Splits output into the lines a plugin sees: on `\n`, dropping one trailing `\r` (CRLF); `\r` inside a line
+ * (progress bar redraws) stays. A final line without a newline counts; the empty string after a final newline
+ * does not.
  */
 export function splitOutput(text: string): string[] {
   const lines = text.split("\n");
@@ -37,9 +41,11 @@ export function splitOutput(text: string): string[] {
 }
 
 /**
- * Runs a plugin's parseLine over recorded output (one string, split like the agent splits, or the lines) and
- * returns its reports in order. Lines carrying the `::trainer::` marker are skipped, since the agent handles those
- * before plugins see them. A factory is called once, so each run starts with fresh state.
+ * Runs a plugin over recorded output (one string, or its lines) exactly as the agent does: through the agent's
+ * own relay, so `::trainer::` reports are taken out of the lines first (reports glued to other text included) and
+ * over-long lines are cut where the agent cuts them. Returns the plugin's reports in order; with
+ * `protocolReports: true` the `::trainer::` reports are merged in where they occurred. A factory is called once,
+ * so each run starts with fresh state.
  */
 export function runPluginOnOutput(
   plugin: PluginOrFactory,
@@ -48,21 +54,31 @@ export function runPluginOnOutput(
 ): Report[] {
   const instance = instantiate(plugin);
   const source: LineSource = { stream: options.stream ?? "stdout" };
-  const lines = typeof output === "string" ? splitOutput(output) : output;
+  const text = typeof output === "string" ? output : output.map((l) => `${l}\n`).join("");
   const reports: Report[] = [];
-  if (instance.parseLine === undefined) return reports;
-  lines.forEach((line, index) => {
-    if (line.includes(REPORT_MARKER)) return;
-    let result: readonly Report[] | undefined;
-    try {
-      result = instance.parseLine!(line, source);
-    } catch (error) {
-      throw new AssertionError({
-        message: `plugin "${instance.name}": parseLine threw on line ${index + 1} (${preview(line)}): ${describe(error)}`,
-      });
-    }
-    if (result !== undefined) reports.push(...result);
+  let lineNo = 0;
+  const relay = new ReportRelay({
+    write: () => true,
+    onReport: (report) => {
+      if (options.protocolReports === true) reports.push(report);
+    },
+    onMalformed: () => undefined,
+    onLine: (line) => {
+      lineNo++;
+      if (instance.parseLine === undefined) return;
+      let result: readonly Report[] | undefined;
+      try {
+        result = instance.parseLine(line, source);
+      } catch (error) {
+        throw new AssertionError({
+          message: `plugin "${instance.name}": parseLine threw on line ${lineNo} (${preview(line)}): ${describe(error)}`,
+        });
+      }
+      if (result !== undefined) reports.push(...result);
+    },
   });
+  relay.push(Buffer.from(text, "utf8"));
+  relay.end();
   return reports;
 }
 

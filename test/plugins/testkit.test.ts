@@ -1,7 +1,8 @@
 import { AssertionError } from "node:assert";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { Report } from "../../src/contract/index.ts";
-import { definePlugin } from "../../src/plugins/define.ts";
+import { builtinPlugin, definePlugin, resolvePlugin } from "../../src/plugins/index.ts";
 import {
   checkPluginConformance,
   epochsOf,
@@ -38,6 +39,16 @@ describe("runPluginOnOutput", () => {
       { kind: "epoch", epoch: 2, metrics: { loss: 0.25 } },
     ]);
     expect(runPluginOnOutput(stepPlugin(), ["step 3 loss 1"])).toHaveLength(1);
+    // The agent takes a report out of a line even when other text precedes it; the plugin sees the rest.
+    expect(
+      runPluginOnOutput(stepPlugin, 'step 4 loss 1::trainer::{"checkpoint":"/c.pt"}\nstep 5 loss 2', {
+        protocolReports: true,
+      }),
+    ).toEqual([
+      { kind: "checkpoint", path: "/c.pt" },
+      { kind: "epoch", epoch: 4, metrics: { loss: 1 } },
+      { kind: "epoch", epoch: 5, metrics: { loss: 2 } },
+    ]);
     expect(runPluginOnOutput(definePlugin({ name: "quiet" }), "step 1 loss 1")).toEqual([]);
   });
 
@@ -175,5 +186,28 @@ describe("checkPluginConformance", () => {
   it("fails a factory that returns the same stateful object every time", async () => {
     const shared = definePlugin({ name: "shared", parseLine: () => undefined });
     await expect(checkPluginConformance(() => shared)).rejects.toThrow(/returned the same object twice/);
+  });
+});
+
+describe("the shipped plugins through the kit", () => {
+  it.each(["pytorch", "tensorflow", "python"] as const)("built-in %s passes conformance", async (name) => {
+    const result = await checkPluginConformance(() => builtinPlugin(name));
+    expect(result.plugin).toBe(name);
+    expect(result.checks).toContain("env returns an object of strings");
+  });
+
+  it("the example plugins load with --plugin semantics (a file whose default export is a factory)", async () => {
+    const cwd = fileURLToPath(new URL("../../", import.meta.url));
+    for (const [file, name] of [
+      ["src/plugins/examples/keras.ts", "keras"],
+      ["src/plugins/examples/ultralytics.ts", "ultralytics"],
+    ] as const) {
+      const plugin = await resolvePlugin({ plugin: file, framework: "pytorch", cwd });
+      expect(plugin.name).toBe(name);
+      // The resolved plugin keeps the example's parseLine and gains the built-in pytorch launch hooks.
+      expect(typeof plugin.parseLine).toBe("function");
+      expect(typeof plugin.command).toBe("function");
+      await checkPluginConformance(plugin);
+    }
   });
 });
