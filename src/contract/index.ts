@@ -1,3 +1,4 @@
 export * from "./callbacks.ts";
 export * from "./job-state.ts";
+export * from "./jobs.ts";
 export * from "./report.ts";

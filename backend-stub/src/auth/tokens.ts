@@ -1,0 +1,81 @@
+/**
+ * Callback tokens (CONTRACT section 5): HS256 JWTs with the claims `job_id`, `iat`, `exp`. Verification accepts
+ * HS256 only, so `alg: none`, HS384/HS512 and the RS/ES/PS families are refused before any signature check, and a
+ * token without `exp` is refused too: an unbounded token would outlive the job it was issued for.
+ */
+import jwt from "jsonwebtoken";
+import type { CallbackTokenClaims } from "../../../src/contract/index.ts";
+
+export type TokenFailure =
+  "missing" | "malformed" | "bad_signature" | "bad_algorithm" | "expired" | "bad_claims" | "wrong_job";
+
+export type TokenCheck =
+  { ok: true; claims: CallbackTokenClaims } | { ok: false; reason: TokenFailure; message: string };
+
+/** Signs a token for `jobId`, valid `ttlSeconds` from `nowMs`. */
+export function signCallbackToken(
+  secret: string,
+  jobId: string,
+  ttlSeconds: number,
+  nowMs: number,
+): { token: string; exp: number } {
+  const iat = Math.floor(nowMs / 1000);
+  const exp = iat + ttlSeconds;
+  const token = jwt.sign({ job_id: jobId, iat, exp } satisfies CallbackTokenClaims, secret, { algorithm: "HS256" });
+  return { token, exp };
+}
+
+/** The bearer token of an `Authorization` header, or undefined when there is none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+  return m?.[1] ?? "";
+}
+
+/** Verifies `token` for the job `jobId` at time `nowMs`. Never throws; the message names no secret. */
+export function verifyCallbackToken(
+  secret: string,
+  token: string | undefined,
+  jobId: string,
+  nowMs: number,
+): TokenCheck {
+  if (token === undefined)
+    return { ok: false, reason: "missing", message: "missing bearer token (Authorization: Bearer <JWT>)" };
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+    return { ok: false, reason: "malformed", message: "malformed token: expected a JWT (header.payload.signature)" };
+  }
+  let decoded: unknown;
+  try {
+    decoded = jwt.verify(token, secret, { algorithms: ["HS256"], clockTimestamp: Math.floor(nowMs / 1000) });
+  } catch (error) {
+    return classify(error);
+  }
+  if (typeof decoded !== "object" || decoded === null) {
+    return { ok: false, reason: "bad_claims", message: "token payload is not a JSON object" };
+  }
+  const claims = decoded as Record<string, unknown>;
+  if (typeof claims.job_id !== "string" || claims.job_id === "") {
+    return { ok: false, reason: "bad_claims", message: "token has no job_id claim" };
+  }
+  if (typeof claims.exp !== "number") return { ok: false, reason: "bad_claims", message: "token has no exp claim" };
+  if (claims.job_id !== jobId) {
+    return { ok: false, reason: "wrong_job", message: "token was issued for another job" };
+  }
+  return {
+    ok: true,
+    claims: { job_id: claims.job_id, exp: claims.exp, iat: typeof claims.iat === "number" ? claims.iat : 0 },
+  };
+}
+
+function classify(error: unknown): TokenCheck & { ok: false } {
+  if (error instanceof jwt.TokenExpiredError) return { ok: false, reason: "expired", message: "token expired" };
+  if (error instanceof jwt.NotBeforeError)
+    return { ok: false, reason: "bad_claims", message: "token not valid yet (nbf)" };
+  const message = error instanceof Error ? error.message : String(error);
+  if (/algorithm|signature is required/i.test(message)) {
+    return { ok: false, reason: "bad_algorithm", message: "token algorithm not allowed: only HS256 is accepted" };
+  }
+  if (/invalid signature/i.test(message))
+    return { ok: false, reason: "bad_signature", message: "token signature is invalid" };
+  return { ok: false, reason: "malformed", message: "malformed token" };
+}

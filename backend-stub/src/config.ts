@@ -1,0 +1,52 @@
+/**
+ * The backend stub's configuration from its environment (read once in main.ts):
+ * BACKEND_PORT, BACKEND_HOST, CALLBACK_JWT_SECRET, BACKEND_ADMIN_TOKEN, BACKEND_DATA_DIR,
+ * BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, LOG_LEVEL.
+ */
+import { EnvReader, type Env, type Secret } from "../../src/config/index.ts";
+import { AgentError } from "../../src/errors/index.ts";
+import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
+import { DEFAULT_TOKEN_TTL_SECONDS } from "./stub.ts";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export interface BackendConfig {
+  port: number;
+  host: string;
+  /** Undefined: main.ts generates one (or reuses the one it generated before in the data dir). */
+  secret: Secret | undefined;
+  adminToken: Secret | undefined;
+  dataDir: string;
+  tokenTtlSeconds: number;
+  maxBodyBytes: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Reads the stub's environment; every bad variable is named in one CONFIG_INVALID error. */
+export function loadBackendConfig(env: Env): BackendConfig {
+  const r = new EnvReader(env, ["CALLBACK_JWT_SECRET", "BACKEND_ADMIN_TOKEN"]);
+  const config: BackendConfig = {
+    port: r.int("BACKEND_PORT", { min: 0, max: 65535, fallback: 8000, expected: "a TCP port from 0 to 65535" }),
+    host: r.string("BACKEND_HOST", "127.0.0.1"),
+    secret: r.secret("CALLBACK_JWT_SECRET"),
+    adminToken: r.secret("BACKEND_ADMIN_TOKEN"),
+    dataDir: r.string("BACKEND_DATA_DIR", ".tmp/backend-stub"),
+    tokenTtlSeconds: r.int("BACKEND_TOKEN_TTL_SECONDS", {
+      min: 60,
+      max: 30 * 24 * 3600,
+      fallback: DEFAULT_TOKEN_TTL_SECONDS,
+    }),
+    maxBodyBytes: r.int("BACKEND_MAX_BODY_BYTES", {
+      min: 1024,
+      max: 64 * 1024 * 1024,
+      fallback: DEFAULT_MAX_BODY_BYTES,
+    }),
+    logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
+  };
+  if (r.problems.length > 0) {
+    throw new AgentError("CONFIG_INVALID", `invalid backend stub configuration:\n  ${r.problems.join("\n  ")}`, {
+      details: { problems: r.problems },
+    });
+  }
+  return Object.freeze(config);
+}

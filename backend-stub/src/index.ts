@@ -1,0 +1,12 @@
+export {
+  createBackendStub,
+  DEFAULT_TOKEN_TTL_SECONDS,
+  type BackendStub,
+  type BackendStubOptions,
+  type CreatedJob,
+  type JobUpdate,
+} from "./stub.ts";
+export { loadBackendConfig, type BackendConfig } from "./config.ts";
+export { signCallbackToken, verifyCallbackToken } from "./auth/tokens.ts";
+export type { JobSummary, JobView, MetricSeries, StoredEvent, StoredHeartbeat, Transition } from "./jobs/model.ts";
+export type { StubLogger } from "./logger.ts";

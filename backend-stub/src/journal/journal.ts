@@ -1,0 +1,156 @@
+/**
+ * The append-only journal: one JSON line per accepted change, in `<dataDir>/journal.jsonl`.
+ *
+ * `append` resolves only once the line is on disk (write + fdatasync), so the stub answers a report only after it
+ * would survive a crash. Appends that arrive while a flush is in progress are written together by the next flush
+ * (group commit): one fdatasync covers many reports, which is what lets a single disk keep up with 100 jobs.
+ * Lines are written in `append` order, so a report is never durable before one it was decided after.
+ */
+import { open, readFile, truncate, mkdir, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { AgentError } from "../../../src/errors/index.ts";
+import { JOURNAL_VERSION, RECORD_TYPES, type JournalRecord } from "../jobs/records.ts";
+import type { StubLogger } from "../logger.ts";
+
+export const JOURNAL_FILE = "journal.jsonl";
+
+interface Pending {
+  line: string;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export class Journal {
+  readonly file: string;
+  readonly #handle: FileHandle;
+  #pending: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #failure: AgentError | undefined;
+  #closed = false;
+  /** Number of fdatasync calls so far (the bench reports reports per sync). */
+  syncs = 0;
+
+  private constructor(file: string, handle: FileHandle) {
+    this.file = file;
+    this.#handle = handle;
+  }
+
+  /**
+   * Opens (creating) the journal in `dir` and returns the records already in it. A torn last line (the stub died
+   * mid-write, so that record was never acknowledged) is cut off; a damaged line before the end stops the start
+   * with its line number, since skipping it would silently lose an accepted report.
+   */
+  static async open(dir: string, logger: StubLogger): Promise<{ journal: Journal; records: JournalRecord[] }> {
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, JOURNAL_FILE);
+    let text = "";
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw new AgentError("JOURNAL_FAILED", `cannot read the journal ${file}`, { cause: error });
+      }
+    }
+    const records: JournalRecord[] = [];
+    const end = text.lastIndexOf("\n") + 1;
+    if (end < text.length) {
+      logger.warn(
+        { file, bytes: Buffer.byteLength(text.slice(end)) },
+        "journal ends with a torn line (a write cut short); dropping it",
+      );
+      await truncate(file, Buffer.byteLength(text.slice(0, end)));
+    }
+    const lines = text.slice(0, end).split("\n");
+    lines.pop();
+    lines.forEach((line, i) => {
+      if (line.trim() === "") return;
+      records.push(parseRecord(line, file, i + 1));
+    });
+    const handle = await open(file, "a");
+    // A new file's directory entry must be durable too, or the first acknowledged report could vanish with it.
+    const dirHandle = await open(dir, "r");
+    try {
+      await dirHandle.sync();
+    } finally {
+      await dirHandle.close();
+    }
+    return { journal: new Journal(file, handle), records };
+  }
+
+  /** Appends one record; resolves once it is on disk. Rejects (JOURNAL_FAILED) once any write has failed. */
+  append(record: JournalRecord): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new AgentError("JOURNAL_FAILED", "the journal is closed"));
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.push({ line: `${JSON.stringify(record)}\n`, resolve, reject });
+      this.#flushing ??= this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending;
+        this.#pending = [];
+        try {
+          const buffer = Buffer.from(batch.map((p) => p.line).join(""), "utf8");
+          let offset = 0;
+          while (offset < buffer.length) {
+            const { bytesWritten } = await this.#handle.write(buffer, offset, buffer.length - offset);
+            offset += bytesWritten;
+          }
+          await this.#handle.datasync();
+          this.syncs += 1;
+          for (const p of batch) p.resolve();
+        } catch (error) {
+          // After a failed write the file's tail is unknown: refuse everything from now on rather than answer 2xx
+          // for reports that might not be there after a restart.
+          this.#failure = new AgentError("JOURNAL_FAILED", `cannot write the journal ${this.file}`, { cause: error });
+          for (const p of [...batch, ...this.#pending]) p.reject(this.#failure);
+          this.#pending = [];
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  /** Waits for pending appends, then closes the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#flushing !== undefined) await this.#flushing;
+    await this.#handle.close();
+  }
+}
+
+function parseRecord(line: string, file: string, lineNo: number): JournalRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (error) {
+    throw new AgentError("JOURNAL_FAILED", `journal ${file} line ${lineNo} is not valid JSON; refusing to start`, {
+      cause: error,
+    });
+  }
+  const r = value as Partial<JournalRecord> | null;
+  if (
+    typeof r !== "object" ||
+    r === null ||
+    r.v !== JOURNAL_VERSION ||
+    typeof r.type !== "string" ||
+    !RECORD_TYPES.has(r.type) ||
+    typeof r.job_id !== "string" ||
+    typeof r.at !== "string"
+  ) {
+    throw new AgentError(
+      "JOURNAL_FAILED",
+      `journal ${file} line ${lineNo} is not a journal record (v${JOURNAL_VERSION}); refusing to start`,
+    );
+  }
+  return r as JournalRecord;
+}
