@@ -1,16 +1,22 @@
+/**
+ * `trainjob`: the submitter's command line (render, submit, status, logs, delete, serve). The commands live in
+ * src/submitter/cli.ts; this entry only hands them process.env and the standard streams.
+ */
 import { Command } from "commander";
 import { reportFatal } from "./fatal.ts";
+import { registerTrainjobCommands } from "../submitter/cli.ts";
 import pkg from "../../package.json" with { type: "json" };
 
-export function buildProgram(_env: NodeJS.ProcessEnv): Command {
-  return new Command("trainjob")
+export function buildProgram(env: NodeJS.ProcessEnv): Command {
+  const program = new Command("trainjob")
     .description("Render, submit, inspect and delete Kubeflow Trainer TrainJobs that run trainer-agent")
     .version(pkg.version)
-    .exitOverride();
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)");
+  registerTrainjobCommands(program, env, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
+  return program;
 }
 
-try {
-  await buildProgram(process.env).parseAsync(process.argv);
-} catch (error) {
-  reportFatal("trainjob", error);
-}
+buildProgram(process.env)
+  .parseAsync(process.argv)
+  .catch((error: unknown) => reportFatal("trainjob", error));

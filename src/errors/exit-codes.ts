@@ -23,6 +23,10 @@ export const EXIT_CODES = {
   CHECKPOINT_RESTORE_FAILED: 74,
   CHECKPOINT_UPLOAD_FAILED: 74,
   INSTALL_FAILED: 73, // EX_CANTCREAT: `trainer-agent install` could not write its files
+  SPEC_INVALID: 65, // trainjob: the job spec is invalid (EX_DATAERR)
+  K8S_NOT_FOUND: 66, // trainjob: no such TrainJob or pod (EX_NOINPUT)
+  K8S_CONFLICT: 75, // trainjob: a different object of that name exists (EX_TEMPFAIL)
+  K8S_FAILED: 69, // trainjob: the Kubernetes API failed or refused (EX_UNAVAILABLE)
   INTERNAL: 70, // EX_SOFTWARE
 } as const satisfies Partial<Record<ErrorCode, number>>;
 

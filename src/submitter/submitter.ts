@@ -1,0 +1,278 @@
+/**
+ * Submit, inspect, follow and delete TrainJobs. Submission is idempotent: the TrainJob carries the hash of what
+ * defines it, so the same spec again is a no-op and a different spec under the same name is K8S_CONFLICT. The
+ * TrainJob is created first; the ConfigMap and Secret follow with an owner reference to it, so deleting the
+ * TrainJob removes them. When a child cannot be created the TrainJob is deleted again: nothing half-made stays.
+ */
+import type { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
+import { AgentError, isAgentError } from "../errors/index.ts";
+import type { BackendClient } from "./backend.ts";
+import type { KubeClient, CoreKind } from "./kube/client.ts";
+import { NODE_CONTAINER, NODE_JOB } from "./names.ts";
+import { specInvalid } from "./request.ts";
+import {
+  configMapName,
+  renderJob,
+  secretName,
+  SPEC_HASH_ANNOTATION,
+  TRAINER_API_VERSION,
+  type K8sObject,
+  type RenderedJob,
+} from "./render.ts";
+import type { JobSpec } from "./spec.ts";
+import { trainJobStatus, type TrainJobStatus } from "./status.ts";
+
+export const JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name";
+export const REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name";
+export const JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index";
+export const COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index";
+
+export interface SubmitResult {
+  readonly status: "success";
+  readonly trainjob_name: string;
+  readonly namespace: string;
+  readonly created_at: string;
+  /** false when the same spec was already there (idempotent re-submit). */
+  readonly created: boolean;
+  readonly uid?: string;
+  readonly job_id?: string;
+  readonly warnings: readonly string[];
+}
+
+export interface LogsOptions {
+  readonly follow?: boolean;
+  readonly tailLines?: number;
+  readonly signal?: AbortSignal;
+  /** With follow: how long to wait for the worker's pod to start (ms, default 300 000). */
+  readonly waitMs?: number;
+}
+
+export interface SubmitterDeps {
+  /** The Kubernetes client, or a factory called on first use (so `render` never loads client-node). */
+  readonly kube: KubeClient | (() => Promise<KubeClient>);
+  /** Registers jobs with the backend to obtain their callback token (CONTRACT section 5, POST /v1/jobs). */
+  readonly backend?: BackendClient;
+  /** Check that the ClusterTrainingRuntime exists before creating (default true). */
+  readonly checkRuntime?: boolean;
+  readonly now?: () => Date;
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+export interface Submitter {
+  submit(spec: JobSpec): Promise<SubmitResult>;
+  status(namespace: string, name: string): Promise<TrainJobStatus>;
+  /** Logs of worker `worker` (node rank): returned as text, or streamed into `out` when `follow` is set. */
+  logs(namespace: string, name: string, worker: number, options?: LogsOptions & { out?: Writable }): Promise<string>;
+  delete(
+    namespace: string,
+    name: string,
+  ): Promise<{ status: "success"; trainjob_name: string; namespace: string; deleted: string[] }>;
+}
+
+function ownerReference(trainJob: K8sObject): Record<string, unknown> {
+  return {
+    apiVersion: TRAINER_API_VERSION,
+    kind: "TrainJob",
+    name: trainJob.metadata.name,
+    uid: trainJob.metadata.uid,
+  };
+}
+
+export function createSubmitter(deps: SubmitterDeps): Submitter {
+  let kubePromise: Promise<KubeClient> | undefined;
+  const kube = (): Promise<KubeClient> => {
+    kubePromise ??= typeof deps.kube === "function" ? deps.kube() : Promise.resolve(deps.kube);
+    return kubePromise;
+  };
+  const now = deps.now ?? (() => new Date());
+  const sleep =
+    deps.sleep ??
+    ((ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : {}).then(() => undefined));
+
+  const sameJob = (existing: K8sObject, rendered: RenderedJob): void => {
+    const theirs = existing.metadata.annotations?.[SPEC_HASH_ANNOTATION];
+    if (theirs !== rendered.specHash) {
+      const { namespace, name } = rendered.trainJob.metadata;
+      throw new AgentError(
+        "K8S_CONFLICT",
+        theirs === undefined
+          ? `trainjob ${namespace}/${name} already exists and was not made by this submitter; choose another name`
+          : `trainjob ${namespace}/${name} already exists with a different spec; delete it first or choose another name`,
+        { details: { field: "name" } },
+      );
+    }
+  };
+
+  const ensureChild = async (k: KubeClient, kind: CoreKind, body: K8sObject, owner: K8sObject): Promise<void> => {
+    const ns = body.metadata.namespace!;
+    const withOwner: K8sObject = { ...body, metadata: { ...body.metadata, ownerReferences: [ownerReference(owner)] } };
+    try {
+      await k.createCore(kind, ns, withOwner);
+    } catch (error) {
+      if (!isAgentError(error, "K8S_CONFLICT")) throw error;
+      const existing = await k.getCore(kind, ns, body.metadata.name);
+      const owned = existing?.metadata.ownerReferences?.some((o) => o.uid === owner.metadata.uid) ?? false;
+      if (!owned) {
+        throw new AgentError(
+          "K8S_CONFLICT",
+          `${kind.toLowerCase()} ${ns}/${body.metadata.name} already exists and does not belong to trainjob ${owner.metadata.name}`,
+          { cause: error },
+        );
+      }
+    }
+  };
+
+  return {
+    async submit(specIn) {
+      const k = await kube();
+      let spec = specIn;
+      let rendered = renderJob(spec);
+      const { namespace, name } = { namespace: spec.namespace, name: spec.name };
+      const warnings = [...rendered.warnings];
+      const result = (tj: K8sObject, created: boolean): SubmitResult => ({
+        status: "success",
+        trainjob_name: name,
+        namespace,
+        created_at:
+          typeof tj.metadata.creationTimestamp === "string" ? tj.metadata.creationTimestamp : now().toISOString(),
+        created,
+        ...(tj.metadata.uid === undefined ? {} : { uid: tj.metadata.uid }),
+        ...(spec.callback === undefined ? {} : { job_id: spec.callback.jobId }),
+        warnings,
+      });
+
+      const existing = await k.getTrainJob(namespace, name);
+      if (existing !== undefined) {
+        sameJob(existing, rendered);
+        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, existing);
+        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, existing);
+        return result(existing, false);
+      }
+      if (deps.checkRuntime ?? true) {
+        try {
+          if ((await k.getClusterTrainingRuntime(spec.runtime)) === undefined) {
+            throw specInvalid([
+              {
+                field: "runtime",
+                message: `ClusterTrainingRuntime ${JSON.stringify(spec.runtime)} is not installed (kubectl apply -f runtimes/${spec.framework}/runtime.yaml)`,
+              },
+            ]);
+          }
+        } catch (error) {
+          if (!isAgentError(error, "K8S_FAILED")) throw error;
+          warnings.push(`runtime check skipped: ${error.message}`);
+        }
+      }
+      if (spec.callback !== undefined && spec.callback.token === undefined && deps.backend !== undefined) {
+        const registered = await deps.backend.registerJob({ id: spec.callback.jobId, name });
+        spec = { ...spec, callback: { ...spec.callback, token: registered.token } };
+        rendered = renderJob(spec);
+      } else if (spec.callback !== undefined && spec.callback.token === undefined) {
+        warnings.push("callback: no token and no backend to register with; the agent's callbacks will be rejected");
+      }
+
+      let trainJob: K8sObject;
+      try {
+        trainJob = await k.createTrainJob(namespace, rendered.trainJob);
+      } catch (error) {
+        if (!isAgentError(error, "K8S_CONFLICT")) throw error;
+        const raced = await k.getTrainJob(namespace, name);
+        if (raced === undefined) throw error;
+        sameJob(raced, rendered);
+        trainJob = raced;
+      }
+      try {
+        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, trainJob);
+        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, trainJob);
+      } catch (error) {
+        // Without its code or token the job cannot run: take it back rather than leave pods waiting forever.
+        await k.deleteTrainJob(namespace, name).catch(() => false);
+        throw error;
+      }
+      return result(trainJob, true);
+    },
+
+    async status(namespace, name) {
+      const k = await kube();
+      const tj = await k.getTrainJob(namespace, name);
+      if (tj === undefined) throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
+      return trainJobStatus(tj);
+    },
+
+    async logs(namespace, name, worker, options = {}) {
+      const k = await kube();
+      const tj = await k.getTrainJob(namespace, name);
+      if (tj === undefined) throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
+      const numNodes = Number((tj.spec as { trainer?: { numNodes?: number } } | undefined)?.trainer?.numNodes ?? 1);
+      if (!Number.isInteger(worker) || worker < 0 || worker >= numNodes) {
+        throw specInvalid([
+          {
+            field: "worker",
+            message: `must be an integer from 0 to ${numNodes - 1} (the job has ${numNodes} node(s)), got ${worker}`,
+          },
+        ]);
+      }
+      const deadline = Date.now() + (options.waitMs ?? 300_000);
+      for (;;) {
+        try {
+          const pod = await findWorkerPod(k, namespace, name, worker);
+          if (options.follow && options.out !== undefined) {
+            await k.streamPodLog(namespace, pod, NODE_CONTAINER, options.out, options);
+            return "";
+          }
+          return await k.readPodLog(namespace, pod, NODE_CONTAINER, options);
+        } catch (error) {
+          // A pod that does not exist yet, or whose container has not started (400), is worth waiting for.
+          const waitable =
+            isAgentError(error, "K8S_NOT_FOUND") ||
+            (isAgentError(error, "K8S_FAILED") && error.details?.status === 400);
+          if (!options.follow || !waitable || Date.now() >= deadline || options.signal?.aborted) throw error;
+          await sleep(2000, options.signal).catch(() => undefined);
+          if (options.signal?.aborted) return "";
+        }
+      }
+    },
+
+    async delete(namespace, name) {
+      const k = await kube();
+      if (!(await k.deleteTrainJob(namespace, name)))
+        throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
+      const deleted = [`trainjob/${name}`];
+      // The owner references make the garbage collector remove these; deleting them now frees them at once.
+      for (const [kind, child] of [
+        ["ConfigMap", configMapName(name)],
+        ["Secret", secretName(name)],
+      ] as const) {
+        const obj = await k.getCore(kind, namespace, child);
+        if (
+          obj?.metadata.labels?.["trainer.astrago.io/trainjob"] === name &&
+          (await k.deleteCore(kind, namespace, child))
+        ) {
+          deleted.push(`${kind.toLowerCase()}/${child}`);
+        }
+      }
+      return { status: "success", trainjob_name: name, namespace, deleted };
+    },
+  };
+}
+
+/** The newest pod of worker `worker` of TrainJob `name` (JobSet labels; index from the completion-index label/annotation). */
+export async function findWorkerPod(k: KubeClient, namespace: string, name: string, worker: number): Promise<string> {
+  const pods = await k.listPods(namespace, `${JOBSET_NAME_LABEL}=${name},${REPLICATED_JOB_LABEL}=${NODE_JOB}`);
+  const index = String(worker);
+  const mine = pods.filter((p) => {
+    const m = p.metadata;
+    const idx = m.labels?.[COMPLETION_INDEX] ?? m.annotations?.[COMPLETION_INDEX];
+    const jobIndex = m.labels?.[JOB_INDEX_LABEL];
+    if (jobIndex !== undefined && jobIndex !== "0") return false;
+    return idx !== undefined ? idx === index : m.name.startsWith(`${name}-${NODE_JOB}-0-${index}-`);
+  });
+  if (mine.length === 0) {
+    throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name}: no pod for worker ${worker} yet`);
+  }
+  mine.sort((a, b) =>
+    String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")),
+  );
+  return mine[0]!.metadata.name;
+}
