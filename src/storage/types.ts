@@ -42,9 +42,15 @@ export interface CheckpointSync {
 
 export interface Storage {
   /** Restores the latest complete checkpoint of this job into CHECKPOINT_DIR; null when there is none. */
-  restoreLatestCheckpoint(opts: { signal?: AbortSignal; onProgress?: (p: TransferProgress) => void }): Promise<RestoredCheckpoint | null>;
+  restoreLatestCheckpoint(opts: {
+    signal?: AbortSignal;
+    onProgress?: (p: TransferProgress) => void;
+  }): Promise<RestoredCheckpoint | null>;
   /** Materialises DATASET_ID / DATASET_URI into DATASET_DIR; null when no dataset is configured. */
-  pullDataset(opts: { signal?: AbortSignal; onProgress?: (p: TransferProgress) => void }): Promise<DatasetResult | null>;
+  pullDataset(opts: {
+    signal?: AbortSignal;
+    onProgress?: (p: TransferProgress) => void;
+  }): Promise<DatasetResult | null>;
   /** Starts watching CHECKPOINT_DIR and uploading in the background (a no-op sync when this node does not upload). */
   startCheckpointSync(opts: { onUploaded?: (c: StoredCheckpoint) => void }): CheckpointSync;
 }

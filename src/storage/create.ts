@@ -1,0 +1,151 @@
+/**
+ * createStorage: the agent's storage (src/storage/types.ts) built from the typed config. Heavy modules (the AWS SDK)
+ * load here, on first use, so `trainer-agent run` without storage never pays for them.
+ */
+import type { Logger } from "pino";
+import type { AgentConfig } from "../config/agent.ts";
+import type { StoredCheckpoint } from "../contract/index.ts";
+import { AgentError } from "../errors/index.ts";
+import { checkpointLocation, type CheckpointLocation } from "./checkpoint/layout.ts";
+import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
+import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
+import { pullDataset } from "./dataset/pull.ts";
+import { DEFAULT_TUNING, type StorageContext, type StorageTuning } from "./internal/context.ts";
+import { Pool } from "./internal/pool.ts";
+import type { ProgressSink } from "./internal/progress.ts";
+import { createFileStore } from "./store/file.ts";
+import type { ObjectStore } from "./store/types.ts";
+import type { CheckpointSync, Storage } from "./types.ts";
+
+export interface StorageDeps {
+  logger: Logger;
+  /** Clock in ms (Date.now). */
+  now?: () => number;
+  /** Where progress bars go when it is a TTY (process.stderr). */
+  stderr?: ProgressSink;
+  /** Timeouts and sizes; tests shorten them. */
+  tuning?: Partial<StorageTuning>;
+}
+
+export interface ClosableStorage extends Storage {
+  /** Releases sockets; the run loop may simply exit instead. */
+  close(): void;
+}
+
+const NO_SYNC: CheckpointSync = {
+  notify() {},
+  finalSync: () => Promise.resolve([] as StoredCheckpoint[]),
+  close: () => Promise.resolve(),
+};
+
+export async function createStorage(config: AgentConfig, deps: StorageDeps): Promise<ClosableStorage> {
+  const sc = config.storage;
+  const tuning: StorageTuning = { ...DEFAULT_TUNING, ...deps.tuning };
+  const stores = new Map<string, Promise<ObjectStore>>();
+  const storeFor = (bucket: string | undefined): Promise<ObjectStore> => {
+    if (sc.type === "file") {
+      if (sc.fileRoot === undefined)
+        throw new AgentError("CONFIG_INVALID", "STORAGE_PATH must be set when STORAGE_TYPE is file");
+      const key = "file";
+      if (!stores.has(key)) stores.set(key, Promise.resolve(createFileStore(sc.fileRoot)));
+      return stores.get(key) as Promise<ObjectStore>;
+    }
+    if (bucket === undefined)
+      throw new AgentError(
+        "CONFIG_INVALID",
+        "S3_BUCKET must be set (or give DATASET_URI / CHECKPOINT_URI as s3://bucket/...)",
+      );
+    let s = stores.get(bucket);
+    if (s === undefined) {
+      s = import("./store/s3.ts").then((m) =>
+        m.createS3Store(sc, bucket, {
+          maxSockets: Math.max(sc.concurrency * 2, 16),
+          requestTimeoutMs: tuning.requestTimeoutMs,
+          connectTimeoutMs: tuning.connectTimeoutMs,
+          maxAttempts: tuning.maxAttempts,
+        }),
+      );
+      stores.set(bucket, s);
+    }
+    return s;
+  };
+  const ctx: StorageContext = {
+    config: sc,
+    jobId: config.jobId,
+    nodeRank: config.distributed.nodeRank,
+    storeFor,
+    pool: new Pool(sc.concurrency),
+    logger: deps.logger,
+    now: deps.now ?? Date.now,
+    stderr: deps.stderr ?? process.stderr,
+    tuning,
+  };
+  const known: KnownFiles = new Map();
+  let location: Promise<CheckpointLocation | string> | undefined;
+  const where = (): Promise<CheckpointLocation | string> => {
+    location ??= sc.type === undefined ? Promise.resolve("no storage is configured") : checkpointLocation(ctx);
+    return location;
+  };
+
+  return {
+    async restoreLatestCheckpoint(opts) {
+      const loc = await where();
+      if (typeof loc === "string") {
+        deps.logger.info(`checkpoint restore off: ${loc}`);
+        return null;
+      }
+      return restoreLatestCheckpoint(ctx, loc, known, opts);
+    },
+    async pullDataset(opts) {
+      if (sc.type === undefined) return null;
+      return pullDataset(ctx, opts);
+    },
+    startCheckpointSync(opts) {
+      const mode = sc.checkpointUpload;
+      if (mode === "off" || sc.type === undefined) return NO_SYNC;
+      if (mode === "rank0" && ctx.nodeRank !== 0) {
+        deps.logger.info("checkpoint upload is done by node rank 0 (CHECKPOINT_UPLOAD=rank0)");
+        return NO_SYNC;
+      }
+      // The location resolves asynchronously (it may load the SDK); reports that arrive before are queued.
+      let sync: CheckpointSync | undefined;
+      const early: string[] = [];
+      let failed: unknown;
+      const ready = where().then(
+        (loc) => {
+          if (typeof loc === "string") {
+            deps.logger.warn(`checkpoint upload off: ${loc}`);
+            return;
+          }
+          sync = startCheckpointSync(ctx, loc, known, opts);
+          for (const p of early) sync.notify(p);
+        },
+        (error: unknown) => {
+          failed = error;
+        },
+      );
+      return {
+        notify(p) {
+          if (sync) sync.notify(p);
+          else early.push(p);
+        },
+        async finalSync(signal) {
+          await ready;
+          if (failed !== undefined) throw failed;
+          return sync ? sync.finalSync(signal) : [];
+        },
+        async close() {
+          await ready;
+          await sync?.close();
+        },
+      };
+    },
+    close() {
+      for (const s of stores.values())
+        void s.then(
+          (x) => x.close(),
+          () => {},
+        );
+    },
+  };
+}

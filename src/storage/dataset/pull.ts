@@ -1,0 +1,237 @@
+/**
+ * DATASET_ID / DATASET_URI -> DATASET_DIR. Finds which form exists (archive object or prefix), skips the download
+ * when the marker beside DATASET_DIR names the same source and ETag, otherwise extracts into a temporary folder
+ * beside DATASET_DIR and moves it into place only when everything was checked: a failed pull leaves the previous
+ * state (or nothing), never a partial dataset.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { AgentError } from "../../errors/index.ts";
+import type { DatasetResult, TransferProgress } from "../types.ts";
+import { parseUri, rangeSource, type StorageContext } from "../internal/context.ts";
+import { downloadObjects } from "../internal/objects.ts";
+import { startProgress } from "../internal/progress.ts";
+import type { ObjectInfo, ObjectStore } from "../store/types.ts";
+import { replaceDir, tempDirBeside } from "./place.ts";
+import { SafeTree } from "./safe-tree.ts";
+import { extractTar } from "./tar.ts";
+import { extractZip } from "./zip.ts";
+
+type Kind = "zip" | "tar" | "tgz" | "object" | "prefix";
+
+interface Source {
+  store: ObjectStore;
+  /** Printable origin, e.g. s3://bucket/datasets/x.zip */
+  label: string;
+  kind: Kind;
+  /** The archive/object, or every object of the prefix. */
+  objects: ObjectInfo[];
+  prefix: string;
+  /** Identity of this exact content: the ETag, or a digest of the prefix listing. */
+  version: string;
+}
+
+export interface DatasetMarker {
+  source: string;
+  version: string;
+  bytes: number;
+  files: number;
+  completed_at: string;
+}
+
+const ARCHIVE_SUFFIXES: [string, Kind][] = [
+  [".zip", "zip"],
+  [".tar", "tar"],
+  [".tar.gz", "tgz"],
+  [".tgz", "tgz"],
+];
+
+function kindOf(key: string): Kind {
+  const lower = key.toLowerCase();
+  for (const [suffix, kind] of ARCHIVE_SUFFIXES) if (lower.endsWith(suffix)) return kind;
+  return "object";
+}
+
+export function markerPath(datasetDir: string): string {
+  return path.join(
+    path.dirname(path.resolve(datasetDir)),
+    `.${path.basename(path.resolve(datasetDir))}.trainer-dataset.json`,
+  );
+}
+
+async function fromPrefix(store: ObjectStore, prefix: string, signal?: AbortSignal): Promise<Source | null> {
+  const objects = (await store.list(prefix, signal)).filter((o) => !(o.key.endsWith("/") && o.size === 0));
+  if (objects.length === 0) return null;
+  const digest = createHash("sha256");
+  for (const o of objects) digest.update(`${o.key}\0${o.size}\0${o.etag}\n`);
+  return { store, label: `${store.label}/${prefix}`, kind: "prefix", objects, prefix, version: digest.digest("hex") };
+}
+
+async function resolveSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source | null> {
+  const { datasetId, datasetUri, bucket } = ctx.config;
+  if (datasetUri !== undefined) {
+    const { bucket: b, key } = parseUri(datasetUri);
+    const store = await ctx.storeFor(b);
+    if (key !== "" && !key.endsWith("/")) {
+      const head = await store.head(key, signal);
+      if (head !== null)
+        return {
+          store,
+          label: `${store.label}/${key}`,
+          kind: kindOf(key),
+          objects: [head],
+          prefix: "",
+          version: head.etag,
+        };
+    }
+    const prefix = key === "" || key.endsWith("/") ? key : `${key}/`;
+    const found = await fromPrefix(store, prefix, signal);
+    if (found) return found;
+    throw new AgentError(
+      "DATASET_NOT_FOUND",
+      `DATASET_URI ${datasetUri}: no object or prefix with that name in ${store.label}`,
+    );
+  }
+  if (datasetId === undefined) return null;
+  const store = await ctx.storeFor(bucket);
+  const keys = ARCHIVE_SUFFIXES.map(([suffix]) => `datasets/${datasetId}${suffix}`);
+  const heads = await Promise.all(keys.map((k) => store.head(k, signal)));
+  for (const h of heads)
+    if (h !== null)
+      return {
+        store,
+        label: `${store.label}/${h.key}`,
+        kind: kindOf(h.key),
+        objects: [h],
+        prefix: "",
+        version: h.etag,
+      };
+  const found = await fromPrefix(store, `datasets/${datasetId}/`, signal);
+  if (found) return found;
+  throw new AgentError(
+    "DATASET_NOT_FOUND",
+    `DATASET_ID ${datasetId}: none of ${[...keys, `datasets/${datasetId}/`].join(", ")} exists in ${store.label}`,
+    { details: { tried: [...keys, `datasets/${datasetId}/`] } },
+  );
+}
+
+async function readMarker(file: string): Promise<DatasetMarker | null> {
+  try {
+    return JSON.parse(await fs.readFile(file, "utf8")) as DatasetMarker;
+  } catch {
+    return null;
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function pullDataset(
+  ctx: StorageContext,
+  opts: { signal?: AbortSignal; onProgress?: (p: TransferProgress) => void },
+): Promise<DatasetResult | null> {
+  const started = ctx.now();
+  const source = await resolveSource(ctx, opts.signal);
+  if (source === null) return null;
+  const dir = path.resolve(ctx.config.datasetDir);
+  const marker = markerPath(dir);
+  const log = ctx.logger.child({ dataset: source.label });
+
+  const previous = await readMarker(marker);
+  if (previous && previous.source === source.label && previous.version === source.version && (await isDir(dir))) {
+    log.info({ version: source.version }, "dataset already in place (same source and ETag): download skipped");
+    return {
+      dir,
+      source: source.label,
+      bytes: previous.bytes,
+      files: previous.files,
+      seconds: (ctx.now() - started) / 1000,
+      skipped: true,
+    };
+  }
+
+  const totalIn = source.objects.reduce((n, o) => n + o.size, 0);
+  if (source.kind === "prefix" || source.kind === "object") {
+    if (totalIn > ctx.config.maxDatasetBytes)
+      throw new AgentError(
+        "DATASET_TOO_LARGE",
+        `${source.label} holds ${totalIn} bytes, more than DATASET_MAX_BYTES (${ctx.config.maxDatasetBytes})`,
+      );
+  }
+  const progress = startProgress({
+    label: `dataset ${source.label}`,
+    total: totalIn,
+    logger: log,
+    stderr: ctx.stderr,
+    now: ctx.now,
+    onProgress: opts.onProgress,
+  });
+  const tmp = await tempDirBeside(dir);
+  const archive =
+    source.kind === "zip" || source.kind === "tar" || source.kind === "tgz" ? source.objects[0] : undefined;
+  const tree = new SafeTree(tmp, {
+    maxBytes: ctx.config.maxDatasetBytes,
+    maxExpansionRatio: ctx.config.maxExpansionRatio,
+    archiveBytes: archive?.size,
+  });
+  try {
+    log.info({ kind: source.kind, bytes: totalIn, objects: source.objects.length }, "pulling dataset");
+    if (archive !== undefined) {
+      const src = rangeSource(ctx, source.store, archive, { signal: opts.signal, onBytes: (n) => progress.add(n) });
+      if (source.kind === "zip") await extractZip(src, tree, ctx.pool.limit);
+      else await extractTar(src, tree, source.kind === "tgz", ctx.pool.limit);
+      await tree.finish();
+    } else {
+      const files = [];
+      for (const o of source.objects) {
+        const rel = tree.clean(
+          source.kind === "object" ? path.posix.basename(o.key) : o.key.slice(source.prefix.length),
+        );
+        tree.account(o.size);
+        files.push({ ...o, file: await tree.prepareFile(rel) });
+      }
+      await downloadObjects(ctx, source.store, files, {
+        signal: opts.signal,
+        onBytes: (n) => progress.add(n),
+        onFile: () => progress.add(0, 1),
+      });
+    }
+    await replaceDir(tmp, dir);
+  } catch (error) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    progress.done();
+    if (error instanceof AgentError) throw error;
+    if ((error as { name?: string }).name === "AbortError") throw error;
+    throw new AgentError("STORAGE_FAILED", `pulling ${source.label} into ${dir} failed: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  progress.done();
+  const seconds = (ctx.now() - started) / 1000;
+  const result: DatasetMarker = {
+    source: source.label,
+    version: source.version,
+    bytes: tree.bytes,
+    files: tree.files,
+    completed_at: new Date(ctx.now()).toISOString(),
+  };
+  const tmpMarker = `${marker}.tmp`;
+  await fs.writeFile(tmpMarker, `${JSON.stringify(result, null, 2)}\n`);
+  await fs.rename(tmpMarker, marker);
+  log.info(
+    {
+      bytes: tree.bytes,
+      files: tree.files,
+      seconds: Number(seconds.toFixed(2)),
+      mb_per_s: Number((totalIn / 1048576 / Math.max(seconds, 0.001)).toFixed(1)),
+    },
+    "dataset ready",
+  );
+  return { dir, source: source.label, bytes: tree.bytes, files: tree.files, seconds, skipped: false };
+}

@@ -1,0 +1,169 @@
+/**
+ * Ranged reads of one object version: every GET carries If-Match on the ETag seen first, so a replaced object
+ * fails with DATASET_CHANGED instead of mixing two versions. A body that breaks off (connection reset, stall
+ * past the idle timeout, short body) is re-requested from the byte where it stopped; the SDK retries 5xx itself.
+ */
+import type { FileHandle } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
+import { AgentError, isAgentError } from "../../errors/index.ts";
+import type { ObjectStore } from "../store/types.ts";
+import type { Pool } from "./pool.ts";
+
+export interface RangeSource {
+  store: ObjectStore;
+  key: string;
+  size: number;
+  etag: string;
+  pool: Pool;
+  /** Bytes per ranged GET. */
+  partSize: number;
+  /** Attempts per range after a broken body (the SDK retries failed requests on its own). */
+  retries: number;
+  /** A body that sends nothing for this long is dropped and re-requested, ms. */
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
+  onBytes?: (n: number) => void;
+}
+
+function isFatal(error: unknown): boolean {
+  if (!isAgentError(error)) return (error as { name?: string } | undefined)?.name === "AbortError";
+  return (
+    error.code !== "STORAGE_FAILED" &&
+    !(error.code === "STORAGE_UNAVAILABLE" && /ECONN|ETIMEDOUT|EPIPE/.test(error.message))
+  );
+}
+
+async function* withIdleTimeout(stream: Readable, idleMs: number, what: string): AsyncGenerator<Buffer> {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stream.destroy(new AgentError("STORAGE_FAILED", `${what}: no data for ${Math.round(idleMs / 1000)} s`));
+    }, idleMs);
+  };
+  try {
+    arm();
+    for await (const chunk of stream) {
+      arm();
+      yield chunk as Buffer;
+    }
+  } finally {
+    clearTimeout(timer);
+    stream.destroy();
+  }
+}
+
+/** The bytes [start, end) of the object as they arrive, resuming a broken body where it stopped. No pool slot. */
+export async function* rangeChunks(src: RangeSource, start: number, end: number): AsyncGenerator<Buffer> {
+  let pos = start;
+  let failures = 0;
+  const where = `${src.store.label}/${src.key} bytes ${start}-${end - 1}`;
+  while (pos < end) {
+    const before = pos;
+    try {
+      src.signal?.throwIfAborted();
+      const body = await src.store.getRange(src.key, pos, end, src.etag, src.signal);
+      for await (const chunk of withIdleTimeout(body, src.idleTimeoutMs, `GET ${where}`)) {
+        if (pos + chunk.length > end)
+          throw new AgentError("DATASET_CORRUPT", `GET ${where} returned more bytes than requested`);
+        pos += chunk.length;
+        src.onBytes?.(chunk.length);
+        yield chunk;
+      }
+      if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
+    } catch (error) {
+      if (isFatal(error)) throw error;
+      if (pos > before) failures = 0;
+      failures += 1;
+      if (failures > src.retries)
+        throw new AgentError(
+          "STORAGE_FAILED",
+          `GET ${where} failed ${failures} times in a row: ${(error as Error).message}`,
+          { cause: error },
+        );
+      await delay(Math.min(200 * 2 ** (failures - 1), 5_000) * (0.5 + Math.random()), undefined, {
+        signal: src.signal,
+      });
+    }
+  }
+}
+
+/** Reads [start, end) into one buffer under a pool slot. */
+export async function fetchRange(src: RangeSource, start: number, end: number): Promise<Buffer> {
+  const release = await src.pool.acquire();
+  try {
+    const out = Buffer.allocUnsafe(end - start);
+    let at = 0;
+    for await (const chunk of rangeChunks(src, start, end)) {
+      chunk.copy(out, at);
+      at += chunk.length;
+    }
+    return out;
+  } finally {
+    release();
+  }
+}
+
+/**
+ * [start, end) in order, fetched as parallel ranged GETs of partSize with at most `window` parts buffered
+ * (memory about window x partSize). For streaming formats (tar, gzip, a large zip entry).
+ */
+export async function* orderedChunks(
+  src: RangeSource,
+  start: number,
+  end: number,
+  window: number,
+): AsyncGenerator<Buffer> {
+  const stop = new AbortController();
+  const part: RangeSource = { ...src, signal: src.signal ? AbortSignal.any([src.signal, stop.signal]) : stop.signal };
+  const queue: Promise<Buffer>[] = [];
+  let next = start;
+  const fill = (): void => {
+    while (queue.length < window && next < end) {
+      const s = next;
+      const e = Math.min(end, s + src.partSize);
+      next = e;
+      const p = fetchRange(part, s, e);
+      p.catch(() => {});
+      queue.push(p);
+    }
+  };
+  try {
+    fill();
+    while (queue.length > 0) {
+      const buf = await (queue.shift() as Promise<Buffer>);
+      fill();
+      yield buf;
+    }
+  } finally {
+    stop.abort();
+  }
+}
+
+/** Downloads the whole object into fh at fileOffset + object offset, parts in parallel through the pool. */
+export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<void> {
+  const parts: [number, number][] = [];
+  for (let s = 0; s < src.size; s += src.partSize) parts.push([s, Math.min(src.size, s + src.partSize)]);
+  const stop = new AbortController();
+  const part: RangeSource = { ...src, signal: src.signal ? AbortSignal.any([src.signal, stop.signal]) : stop.signal };
+  try {
+    await Promise.all(
+      parts.map(async ([s, e]) => {
+        const release = await src.pool.acquire();
+        try {
+          let at = s;
+          for await (const chunk of rangeChunks(part, s, e)) {
+            await fh.write(chunk, 0, chunk.length, at);
+            at += chunk.length;
+          }
+        } finally {
+          release();
+        }
+      }),
+    );
+  } catch (error) {
+    stop.abort();
+    throw error;
+  }
+}

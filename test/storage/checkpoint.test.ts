@@ -1,0 +1,103 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createStorage } from "../../src/storage/index.ts";
+import {
+  client,
+  config,
+  createBucket,
+  memoryLogger,
+  quietLogger,
+  startFauxqs,
+  tmpDir,
+  type TestServer,
+} from "./helpers.ts";
+
+let server: TestServer;
+const tuning = { checkpointQuietMs: 150, checkpointPollMs: 50, requestTimeoutMs: 5_000, idleTimeoutMs: 5_000 };
+
+beforeAll(async () => {
+  server = await startFauxqs();
+  await createBucket(server.endpoint, "ckpt");
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+async function keys(prefix: string): Promise<string[]> {
+  const r = await client(server.endpoint).send(new ListObjectsV2Command({ Bucket: "ckpt", Prefix: prefix }));
+  return (r.Contents ?? []).map((o) => o.Key as string).sort();
+}
+
+function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    S3_ENDPOINT: server.endpoint,
+    S3_BUCKET: "ckpt",
+    JOB_ID: "j1",
+    CHECKPOINT_DIR: dir,
+    STORAGE_PART_SIZE_MB: "5",
+    ...extra,
+  };
+}
+
+describe("checkpoint upload and restore (fauxqs)", () => {
+  it("uploads reported checkpoints (multipart for a large one), writes manifests, and a new pod restores the latest", async () => {
+    const dir = await tmpDir();
+    const jobEnv = env(dir, { JOB_ID: "rt" });
+    const storage = await createStorage(config(jobEnv), { logger: quietLogger(), tuning });
+    expect(await storage.restoreLatestCheckpoint({})).toBeNull();
+    const uploaded: string[] = [];
+    const sync = storage.startCheckpointSync({ onUploaded: (c) => uploaded.push(c.key) });
+    await fs.writeFile(path.join(dir, "epoch-1.pt"), Buffer.alloc(1000, 1));
+    sync.notify(path.join(dir, "epoch-1.pt"));
+    const big = Buffer.alloc(12 * 1024 * 1024 + 123);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+    await fs.writeFile(path.join(dir, "epoch-2.pt"), big);
+    sync.notify("epoch-2.pt");
+    const stored = await sync.finalSync();
+    expect(stored.map((s) => s.key).sort()).toEqual(["checkpoints/job-rt/epoch-1.pt", "checkpoints/job-rt/epoch-2.pt"]);
+    expect(stored.find((s) => s.key.endsWith("epoch-2.pt"))?.etag).toMatch(/-3$/);
+    expect(uploaded).toHaveLength(2);
+    const all = await keys("checkpoints/job-rt/");
+    expect(all.filter((k) => k.includes("_manifests/"))).toHaveLength(2);
+
+    const dir2 = await tmpDir();
+    const storage2 = await createStorage(config(env(dir2, { JOB_ID: "rt" })), { logger: quietLogger(), tuning });
+    const restored = await storage2.restoreLatestCheckpoint({});
+    expect(restored?.path).toBe(path.join(dir2, "epoch-2.pt"));
+    expect(Buffer.compare(await fs.readFile(path.join(dir2, "epoch-2.pt")), big)).toBe(0);
+    // The restored file is known: a final sync uploads nothing new.
+    const sync2 = storage2.startCheckpointSync({});
+    expect(await sync2.finalSync()).toEqual([]);
+    storage.close();
+    storage2.close();
+  });
+
+  it("watch mode: a folder checkpoint is uploaded once it is quiet, as one manifest, and restored as a folder", async () => {
+    const dir = await tmpDir();
+    const { logger, lines } = memoryLogger();
+    const storage = await createStorage(config(env(dir, { JOB_ID: "watch" })), { logger, tuning });
+    const sync = storage.startCheckpointSync({});
+    await fs.mkdir(path.join(dir, "step-100"));
+    await fs.writeFile(path.join(dir, "step-100", "model.bin"), Buffer.alloc(4000, 3));
+    await fs.writeFile(path.join(dir, "step-100", "optim.bin"), Buffer.alloc(3000, 4));
+    await fs.writeFile(path.join(dir, "step-100", ".tmp-ignored"), "x");
+    for (let i = 0; i < 200 && (await keys("checkpoints/job-watch/_manifests/")).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    const stored = await sync.finalSync();
+    expect(stored).toEqual([{ key: "checkpoints/job-watch/step-100/", bytes: 7000 }]);
+    expect(await keys("checkpoints/job-watch/step-100/")).toEqual([
+      "checkpoints/job-watch/step-100/model.bin",
+      "checkpoints/job-watch/step-100/optim.bin",
+    ]);
+    const dir2 = await tmpDir();
+    const storage2 = await createStorage(config(env(dir2, { JOB_ID: "watch" })), { logger: quietLogger(), tuning });
+    const r = await storage2.restoreLatestCheckpoint({});
+    expect(r?.path).toBe(path.join(dir2, "step-100"));
+    expect((await fs.readdir(r?.path as string)).sort()).toEqual(["model.bin", "optim.bin"]);
+    expect(lines.join("")).not.toContain("S3RVER");
+    storage.close();
+    storage2.close();
+  });
+});
