@@ -79,6 +79,12 @@ export async function buildAgent(options: BuildAgentOptions = {}): Promise<Build
     const bundlePath = join(workDir, "trainer-agent.cjs");
     const bundle = await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), bundlePath);
     for (const warning of bundle.warnings) log(warning.trimEnd());
+    if (bundle.external.length > 0) {
+      throw new Error(
+        `the bundle would load ${bundle.external.join(", ")} from node_modules at run time, which a single ` +
+          "executable cannot: import them with a literal specifier so esbuild inlines them",
+      );
+    }
     timings.bundle = performance.now() - t;
     log(`bundle: ${mib(bundle.bytes)} in ${ms(timings.bundle)}`);
 

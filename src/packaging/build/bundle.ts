@@ -4,12 +4,15 @@
  * Modules reached only through `import()` stay wrapped in lazy initialisers, so their top-level code runs on first
  * use, not at start-up.
  */
+import { isBuiltin } from "node:module";
 import type { BuildOptions, Message, Metafile } from "esbuild";
 
 export interface BundleResult {
   bytes: number;
   /** Input bytes per npm package (or "(project)") that ended up in the bundle, largest first. */
   packages: Array<{ name: string; bytes: number }>;
+  /** Modules the bundle still loads at run time that are not node built-ins: must be empty for a SEA. */
+  external: string[];
   warnings: string[];
 }
 
@@ -59,7 +62,8 @@ export async function bundleAgent(entry: string, outfile: string): Promise<Bundl
   const warnings = await esbuild.formatMessages(result.warnings, { kind: "warning" });
   const metafile = result.metafile as Metafile;
   const output = Object.values(metafile.outputs)[0];
-  return { bytes: output?.bytes ?? 0, packages: packageSizes(metafile), warnings };
+  const external = (output?.imports ?? []).filter((i) => i.external && !isBuiltin(i.path)).map((i) => i.path);
+  return { bytes: output?.bytes ?? 0, packages: packageSizes(metafile), external: [...new Set(external)], warnings };
 }
 
 function packageSizes(metafile: Metafile): Array<{ name: string; bytes: number }> {

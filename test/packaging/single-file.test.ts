@@ -1,0 +1,195 @@
+/**
+ * The single-file agent as CI builds it: the npm script the top-level Dockerfile runs builds it once, then the file
+ * is copied ALONE into an empty folder and run with `env -i` (no PATH, so no node to fall back on) to show it
+ * carries everything: the CLI, the lazily imported implementations, the Python helper.
+ */
+import { execFile, spawn } from "node:child_process";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundleAgent } from "../../src/packaging/build/bundle.ts";
+import { AGENT_ENTRY, HELPER_PATH, REPO_ROOT } from "../../src/packaging/build/build-agent.ts";
+import { parseDockerfile } from "../../src/packaging/dockerfile/parse.ts";
+
+const exec = promisify(execFile);
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+let work: string;
+let agent: string; // the built file, alone in its folder
+
+/** Runs `env -i [NAME=value...] FILE args` in `cwd`: an empty environment plus exactly the given variables. */
+function runBare(file: string, args: string[], vars: Record<string, string> = {}, cwd = work): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const assignments = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+    const child = spawn("/usr/bin/env", ["-i", ...assignments, file, ...args], {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code, signal) =>
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      }),
+    );
+  });
+}
+
+/** The npm script the Dockerfile's build stage runs, so CI builds exactly what the image holds. */
+async function dockerBuildScript(): Promise<string> {
+  const dockerfile = parseDockerfile(await readFile(join(REPO_ROOT, "Dockerfile"), "utf8"));
+  for (const instruction of dockerfile.instructions) {
+    const match = instruction.keyword === "RUN" ? /\bnpm run (build:\S+)/.exec(instruction.rest) : null;
+    if (match?.[1] !== undefined) return match[1];
+  }
+  throw new Error("the Dockerfile runs no npm run build:* script");
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "single-file-"));
+  const script = await dockerBuildScript();
+  const built = join(work, "build", "trainer-agent");
+  const npm = join(REPO_ROOT, "node_modules", ".bin");
+  // About 3 s on 2 cores (esbuild ~0.1 s, blob ~0.1 s, copy + strip + postject ~3 s).
+  await exec("npm", ["run", "--silent", script, "--", "--out", built], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PATH: `${npm}:${process.env.PATH ?? ""}` },
+    maxBuffer: 16 << 20,
+  });
+  const alone = join(work, "alone");
+  await mkdir(alone);
+  agent = join(alone, "trainer-agent");
+  await copyFile(built, agent);
+  await rm(join(work, "build"), { recursive: true });
+}, 180_000);
+
+afterAll(async () => {
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe("dist/trainer-agent, alone in an empty folder with an empty environment", () => {
+  it("is one executable ELF file, the only file in its folder", async () => {
+    expect(await readdir(join(work, "alone"))).toEqual(["trainer-agent"]);
+    const info = await stat(agent);
+    expect(info.mode & 0o111).toBe(0o111);
+    const head = await readFile(agent).then((b) => b.subarray(0, 4));
+    expect(head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))).toBe(true);
+  });
+
+  it("prints --help and --version without node on PATH", async () => {
+    const help = await runBare(agent, ["--help"]);
+    expect(help.code).toBe(0);
+    for (const command of ["run", "env", "local", "helper", "install"]) expect(help.stdout).toContain(command);
+    const version = await runBare(agent, ["--version"]);
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
+    expect(version.stdout.trim()).toBe(pkg.version);
+    expect(version.stderr).toBe(""); // no SEA experimental warning
+  });
+
+  it.each(["run", "env", "local", "helper", "install"])("has --help for %s", async (command) => {
+    const result = await runBare(agent, [command, "--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`Usage: trainer-agent ${command}`);
+  });
+
+  it("translates PET_* into ranks with env --format json", async () => {
+    const result = await runBare(agent, ["env", "--format", "json"], {
+      PET_NNODES: "4",
+      PET_NODE_RANK: "2",
+      PET_NPROC_PER_NODE: "1",
+      PET_MASTER_ADDR: "trainjob-node-0-0.trainjob",
+      PET_MASTER_PORT: "29500",
+    });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const env = JSON.parse(result.stdout) as Record<string, string>;
+    expect(env).toMatchObject({
+      RANK: "2",
+      WORLD_SIZE: "4",
+      NODE_RANK: "2",
+      LOCAL_RANK: "0",
+      MASTER_ADDR: "trainjob-node-0-0.trainjob",
+      MASTER_PORT: "29500",
+    });
+  });
+
+  it("rejects a bad PET_* variable with its name and exit status 78", async () => {
+    const result = await runBare(agent, ["env", "--format", "json"], { PET_NNODES: "two" });
+    expect(result.code).toBe(78);
+    expect(result.stderr).toContain("PET_NNODES");
+  });
+
+  it("prints the Python helper it carries, byte for byte", async () => {
+    const result = await runBare(agent, ["helper", "--print"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(await readFile(join(REPO_ROOT, HELPER_PATH), "utf8"));
+  });
+
+  it("installs itself and the helper into a directory, twice, and the copy runs", async () => {
+    const target = join(work, "volume", "agent");
+    for (let round = 0; round < 2; round++) {
+      const result = await runBare(agent, ["install", target]);
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(join(target, "trainer-agent"));
+    }
+    expect((await readdir(target)).sort()).toEqual(["trainer-agent", "trainer_agent.py"]); // no temp files left
+    expect((await stat(join(target, "trainer-agent"))).mode & 0o777).toBe(0o755);
+    expect((await stat(join(target, "trainer_agent.py"))).mode & 0o777).toBe(0o644);
+    expect((await readFile(join(target, "trainer-agent"))).equals(await readFile(agent))).toBe(true);
+    const copy = await runBare(join(target, "trainer-agent"), ["--version"]);
+    expect(copy.code).toBe(0);
+    // the stock-image path: python imports the helper from the volume
+    const py = await runBare("/usr/bin/python3", ["-c", "import trainer_agent; print(trainer_agent.__file__)"], {
+      PYTHONPATH: target,
+    });
+    expect(py.stdout.trim()).toBe(join(target, "trainer_agent.py"));
+  });
+
+  it("fails install with INSTALL_FAILED (73) when the target is a file", async () => {
+    const file = join(work, "not-a-dir");
+    await writeFile(file, "x");
+    const result = await runBare(agent, ["install", file]);
+    expect(result.code).toBe(73);
+    expect(result.stderr).toMatch(/^trainer-agent: INSTALL_FAILED: cannot create .*not-a-dir/);
+  });
+
+  it("loads a plugin file given with --plugin", async () => {
+    const plugin = join(work, "my-plugin.mjs");
+    await writeFile(
+      plugin,
+      'export default { name: "myfw", env: (ctx) => ({ MYFW_WORLD: String(ctx.env?.WORLD_SIZE ?? "set") }) };\n',
+    );
+    const result = await runBare(agent, ["env", "--format", "json", "--plugin", plugin], { PET_NNODES: "1" });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toHaveProperty("MYFW_WORLD");
+  });
+});
+
+describe("the bundle inside it", () => {
+  it("inlines every package, so the only runtime require()s are node built-ins", async () => {
+    const out = join(work, "bundle.cjs");
+    const result = await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), out);
+    const code = await readFile(out, "utf8");
+    expect(result.external).toEqual([]);
+    // and the dynamic import() of the lazy parts became bundled initialisers, not imports of files
+    expect(code).not.toMatch(/\bimport\("\.{1,2}\//);
+    expect(code).not.toMatch(/\bimport\.meta\b/);
+    expect(result.packages.map((p) => p.name)).toContain("commander");
+  });
+});
