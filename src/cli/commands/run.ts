@@ -1,11 +1,41 @@
 import type { Command } from "commander";
-import { AgentError } from "../../errors/index.ts";
 
-export function registerRun(program: Command, _env: NodeJS.ProcessEnv): void {
+const HELP = `
+Runs CMD as the training process of this pod: translates the distributed environment (PET_* to RANK,
+WORLD_SIZE, ... or TF_CONFIG), restores the latest checkpoint and pulls the dataset when storage is
+configured, spawns CMD in its own process group (never through a shell), relays its output unchanged,
+turns ::trainer::{json} report lines into heartbeats, events and checkpoint uploads, forwards
+SIGTERM/SIGINT (grace TERMINATION_GRACE_SECONDS, default 25, then SIGKILL), uploads the final
+checkpoints, posts done, and exits with CMD's exit code (128+signal when a signal ended it).
+Agent logs are JSON lines on stderr (readable on a terminal); CMD's stdout stays CMD's.
+
+Exit status: CMD's; 64 bad command line; 78 bad configuration; 127 command not found; 126 not
+executable; 66/65/75 dataset missing/corrupt/changed; 69 storage unreachable; 74 checkpoint
+upload or restore failed; 70 internal error.
+
+Examples:
+  trainer-agent run -- python train.py --epochs 10
+  trainer-agent run --framework pytorch --nproc-per-node 4 -- python train.py
+  BACKEND_BASE_URL=http://backend:8000 JOB_ID=42 CALLBACK_TOKEN_FILE=/var/run/token \\
+    trainer-agent run -- python train.py
+`;
+
+export function registerRun(program: Command, env: NodeJS.ProcessEnv): void {
   program
     .command("run")
-    .description("(not implemented yet)")
-    .action(() => {
-      throw new AgentError("INTERNAL", "run is not implemented yet");
+    .description("run the training command: env, dataset, checkpoints, log relay, callbacks, exit code")
+    .usage("[options] -- CMD [ARGS...]")
+    .option("--framework <name>", "pytorch, tensorflow, python, or the name of the --plugin", "python")
+    .option("--plugin <path-or-module>", "load a plugin from a file (relative to the current directory) or a package")
+    .option("--nproc-per-node <n>", "processes per node (overrides PET_NPROC_PER_NODE): a count, auto, gpu or cpu")
+    .argument("<command...>", "the training command and its arguments (after --)")
+    .addHelpText("after", HELP)
+    .action(async (command: string[], opts: { framework: string; plugin?: string; nprocPerNode?: string }) => {
+      const { runAgent } = await import("../../agent/run.ts");
+      process.exitCode = await runAgent(
+        command,
+        { framework: opts.framework, plugin: opts.plugin, nprocPerNode: opts.nprocPerNode },
+        { env, cwd: process.cwd() },
+      );
     });
 }

@@ -1,0 +1,388 @@
+/**
+ * `trainer-agent run`: the whole life of a training pod's command.
+ *
+ *   config -> logger -> callbacks -> plugin (env, launch argv) -> event started
+ *   -> [storage] restore latest checkpoint + pull dataset (in parallel) -> start checkpoint sync
+ *   -> spawn the child (own process group), relay its output, turn reports into heartbeats/events/uploads
+ *   -> on SIGTERM/SIGINT: event terminating, forward to the group, grace, SIGKILL
+ *   -> after the child exits: final checkpoint sync -> done -> exit code
+ *
+ * The exit code is the child's (or 128+signal) when it ran; an agent-own failure (bad configuration, dataset
+ * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
+ * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
+ */
+import type { SpawnOptions, ChildProcess } from "node:child_process";
+import type { Writable } from "node:stream";
+import type { DestinationStream } from "pino";
+import { loadAgentConfig, type AgentConfig, type Env } from "../config/index.ts";
+import type { DoneStatus, StoredCheckpoint } from "../contract/callbacks.ts";
+import type { Report } from "../contract/report.ts";
+import { AgentError, exitCodeFor, isAgentError } from "../errors/index.ts";
+import type { CallbackClient } from "../callbacks/client.ts";
+import type { Transport } from "../callbacks/transport.ts";
+import { ProgressTracker, startLiveness } from "../callbacks/progress.ts";
+import { createLogger, type Logger } from "../log/logger.ts";
+import { resolveTrace, type TraceContext } from "../log/trace.ts";
+import { commonChildEnv } from "../env/common.ts";
+import { exitCodeOfSignal, supervise, type ChildResult, type Supervised } from "../process/supervise.ts";
+import type { CheckpointSync, Storage } from "../storage/types.ts";
+import type { PluginContext, TrainerPlugin } from "../plugins/types.ts";
+import type { ResolvePluginOptions } from "../plugins/resolve.ts";
+
+export interface RunOptions {
+  framework?: string | undefined;
+  plugin?: string | undefined;
+  /** `--nproc-per-node`: overrides PET_NPROC_PER_NODE (validated like it). */
+  nprocPerNode?: string | undefined;
+}
+
+export interface RunDeps {
+  env: Env;
+  cwd?: string;
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Where SIGTERM/SIGINT arrive (the process by default). */
+  signals?: Pick<NodeJS.Process, "on" | "off">;
+  /** Where agent log lines go (fd 2 by default). */
+  logDestination?: DestinationStream;
+  resolvePlugin?: (options: ResolvePluginOptions) => Promise<TrainerPlugin>;
+  createStorage?: (config: AgentConfig, deps: { logger: Logger }) => Promise<Storage>;
+  spawn?: (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+  transport?: Transport;
+  now?: () => number;
+}
+
+/** Variables the child never sees: the callback JWT is the agent's, not the training script's. */
+const STRIPPED_FROM_CHILD = ["CALLBACK_TOKEN"];
+
+/** Runs the agent to the end; resolves with the process exit code. Never rejects. */
+export async function runAgent(argv: readonly string[], options: RunOptions, deps: RunDeps): Promise<number> {
+  const now = deps.now ?? Date.now;
+  const startedAt = now();
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  const signals = deps.signals ?? process;
+  const env: Env =
+    options.nprocPerNode === undefined ? deps.env : { ...deps.env, PET_NPROC_PER_NODE: options.nprocPerNode };
+
+  let config: AgentConfig;
+  try {
+    if (argv.length === 0)
+      throw new AgentError("USAGE", "no command given: trainer-agent run [options] -- CMD [ARGS...]");
+    config = loadAgentConfig(env);
+  } catch (error) {
+    return failEarly(error, env, stderr, deps, startedAt);
+  }
+
+  const trace = resolveTrace({ traceId: config.traceId, traceparent: config.traceparent });
+  const logger = await createLogger({
+    traceId: trace.traceId,
+    jobId: config.jobId,
+    nodeRank: config.distributed.nodeRank,
+    base: { name: "trainer-agent" },
+    ...(deps.logDestination !== undefined && { destination: deps.logDestination }),
+  });
+  const log = logger.child({ component: "agent" });
+  const callbacks = await openCallbacks(config, trace, logger, deps);
+  const tracker = new ProgressTracker({ nodeRank: config.distributed.nodeRank, now, startedAt });
+
+  // Termination can arrive at any point: before the child runs it aborts the preparation.
+  const prep = new AbortController();
+  let cancelReason: string | undefined;
+  let cancelSignal: NodeJS.Signals | undefined;
+  let child: Supervised | undefined;
+  const onSignal = (signal: "SIGTERM" | "SIGINT") => () => {
+    const reason = `${signal} received`;
+    if (cancelReason === undefined) {
+      cancelReason = reason;
+      cancelSignal = signal;
+      log.warn({ signal }, `${signal} received: stopping the training (grace ${config.terminationGraceSeconds} s)`);
+      callbacks?.event("terminating", reason, { signal, grace_seconds: config.terminationGraceSeconds });
+      prep.abort(new AgentError("INTERNAL", reason));
+    }
+    child?.terminate(signal, reason);
+  };
+  const onTerm = onSignal("SIGTERM");
+  const onInt = onSignal("SIGINT");
+  signals.on("SIGTERM", onTerm);
+  signals.on("SIGINT", onInt);
+
+  let sync: CheckpointSync | undefined;
+  let liveness: { reset(): void; stop(): void } | undefined;
+  let result: ChildResult | undefined;
+  let agentError: AgentError | undefined;
+  let checkpoints: StoredCheckpoint[] = [];
+  try {
+    // 1. Plugin: the distributed environment and the launch command.
+    const resolve = deps.resolvePlugin ?? (await import("../plugins/resolve.ts")).resolvePlugin;
+    const plugin = await resolve({
+      framework: options.framework,
+      plugin: options.plugin,
+      cwd: deps.cwd ?? process.cwd(),
+    });
+    const common = commonChildEnv(config, trace.traceId);
+    const ctx: PluginContext = { config, env: common, nodeRank: config.distributed.nodeRank };
+    const translated = plugin.env === undefined ? {} : await plugin.env(ctx);
+    const launchCtx: PluginContext = { ...ctx, env: { ...common, ...translated } };
+    const launch = plugin.command === undefined ? { argv } : await plugin.command(argv, launchCtx);
+    callbacks?.event("started", undefined, {
+      framework: plugin.name,
+      command: launch.argv[0],
+      node_rank: config.distributed.nodeRank,
+      nnodes: config.distributed.nnodes,
+      ...(translated.WORLD_SIZE !== undefined && { world_size: Number(translated.WORLD_SIZE) }),
+    });
+
+    // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR.
+    const extraEnv: Record<string, string> = {};
+    if (config.storage.type !== undefined) {
+      const storage = await openStorage(config, logger, deps);
+      const [restored, dataset] = await Promise.all([
+        storage.restoreLatestCheckpoint({ signal: prep.signal }),
+        storage.pullDataset({ signal: prep.signal }),
+      ]);
+      if (restored !== null) {
+        extraEnv.RESUME_FROM = restored.path;
+        log.info({ key: restored.key, path: restored.path, bytes: restored.bytes }, "checkpoint restored");
+        callbacks?.event("checkpoint_restored", restored.key, {
+          key: restored.key,
+          path: restored.path,
+          bytes: restored.bytes,
+          files: restored.files,
+        });
+      }
+      if (dataset !== null) {
+        const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
+        log.info(
+          { source: dataset.source, bytes: dataset.bytes, files: dataset.files, seconds: dataset.seconds },
+          "dataset ready",
+        );
+        callbacks?.event("dataset_ready", dataset.source, {
+          source: dataset.source,
+          dir: dataset.dir,
+          bytes: dataset.bytes,
+          files: dataset.files,
+          seconds: dataset.seconds,
+          skipped: dataset.skipped,
+          ...(mbPerS !== undefined && { mb_per_s: Math.round(mbPerS * 10) / 10 }),
+        });
+      }
+      sync = storage.startCheckpointSync({
+        onUploaded: (c) => {
+          checkpoints.push(c);
+          callbacks?.event("checkpoint_uploaded", c.key, { key: c.key, bytes: c.bytes });
+        },
+      });
+    }
+
+    if (cancelReason === undefined) {
+      // 3. The child.
+      const childEnv: Record<string, string> = { ...config.baseEnv };
+      for (const name of STRIPPED_FROM_CHILD) delete childEnv[name];
+      Object.assign(childEnv, common, translated, extraEnv, { TRACEPARENT: trace.traceparent, ASTRAGO_AGENT: "1" });
+      const onReport = (report: Report): void => handleReport(report);
+      const handleReport = (report: Report): void => {
+        if (report.kind === "epoch") {
+          const hb = tracker.onEpoch(report);
+          if (hb !== undefined) {
+            callbacks?.heartbeat(hb);
+            liveness?.reset();
+          }
+        } else if (report.kind === "checkpoint") {
+          log.debug({ path: report.path, rank: report.rank }, "checkpoint reported");
+          sync?.notify(report.path);
+        } else {
+          const data = { ...report.data, ...(report.rank !== undefined && { rank: report.rank }) };
+          callbacks?.event(report.type, report.message, Object.keys(data).length > 0 ? data : undefined);
+        }
+      };
+      const parseLine = plugin.parseLine?.bind(plugin);
+      log.debug({ argv: launch.argv.length, uptime_ms: Math.round(performance.now()) }, "spawning the child");
+      child = supervise({
+        argv: launch.argv,
+        env: childEnv,
+        ...(deps.cwd !== undefined && { cwd: deps.cwd }),
+        stdout,
+        stderr,
+        logger: logger.child({ component: "process" }),
+        onReport,
+        onLine:
+          parseLine === undefined
+            ? undefined
+            : (line, source) => {
+                for (const r of parseLine(line, { stream: source }) ?? []) handleReport(r);
+              },
+        tailLines: config.logTailLines,
+        graceSeconds: config.terminationGraceSeconds,
+        ...(deps.spawn !== undefined && { spawn: deps.spawn }),
+        now,
+      });
+      await child.started;
+      tracker.markStarted(now());
+      // Deliveries start once the child runs: the HTTP stack loads off the start-up path.
+      callbacks?.start();
+      if (callbacks !== undefined)
+        liveness = startLiveness(config.callbacks.heartbeatIntervalSeconds * 1000, () =>
+          callbacks.heartbeat(tracker.latest()),
+        );
+      if (cancelReason !== undefined) child.terminate("SIGTERM", cancelReason);
+      result = await child.result;
+      liveness?.stop();
+      if (result.spawnFailed) log.error({ reason: result.reason }, "the command could not be started");
+      else log.info({ exit_code: result.exitCode, signal: result.signal, reason: result.reason }, "child exited");
+    }
+
+    // 4. Whatever happened to the child, keep its work.
+    if (sync !== undefined) {
+      try {
+        checkpoints = await sync.finalSync();
+      } catch (error) {
+        throw isAgentError(error)
+          ? error
+          : new AgentError("CHECKPOINT_UPLOAD_FAILED", `final checkpoint upload failed: ${messageOf(error)}`, {
+              cause: error,
+            });
+      }
+    }
+  } catch (error) {
+    agentError = toAgentError(error, cancelReason);
+  } finally {
+    liveness?.stop();
+    signals.off("SIGTERM", onTerm);
+    signals.off("SIGINT", onInt);
+  }
+
+  // 5. The verdict.
+  let exitCode: number;
+  let status: DoneStatus;
+  let reason: string | undefined;
+  if (result === undefined && cancelReason !== undefined) {
+    // Told to stop before the child started: nothing ran, nothing failed.
+    if (agentError !== undefined && !(agentError.code === "INTERNAL" && agentError.message === cancelReason))
+      log.warn({ code: agentError.code, err: agentError.cause ?? agentError }, agentError.message);
+    exitCode = exitCodeOfSignal(cancelSignal ?? "SIGTERM");
+    reason = `${cancelReason} before the command started`;
+    status = "cancelled";
+  } else if (agentError !== undefined) {
+    stderr.write(`trainer-agent: ${agentError.code}: ${agentError.message}\n`);
+    log.error({ code: agentError.code, err: agentError.cause ?? agentError }, agentError.message);
+    const own = `${agentError.code}: ${agentError.message}`;
+    // The child's own failure comes first; an agent failure after a clean child turns it into the agent's code.
+    exitCode = result !== undefined && result.exitCode !== 0 ? result.exitCode : exitCodeFor(agentError.code);
+    reason = result?.reason === undefined ? own : `${result.reason}; ${own}`;
+    status = cancelReason !== undefined ? "cancelled" : "failed";
+  } else {
+    const r = result as ChildResult;
+    exitCode = r.exitCode;
+    reason = r.reason;
+    status = cancelReason !== undefined ? "cancelled" : r.exitCode === 0 ? "succeeded" : "failed";
+  }
+  if (sync !== undefined) await sync.close().catch(() => undefined);
+
+  if (callbacks !== undefined) {
+    const finalMetrics = tracker.finalMetrics();
+    const logTail = result?.logTail.join("\n");
+    await callbacks.done({
+      status,
+      exit_code: exitCode,
+      ...(reason !== undefined && { reason }),
+      ...(logTail !== undefined && logTail !== "" && { log_tail: logTail }),
+      ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
+      checkpoints,
+      duration_seconds: Math.max(0, (now() - startedAt) / 1000),
+    });
+    await callbacks.close();
+  }
+  log.info({ status, exit_code: exitCode, duration_seconds: (now() - startedAt) / 1000 }, "agent done");
+  return exitCode;
+}
+
+async function openCallbacks(
+  config: AgentConfig,
+  trace: TraceContext,
+  logger: Logger,
+  deps: RunDeps,
+): Promise<CallbackClient | undefined> {
+  if (config.callbacks.baseUrl === undefined || config.jobId === undefined) return undefined;
+  const { createCallbackClient } = await import("../callbacks/client.ts");
+  return createCallbackClient({
+    config: config.callbacks,
+    jobId: config.jobId,
+    traceId: trace.traceId,
+    traceparent: trace.traceparent,
+    logger,
+    ...(deps.transport !== undefined && { transport: deps.transport }),
+    ...(deps.now !== undefined && { now: deps.now }),
+  });
+}
+
+async function openStorage(config: AgentConfig, logger: Logger, deps: RunDeps): Promise<Storage> {
+  let create = deps.createStorage;
+  if (create === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/ban-ts-comment -- until the storage module's index lands
+      // @ts-ignore
+      create = (await import("../storage/index.ts")).createStorage as RunDeps["createStorage"];
+    } catch (error) {
+      throw new AgentError(
+        "STORAGE_UNAVAILABLE",
+        `storage is configured (STORAGE_TYPE=${config.storage.type}) but the storage module could not be loaded: ${messageOf(error)}`,
+        { cause: error },
+      );
+    }
+  }
+  if (create === undefined) throw new AgentError("STORAGE_UNAVAILABLE", "the storage module has no createStorage");
+  return create(config, { logger: logger.child({ component: "storage" }) });
+}
+
+/**
+ * A failure before there is a logger: bad command line or configuration. One line on stderr; and when the
+ * callback settings themselves are readable, a `done` with status failed so the backend does not wait forever.
+ */
+async function failEarly(
+  error: unknown,
+  env: Env,
+  stderr: Writable,
+  deps: RunDeps,
+  startedAt: number,
+): Promise<number> {
+  const agentError = toAgentError(error, undefined);
+  stderr.write(`trainer-agent: ${agentError.code}: ${agentError.message}\n`);
+  const code = exitCodeFor(agentError.code);
+  let cbConfig: AgentConfig;
+  try {
+    const only = ["BACKEND_BASE_URL", "JOB_ID", "CALLBACK_TOKEN", "CALLBACK_TOKEN_FILE", "TRACE_ID", "TRACEPARENT"];
+    only.push("DONE_DEADLINE_SECONDS", "CALLBACK_TIMEOUT_SECONDS");
+    cbConfig = loadAgentConfig(Object.fromEntries(only.map((n) => [n, env[n]])));
+  } catch {
+    return code; // the callback settings are broken too: nothing to tell the backend with
+  }
+  const trace = resolveTrace({ traceId: cbConfig.traceId, traceparent: cbConfig.traceparent });
+  const logger = await createLogger({
+    traceId: trace.traceId,
+    jobId: cbConfig.jobId,
+    base: { name: "trainer-agent" },
+    ...(deps.logDestination !== undefined && { destination: deps.logDestination }),
+  });
+  const callbacks = await openCallbacks(cbConfig, trace, logger, deps);
+  if (callbacks === undefined) return code;
+  await callbacks.done({
+    status: "failed",
+    exit_code: code,
+    reason: `${agentError.code}: ${agentError.message}`,
+    duration_seconds: Math.max(0, ((deps.now ?? Date.now)() - startedAt) / 1000),
+  });
+  await callbacks.close();
+  return code;
+}
+
+function toAgentError(error: unknown, cancelReason: string | undefined): AgentError {
+  if (isAgentError(error)) return error;
+  if (cancelReason !== undefined && error instanceof Error && error.name === "AbortError")
+    return new AgentError("INTERNAL", cancelReason, { cause: error });
+  return new AgentError("INTERNAL", messageOf(error), { cause: error });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

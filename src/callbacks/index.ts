@@ -1,0 +1,12 @@
+export {
+  CallbackHttpError,
+  createCallbackClient,
+  isRetryableCallbackError,
+  type CallbackClient,
+  type CallbackClientOptions,
+  type DoneFields,
+  type EventFields,
+  type HeartbeatFields,
+} from "./client.ts";
+export { ProgressTracker, startLiveness, type ProgressOptions } from "./progress.ts";
+export { undiciTransport, type PostResult, type Transport } from "./transport.ts";

@@ -1,0 +1,45 @@
+/**
+ * The HTTP POST the callback client needs, and its real implementation on undici (imported on first use, so
+ * the agent's start-up does not pay for it). Tests use the real one against a real server on 127.0.0.1.
+ */
+export interface PostResult {
+  status: number;
+  /** Lower-case header names. */
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export interface Transport {
+  post(url: string, init: { headers: Record<string, string>; body: string; signal: AbortSignal }): Promise<PostResult>;
+  /** Drops keep-alive connections and aborts anything still in flight. */
+  close(): Promise<void>;
+}
+
+/** An undici-based transport with one keep-alive connection pool. */
+export function undiciTransport(): Transport {
+  let agent: Promise<{ dispatcher: import("undici").Agent; request: typeof import("undici").request }> | undefined;
+  const load = () =>
+    (agent ??= import("undici").then(({ Agent, request }) => ({
+      dispatcher: new Agent({ keepAliveTimeout: 10_000, connections: 4 }),
+      request,
+    })));
+  return {
+    async post(url, init) {
+      const { dispatcher, request } = await load();
+      const res = await request(url, {
+        method: "POST",
+        headers: init.headers,
+        body: init.body,
+        signal: init.signal,
+        dispatcher,
+      });
+      // The body is not needed; read it so the connection can be reused.
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      return { status: res.statusCode, headers: res.headers };
+    },
+    async close() {
+      if (agent === undefined) return;
+      const { dispatcher } = await agent;
+      await dispatcher.destroy().catch(() => undefined);
+    },
+  };
+}

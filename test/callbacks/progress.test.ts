@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { ProgressTracker, startLiveness } from "../../src/callbacks/index.ts";
+
+describe("ProgressTracker", () => {
+  it("computes progress and an ETA from the epochs' pace", () => {
+    let t = 0;
+    const p = new ProgressTracker({ nodeRank: 0, now: () => t, startedAt: 0 });
+    t = 10_000;
+    expect(p.onEpoch({ kind: "epoch", epoch: 1, totalEpochs: 10, metrics: { loss: 1 } })).toEqual({
+      epoch: 1,
+      total_epochs: 10,
+      progress: 0.1,
+      eta_seconds: 90,
+      metrics: { loss: 1 },
+    });
+    t = 30_000; // epochs now take 20 s each
+    expect(p.onEpoch({ kind: "epoch", epoch: 2, totalEpochs: 10, metrics: { loss: 0.5 } })).toMatchObject({
+      progress: 0.2,
+      eta_seconds: 160,
+    });
+    expect(p.finalMetrics()).toEqual({ loss: 0.5 });
+  });
+
+  it.each([
+    [0, undefined, true],
+    [1, undefined, false],
+    [1, 0, true],
+    [0, 3, false],
+  ])("node %i, report rank %s: drives heartbeats = %s", (nodeRank, rank, drives) => {
+    const p = new ProgressTracker({ nodeRank });
+    const hb = p.onEpoch({ kind: "epoch", epoch: 1, metrics: {}, ...(rank !== undefined && { rank }) });
+    expect(hb !== undefined).toBe(drives);
+  });
+
+  it("merges a step report's metrics into its epoch's", () => {
+    const p = new ProgressTracker({ nodeRank: 0 });
+    p.onEpoch({ kind: "epoch", epoch: 3, metrics: { loss: 1, acc: 0.5 } });
+    expect(p.onEpoch({ kind: "epoch", epoch: 3, step: 100, metrics: { loss: 0.9 } })?.metrics).toEqual({
+      loss: 0.9,
+      acc: 0.5,
+    });
+  });
+});
+
+describe("startLiveness", () => {
+  it("beats every interval and can be reset and stopped", async () => {
+    let beats = 0;
+    const l = startLiveness(30, () => beats++);
+    await new Promise((r) => setTimeout(r, 110));
+    l.stop();
+    const seen = beats;
+    expect(seen).toBeGreaterThanOrEqual(2);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(beats).toBe(seen);
+  });
+});
