@@ -6,8 +6,8 @@
  * after `done`. The queue is bounded: only the newest pending heartbeat is kept (a newer one also stops the
  * retries of an older one), events beyond the bound drop the oldest with a warning. 5xx, 429, timeouts and
  * network errors are retried with backoff and jitter, honouring Retry-After; 401, 409 and other 4xx are not
- * (logged as CALLBACK_REJECTED). Once `done` is called, pending events get one attempt each and `done` is
- * retried until delivered or DONE_DEADLINE_SECONDS pass. Every report keeps one Idempotency-Key across its
+ * (logged as CALLBACK_REJECTED). Once `done` is called, pending events and the last heartbeat get one attempt
+ * each (the first failure skips the rest) and `done` is retried until delivered or DONE_DEADLINE_SECONDS pass. Every report keeps one Idempotency-Key across its
  * retries. The token is read before each request (CALLBACK_TOKEN_FILE is re-read so a rotated token is used).
  */
 import { randomUUID } from "node:crypto";
@@ -224,7 +224,7 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
     for (;;) {
       if (closed) return;
       let item: Item | undefined = events.shift();
-      if (item === undefined && pendingHeartbeat !== null && finishing === null) {
+      if (item === undefined && pendingHeartbeat !== null) {
         item = pendingHeartbeat;
         pendingHeartbeat = null;
       }
@@ -236,6 +236,7 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
         if (outcome !== "ok") {
           if (events.length > 0) log.warn({ dropped: events.length }, "dropping pending events to deliver done");
           events.length = 0;
+          pendingHeartbeat = null;
           return;
         }
       } else {
@@ -277,7 +278,6 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       if (closed) return false;
       const deadlineMs = config.doneDeadlineSeconds * 1000;
       finishing = { deadline: now() + deadlineMs, signal: AbortSignal.timeout(Math.max(1, deadlineMs)) };
-      pendingHeartbeat = null;
       currentWait?.abort(new Error("done started"));
       started = true;
       const body: Record<string, unknown> = { checkpoints: [], ...fields };

@@ -1,0 +1,190 @@
+/**
+ * The agent as a real process (`node bin/trainer-agent.js run -- ...`) with real children and a real callback
+ * backend on 127.0.0.1.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { freePort, startBackend, type TestBackend } from "../callbacks/backend.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/children/${name}`, import.meta.url));
+const TOKEN = "eyJhbGciOiJIUzI1NiJ9.agent-test-secret-token.c2ln";
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  exitedAt: number;
+}
+
+function agent(
+  args: string[],
+  env: Record<string, string>,
+  onStdout?: (text: string, kill: (s: NodeJS.Signals) => void) => void,
+) {
+  const p = spawn(process.execPath, [BIN, "run", ...args], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  p.stdout.on("data", (c: Buffer) => {
+    stdout += c.toString();
+    onStdout?.(stdout, (s) => p.kill(s));
+  });
+  p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+  return new Promise<Run>((resolve) =>
+    p.on("close", (code) => resolve({ code, stdout, stderr, exitedAt: Date.now() })),
+  );
+}
+
+const backends: TestBackend[] = [];
+afterEach(async () => {
+  for (const b of backends.splice(0)) await b.close();
+});
+async function backend(...args: Parameters<typeof startBackend>) {
+  const b = await startBackend(...args);
+  backends.push(b);
+  return b;
+}
+const cb = (b: { url: string }, extra: Record<string, string> = {}) => ({
+  BACKEND_BASE_URL: b.url,
+  JOB_ID: "job-7",
+  CALLBACK_TOKEN: TOKEN,
+  ...extra,
+});
+
+function expectNoToken(run: Run) {
+  expect(run.stdout).not.toContain(TOKEN);
+  expect(run.stderr).not.toContain(TOKEN);
+}
+
+describe("trainer-agent run (real process)", () => {
+  it("relays the child's stdout, turns reports into callbacks and posts done", async () => {
+    const b = await backend();
+    const run = await agent(["--", fixture("train.sh")], cb(b, { HEARTBEAT_INTERVAL_SECONDS: "60" }));
+    expect(run.code).toBe(0);
+    const trace = /trace=(\S+)/.exec(run.stdout)?.[1];
+    expect(run.stdout).toBe(`token=unset agent=1 trace=${trace}\nepoch 1\nepoch 2\nepoch 3\n`);
+    expectNoToken(run);
+
+    const events = b.of("event").map((r) => r.body);
+    expect(events[0]).toMatchObject({ type: "started", job_id: "job-7", trace_id: trace });
+    expect(events.map((e) => e.type)).toContain("warning");
+    const beats = b.of("heartbeat").map((r) => r.body);
+    expect(beats.at(-1)).toMatchObject({ epoch: 3, total_epochs: 3, progress: 1, metrics: { loss: 0.3 } });
+    const done = b.of("done");
+    expect(done).toHaveLength(1);
+    expect(done[0]?.body).toMatchObject({
+      status: "succeeded",
+      exit_code: 0,
+      final_metrics: { loss: 0.3 },
+      checkpoints: [],
+      trace_id: trace,
+    });
+    expect(String(done[0]?.body.log_tail)).toContain("epoch 3");
+    expect(String(done[0]?.body.log_tail)).not.toContain("::trainer::");
+    for (const r of b.requests) expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    // Agent logs are JSON lines on stderr with the run's ids.
+    const logLine = run.stderr.split("\n").find((l) => l.includes('"agent done"'));
+    expect(JSON.parse(logLine ?? "{}")).toMatchObject({ trace_id: trace, job_id: "job-7", node_rank: 0 });
+  });
+
+  it("exits with the child's exit code and reports done failed with the reason", async () => {
+    const b = await backend();
+    const run = await agent(["--", fixture("traceback.sh")], cb(b));
+    expect(run.code).toBe(1);
+    expect(b.of("done")[0]?.body).toMatchObject({
+      status: "failed",
+      exit_code: 1,
+      reason: "ValueError: learning rate must be positive",
+    });
+  });
+
+  it("works with callbacks off and answers 127 for a missing command", async () => {
+    const run = await agent(["--", "no-such-command-xyz"], {});
+    expect(run.code).toBe(127);
+    expect(run.stderr).toContain("command not found: no-such-command-xyz");
+  });
+
+  it("on SIGTERM: event terminating, forwards it to the child, done cancelled, child's exit code", async () => {
+    const b = await backend();
+    let sent = false;
+    const run = await agent(["--", fixture("trap-term.sh")], cb(b), (out, kill) => {
+      if (!sent && out.includes("ready")) {
+        sent = true;
+        kill("SIGTERM");
+      }
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("got TERM, saving");
+    expect(b.of("event").map((r) => r.body.type)).toContain("terminating");
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "cancelled", exit_code: 0 });
+  });
+
+  it("SIGKILLs a child that ignores SIGTERM after TERMINATION_GRACE_SECONDS: exit 137", async () => {
+    const b = await backend();
+    let sent = false;
+    const run = await agent(
+      ["--", fixture("ignore-term.sh")],
+      cb(b, { TERMINATION_GRACE_SECONDS: "0.5" }),
+      (out, kill) => {
+        if (!sent && out.includes("ready")) {
+          sent = true;
+          kill("SIGTERM");
+        }
+      },
+    );
+    expect(run.code).toBe(137);
+    expect(b.of("done")[0]?.body).toMatchObject({
+      status: "cancelled",
+      exit_code: 137,
+      reason: "killed: did not exit within the 0.5 s grace period after SIGTERM received",
+    });
+  });
+
+  it.each([
+    ["hangs", () => "hang" as const],
+    ["always answers 500", () => ({ status: 500 })],
+  ])("a backend that %s does not slow the child; the agent exits by the done deadline", async (_name, rule) => {
+    const b = await backend(rule);
+    const run = await agent(
+      ["--", "sh", "-c", "date +%s%3N; sleep 0.3; echo '::trainer::{\"epoch\":1}'; date +%s%3N"],
+      cb(b, { DONE_DEADLINE_SECONDS: "1", CALLBACK_TIMEOUT_SECONDS: "0.5" }),
+    );
+    expect(run.code).toBe(0);
+    const [start, end] = run.stdout.trim().split("\n").map(Number) as [number, number];
+    // The child's own wall time: its 0.3 s sleep plus process start-up, whatever the backend does.
+    expect(end - start).toBeLessThan(1_500);
+    // After the child: at most the done deadline plus a margin for a loaded machine.
+    expect(run.exitedAt - end).toBeLessThan(1_000 + 4_000);
+    expect(b.requests.length).toBeGreaterThan(0);
+    expectNoToken(run);
+  });
+
+  it("delivers started and done to a backend that is down for the first 1.5 s", async () => {
+    const port = await freePort();
+    const late = new Promise<TestBackend>((resolve) => setTimeout(() => resolve(backend(undefined, port)), 1_500));
+    const run = await agent(
+      ["--", fixture("train.sh")],
+      cb({ url: `http://127.0.0.1:${port}` }, { EPOCHS: "6", EPOCH_SLEEP: "0.4", DONE_DEADLINE_SECONDS: "20" }),
+    );
+    const b = await late;
+    expect(run.code).toBe(0);
+    expect(b.of("event").map((r) => r.body.type)).toContain("started");
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "succeeded" });
+    expect(b.of("heartbeat").at(-1)?.body).toMatchObject({ epoch: 6, progress: 1 });
+  });
+
+  it("bad configuration: one-line reason, exit 78, done failed when callbacks are readable", async () => {
+    const b = await backend();
+    const run = await agent(["--", "true"], cb(b, { PET_NNODES: "zero" }));
+    expect(run.code).toBe(78);
+    expect(run.stderr.trim().split("\n")).toEqual([
+      'trainer-agent: CONFIG_INVALID: invalid configuration: PET_NNODES must be a positive integer (or MIN:MAX with MIN == MAX), got "zero"',
+    ]);
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "failed", exit_code: 78 });
+    expect(String(b.of("done")[0]?.body.reason)).toContain("PET_NNODES");
+  });
+});
