@@ -603,8 +603,8 @@ function readVolumes(r: Reader, raw: unknown, field: string): VolumeSpec[] {
 }
 
 function checkVolumes(r: Reader, volumes: readonly VolumeSpec[], hasCode: boolean, agent: AgentMode): void {
-  const names = new Map<string, string>();
-  const paths = new Map<string, string>();
+  const names = new Map<string, string>([["dshm", "the runtime's shared-memory volume"]]);
+  const paths = new Map<string, string>([["/dev/shm", "the runtime's shared-memory volume"]]);
   if (hasCode) {
     names.set(CODE_VOLUME, "the training code volume");
     paths.set(CODE_MOUNT_PATH, "the training code");
