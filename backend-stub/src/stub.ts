@@ -292,25 +292,24 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }
     const raw = await readBody(req, maxBody);
     const key = idempotencyKey(req);
-    const bodyHash =
-      key === undefined ? undefined : createHash("sha256").update(`${kind}\n`).update(raw).digest("base64url");
-    const existing = store.get(jobId);
-    const entry = key === undefined ? undefined : existing?.idempotency.get(key);
+    const payload = validateBody(CALLBACK_SCHEMAS[kind], parseJson(req, raw), kind);
+    if (payload.job_id !== jobId) {
+      throw new HttpError(400, "invalid_body", `invalid ${kind} body: job_id: must equal the job id in the path`, {
+        field: "job_id",
+      });
+    }
+    // The fingerprint leaves out `timestamp`: a sender may re-stamp a retry; any other difference is a reused key.
+    const bodyHash = key === undefined ? undefined : fingerprint(kind, payload);
+    const entry = key === undefined ? undefined : store.get(jobId)?.idempotency.get(key);
     if (entry !== undefined) {
       if (entry.bodyHash !== bodyHash) {
-        throw new HttpError(422, "idempotency_key_reused", "Idempotency-Key was already used for a different request", {
+        throw new HttpError(422, "idempotency_key_reused", "Idempotency-Key was already used for a different report", {
           field: "Idempotency-Key",
         });
       }
       await entry.durable;
       sendJson(res, entry.answer.status, entry.answer.body, { "idempotent-replayed": "true" });
       return;
-    }
-    const payload = validateBody(CALLBACK_SCHEMAS[kind], parseJson(req, raw), kind);
-    if (payload.job_id !== jobId) {
-      throw new HttpError(400, "invalid_body", `invalid ${kind} body: job_id: must equal the job id in the path`, {
-        field: "job_id",
-      });
     }
     // From here to commit() nothing awaits: the state checked is the state the record is applied to.
     const at = isoNow();
@@ -529,6 +528,13 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       return () => listeners.delete(listener);
     },
   };
+}
+
+function fingerprint(kind: CallbackKind, payload: { timestamp: string }): string {
+  const { timestamp: _timestamp, ...rest } = payload;
+  return createHash("sha256")
+    .update(`${kind}\n${JSON.stringify(rest)}`)
+    .digest("base64url");
 }
 
 function digest(value: string): Buffer {

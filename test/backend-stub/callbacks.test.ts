@@ -292,6 +292,21 @@ describe("idempotency", () => {
     expect((await s.stub.getJob(job.id))?.heartbeats).toHaveLength(1);
   });
 
+  it("a retry re-stamped with a new timestamp is still the same report", async () => {
+    const job = await s.stub.createJob();
+    const headers = { "idempotency-key": "restamped" };
+    const body = heartbeatBody(job.id, { epoch: 3, metrics: { loss: 0.2 } });
+    await call(s.url, "POST", callbackPath(job.id, "heartbeat"), { token: job.token, body, headers });
+    const retry = await call(s.url, "POST", callbackPath(job.id, "heartbeat"), {
+      token: job.token,
+      body: { ...body, timestamp: new Date(Date.now() + 5000).toISOString() },
+      headers,
+    });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    expect((await s.stub.getJob(job.id))?.heartbeats).toHaveLength(1);
+  });
+
   it("without a key each report is applied", async () => {
     const job = await s.stub.createJob();
     const body = heartbeatBody(job.id);
