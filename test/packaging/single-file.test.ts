@@ -133,6 +133,17 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stderr).toContain("PET_NNODES");
   });
 
+  it("runs a command: relays its output and exits with its exit code", async () => {
+    const result = await runBare(agent, ["run", "--", "/bin/sh", "-c", "echo from-child; exit 3"]);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain("from-child\n");
+  });
+
+  it("exits 128+signal when the command dies of a signal", async () => {
+    const result = await runBare(agent, ["run", "--", "/bin/sh", "-c", "kill -TERM $$"]);
+    expect(result.code).toBe(143);
+  });
+
   it("prints the Python helper it carries, byte for byte", async () => {
     const result = await runBare(agent, ["helper", "--print"]);
     expect(result.code).toBe(0);
