@@ -1,0 +1,67 @@
+/** The one summary a local run prints at the end. */
+import type { JobSnapshot } from "./backend.ts";
+
+export interface NodeOutcome {
+  label: string;
+  exitCode: number | undefined;
+  signal: NodeJS.Signals | undefined;
+  /** The runner sent it SIGTERM (another node failed, or Ctrl-C). */
+  terminatedByRunner: boolean;
+}
+
+export interface SummaryInput {
+  jobId: string;
+  dashboardUrl: string;
+  snapshot: JobSnapshot | undefined;
+  nodes: readonly NodeOutcome[];
+  checkpointKeys: ReadonlyArray<{ key: string; bytes: number }>;
+  bucket: string | undefined;
+  exitCode: number;
+  interrupted: NodeJS.Signals | undefined;
+  /** Shown when the run folder is kept (failure or --keep). */
+  runDir: string | undefined;
+  kept: boolean;
+}
+
+export function formatSummary(s: SummaryInput): string {
+  const lines: string[] = ["", "── summary ──────────────────────────────────────────────"];
+  const snap = s.snapshot;
+  lines.push(`job        ${s.jobId}  state ${snap?.state ?? "unknown (backend not reachable)"}`);
+  if (snap?.reason !== null && snap?.reason !== undefined) lines.push(`reason     ${snap.reason}`);
+  if (snap !== undefined) {
+    const epochs =
+      snap.epoch === null ? "none reported" : `${snap.epoch}${snap.totalEpochs !== null ? `/${snap.totalEpochs}` : ""}`;
+    lines.push(`epochs     ${epochs}  (${snap.heartbeats} heartbeat(s))`);
+    const metrics = Object.entries(snap.metrics);
+    if (metrics.length > 0) lines.push(`metrics    ${metrics.map(([k, v]) => `${k}=${formatNumber(v)}`).join("  ")}`);
+  }
+  lines.push(
+    `nodes      ${s.nodes
+      .map((n) => `${n.label}: exit ${n.exitCode ?? "?"}${n.terminatedByRunner ? " (stopped)" : ""}`)
+      .join(", ")}`,
+  );
+  const files = s.checkpointKeys.filter((k) => !k.key.includes("/_manifests/"));
+  const manifests = s.checkpointKeys.length - files.length;
+  if (s.checkpointKeys.length === 0) lines.push("checkpoints none in the bucket");
+  else {
+    lines.push(
+      `checkpoints ${files.length} object(s) in bucket ${s.bucket ?? "?"}` +
+        (manifests > 0 ? ` (+ ${manifests} manifest(s) under _manifests/)` : "") +
+        ":",
+    );
+    const shown = files.slice(-8);
+    if (files.length > shown.length) lines.push(`  ... ${files.length - shown.length} more`);
+    for (const k of shown) lines.push(`  s3://${s.bucket ?? "?"}/${k.key}  (${k.bytes} B)`);
+  }
+  lines.push(`dashboard  ${s.dashboardUrl}${s.kept ? "" : " (closed when this command ends; --keep keeps it up)"}`);
+  if (s.runDir !== undefined) lines.push(`run folder ${s.runDir} (per-node output.log, dataset, checkpoints)`);
+  if (s.interrupted !== undefined) lines.push(`interrupted by ${s.interrupted}`);
+  lines.push(`exit code  ${s.exitCode}`);
+  return `${lines.join("\n")}\n`;
+}
+
+function formatNumber(v: number): string {
+  if (Number.isInteger(v)) return String(v);
+  const abs = Math.abs(v);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(5)));
+}
