@@ -46,7 +46,7 @@ export interface RunDeps {
   /** Where agent log lines go (fd 2 by default). */
   logDestination?: DestinationStream;
   resolvePlugin?: (options: ResolvePluginOptions) => Promise<TrainerPlugin>;
-  createStorage?: (config: AgentConfig, deps: { logger: Logger }) => Promise<Storage>;
+  createStorage?: (config: AgentConfig, deps: { logger: Logger }) => Promise<Storage & { close?(): void }>;
   spawn?: (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
   transport?: Transport;
   now?: () => number;
@@ -108,6 +108,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   signals.on("SIGINT", onInt);
 
   let sync: CheckpointSync | undefined;
+  let storage: (Storage & { close?(): void }) | undefined;
   let liveness: { reset(): void; stop(): void } | undefined;
   let result: ChildResult | undefined;
   let agentError: AgentError | undefined;
@@ -136,14 +137,14 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR.
     const extraEnv: Record<string, string> = {};
     if (config.storage.type !== undefined) {
-      const storage = await openStorage(config, logger, deps);
+      storage = await openStorage(config, logger, deps);
       const [restored, dataset] = await Promise.all([
         storage.restoreLatestCheckpoint({ signal: prep.signal }),
         storage.pullDataset({ signal: prep.signal }),
       ]);
       if (restored !== null) {
         extraEnv.RESUME_FROM = restored.path;
-        log.info({ key: restored.key, path: restored.path, bytes: restored.bytes }, "checkpoint restored");
+        log.debug({ key: restored.key, path: restored.path, bytes: restored.bytes }, "RESUME_FROM set");
         callbacks?.event("checkpoint_restored", restored.key, {
           key: restored.key,
           path: restored.path,
@@ -278,6 +279,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     status = cancelReason !== undefined ? "cancelled" : r.exitCode === 0 ? "succeeded" : "failed";
   }
   if (sync !== undefined) await sync.close().catch(() => undefined);
+  storage?.close?.();
 
   if (callbacks !== undefined) {
     const finalMetrics = tracker.finalMetrics();
@@ -316,13 +318,11 @@ async function openCallbacks(
   });
 }
 
-async function openStorage(config: AgentConfig, logger: Logger, deps: RunDeps): Promise<Storage> {
+async function openStorage(config: AgentConfig, logger: Logger, deps: RunDeps): Promise<Storage & { close?(): void }> {
   let create = deps.createStorage;
   if (create === undefined) {
     try {
-      // eslint-disable-next-line @typescript-eslint/ban-ts-comment -- until the storage module's index lands
-      // @ts-ignore
-      create = (await import("../storage/index.ts")).createStorage as RunDeps["createStorage"];
+      create = (await import("../storage/index.ts")).createStorage;
     } catch (error) {
       throw new AgentError(
         "STORAGE_UNAVAILABLE",
