@@ -3,7 +3,7 @@
  * seed it, a config built through the real loadAgentConfig, and tree comparison.
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -110,15 +110,7 @@ export async function makeTree(dir: string, opts: { bigBytes?: number; files?: n
   await fs.writeFile(path.join(dir, "empty.bin"), "");
   await fs.writeFile(path.join(dir, "a/b/c/deep.json"), JSON.stringify({ x: 1 }));
   await fs.writeFile(path.join(dir, "a/ünïcode name.txt"), "unicode");
-  let seed = 7;
-  const rand = (n: number): Buffer => {
-    const b = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      b[i] = seed >> 16;
-    }
-    return b;
-  };
+  const rand = (n: number): Buffer => randomBytes(n);
   for (let i = 0; i < (opts.files ?? 40); i++)
     await fs.writeFile(
       path.join(dir, "a/b", `f${i}.bin`),

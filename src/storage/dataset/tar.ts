@@ -28,12 +28,19 @@ export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean
     failure ??= error;
   };
   const pending = new Set<Promise<void>>();
+  // Rejected when the input fails: entries of a cut stream never end, so their writers must stop waiting.
+  let abortWriters: (e: unknown) => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    abortWriters = reject;
+  });
+  aborted.catch(() => {});
   const byPath = new Map<string, Promise<void>>();
   let backlogBytes = 0;
   const track = (rel: string, size: number, work: () => Promise<void>): void => {
     backlogBytes += size;
     const previous = byPath.get(rel);
-    const p: Promise<void> = (previous ? previous.then(work) : work()).catch(fail).finally(() => {
+    const guarded = (): Promise<void> => Promise.race([work(), aborted]);
+    const p: Promise<void> = (previous ? previous.then(guarded) : guarded()).catch(fail).finally(() => {
       backlogBytes -= size;
       pending.delete(p);
       if (byPath.get(rel) === p) byPath.delete(rel);
@@ -155,6 +162,7 @@ export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean
     }
     await Promise.all(pending);
   } catch (error) {
+    abortWriters(error);
     await Promise.allSettled(pending);
     const e = failure ?? error;
     if (e instanceof AgentError) throw e;

@@ -60,7 +60,6 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
   let failures = 0;
   const where = `${src.store.label}/${src.key} bytes ${start}-${end - 1}`;
   while (pos < end) {
-    const before = pos;
     try {
       src.signal?.throwIfAborted();
       const body = await src.store.getRange(src.key, pos, end, src.etag, src.signal);
@@ -74,7 +73,7 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
       if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
     } catch (error) {
       if (isFatal(error)) throw error;
-      if (pos > before) failures = 0;
+      // Not reset on progress: a server that trickles a byte per attempt must still fail in bounded time.
       failures += 1;
       if (failures > src.retries)
         throw new AgentError(

@@ -1,0 +1,115 @@
+import { execFileSync } from "node:child_process";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isAgentError } from "../../src/errors/index.ts";
+import { createStorage } from "../../src/storage/index.ts";
+import { config, createBucket, put, quietLogger, startFauxqs, tmpDir, type TestServer } from "./helpers.ts";
+
+let server: TestServer;
+let fixtures: string;
+
+beforeAll(async () => {
+  server = await startFauxqs();
+  await createBucket(server.endpoint, "data");
+  fixtures = await tmpDir("unsafe-fixtures-");
+  execFileSync("/usr/bin/python3", [path.resolve("test/fixtures/storage/make_archives.py"), fixtures]);
+  for (const name of await fs.readdir(fixtures))
+    await put(server.endpoint, "data", `datasets/${name}`, await fs.readFile(path.join(fixtures, name)));
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await fs.rm(fixtures, { recursive: true, force: true });
+});
+
+async function pull(name: string, extra: Record<string, string> = {}): Promise<{ root: string; error: unknown }> {
+  const root = await tmpDir("unsafe-");
+  const storage = await createStorage(
+    config({
+      S3_ENDPOINT: server.endpoint,
+      S3_BUCKET: "data",
+      DATASET_URI: `s3://data/datasets/${name}`,
+      DATASET_DIR: path.join(root, "work", "dataset"),
+      ...extra,
+    }),
+    { logger: quietLogger(), tuning: { downloadPartSize: 16 * 1024 } },
+  );
+  try {
+    await storage.pullDataset({});
+    return { root, error: undefined };
+  } catch (error) {
+    return { root, error };
+  } finally {
+    storage.close();
+  }
+}
+
+/** Everything under root, files and folders. */
+async function listAll(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(root, { recursive: true, withFileTypes: true }))
+    out.push(path.relative(root, path.join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+describe("archive safety: each unsafe archive is refused and nothing is written (fauxqs)", () => {
+  it.each([
+    ["zip-dotdot.zip", "ARCHIVE_UNSAFE_PATH"],
+    ["zip-absolute.zip", "ARCHIVE_UNSAFE_PATH"],
+    ["zip-backslash.zip", "ARCHIVE_UNSAFE_PATH"],
+    ["zip-symlink-out.zip", "ARCHIVE_UNSAFE_ENTRY"],
+    ["zip-symlink-abs.zip", "ARCHIVE_UNSAFE_ENTRY"],
+    ["zip-device.zip", "ARCHIVE_UNSAFE_ENTRY"],
+    ["zip-bomb.zip", "DATASET_TOO_LARGE"],
+    ["tar-dotdot.tar", "ARCHIVE_UNSAFE_PATH"],
+    ["tar-absolute.tar", "ARCHIVE_UNSAFE_PATH"],
+    ["tar-symlink-out.tar", "ARCHIVE_UNSAFE_ENTRY"],
+    ["tar-hardlink-out.tar", "ARCHIVE_UNSAFE_ENTRY"],
+    ["tar-device.tar", "ARCHIVE_UNSAFE_ENTRY"],
+    ["tar-fifo.tar", "ARCHIVE_UNSAFE_ENTRY"],
+    ["tar-through-link.tar", "ARCHIVE_UNSAFE_PATH"],
+    ["tgz-bomb.tar.gz", "DATASET_TOO_LARGE"],
+    ["zip-truncated.zip", "DATASET_CORRUPT"],
+    ["zip-corrupt.zip", "DATASET_CORRUPT"],
+    ["tar-truncated.tar", "DATASET_CORRUPT"],
+    ["tar-cut-at-boundary.tar", "DATASET_CORRUPT"],
+    ["tgz-truncated.tgz", "DATASET_CORRUPT"],
+  ])("%s -> %s", async (name, code) => {
+    const { root, error } = await pull(name);
+    expect(isAgentError(error) ? error.code : error).toBe(code);
+    // Not even the innocent first entry, no temp folder, no marker, nothing outside.
+    expect(await listAll(root)).toEqual(["work"]);
+    await expect(fs.stat("/tmp/escape-abs.txt")).rejects.toThrow();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it("DATASET_MAX_BYTES caps a legitimate archive too, with a message naming the variable", async () => {
+    const { error } = await pull("good.zip", { DATASET_MAX_BYTES: "1000" });
+    expect(isAgentError(error, "DATASET_TOO_LARGE")).toBe(true);
+    expect((error as Error).message).toContain("DATASET_MAX_BYTES");
+  });
+
+  it("a failed pull keeps the previous complete dataset in place", async () => {
+    const root = await tmpDir("unsafe-keep-");
+    const dir = path.join(root, "dataset");
+    const base = {
+      S3_ENDPOINT: server.endpoint,
+      S3_BUCKET: "data",
+      DATASET_DIR: dir,
+    };
+    const ok = await createStorage(config({ ...base, DATASET_URI: "s3://data/datasets/good.zip" }), {
+      logger: quietLogger(),
+    });
+    await ok.pullDataset({});
+    const before = await listAll(root);
+    const bad = await createStorage(config({ ...base, DATASET_URI: "s3://data/datasets/zip-corrupt.zip" }), {
+      logger: quietLogger(),
+    });
+    await expect(bad.pullDataset({})).rejects.toMatchObject({ code: "DATASET_CORRUPT" });
+    expect(await listAll(root)).toEqual(before);
+    expect(before).toContain(path.join("dataset", "data.bin"));
+    ok.close();
+    bad.close();
+  });
+});
