@@ -124,7 +124,7 @@ describe("pull through faults (fauxqs behind a fault proxy)", () => {
 
   it("an object replaced mid-pull is detected by If-Match: DATASET_CHANGED, nothing written", async () => {
     await put(server.endpoint, "data", "datasets/moving.tgz", await fs.readFile(path.join(work, "ds.tgz")));
-    const r = await pullThrough(async (n) => {
+    const r = await pullThrough(async (n): Promise<Fault> => {
       if (n === 3)
         await put(server.endpoint, "data", "datasets/moving.tgz", await fs.readFile(path.join(work, "ds.zip")));
       return "pass";
