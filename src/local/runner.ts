@@ -46,7 +46,7 @@ export interface LocalOptions {
   command: readonly string[];
   /** Keep the servers (and the run folder) after the run, until Ctrl-C. */
   keep: boolean;
-  /** Run folder; default a fresh one under the system temp dir. */
+  /** Run folder, kept; default a fresh one under the system temp dir, removed after a clean run. */
   workdir: string | undefined;
   name: string;
   /** After a node fails, seconds the others get to end on their own before they are sent SIGTERM. */
@@ -305,7 +305,8 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
       client !== undefined && target !== undefined && checkpointPrefix !== undefined
         ? await listKeys(client, checkpointPrefix.bucket, checkpointPrefix.prefix).catch(() => [])
         : [];
-    const keepFiles = options.keep || exitCode !== 0;
+    // A folder the user named is theirs; a temporary one goes after a clean run.
+    const keepFiles = options.keep || exitCode !== 0 || options.workdir !== undefined;
     out.write(
       formatSummary({
         jobId: backend.jobId,

@@ -1,0 +1,282 @@
+/**
+ * `trainer-agent local` end to end: real agents (`node bin/trainer-agent.js run`), real Python trainings, the real
+ * backend stub over HTTP and a real S3-compatible server (fauxqs) on 127.0.0.1. Nothing is mocked.
+ */
+import { spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { startFauxqs } from "fauxqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackendStub, type BackendStub } from "../../backend-stub/src/index.ts";
+import { runLocal, type LocalOptions } from "../../src/local/runner.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BIN = join(ROOT, "bin/trainer-agent.js");
+const PLAIN = join(ROOT, "examples/plain_train.py");
+const DATA = join(ROOT, "examples/data");
+const HELPER = join(ROOT, "python/trainer_agent.py");
+const haveTorch = existsSync("/usr/bin/torchrun");
+
+/** The environment a user's shell would give: no storage, no backend configured. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "LANG", "TMPDIR"]) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return env;
+}
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(
+  args: string[],
+  env: Record<string, string>,
+  onStdout?: (text: string, child: ReturnType<typeof spawn>) => void,
+) {
+  return new Promise<CliResult>((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, "local", ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => {
+      stdout += b.toString();
+      onStdout?.(stdout, child);
+    });
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "trainer-local-test-"));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe("trainer-agent local (the command, fully embedded)", () => {
+  it("runs 2 nodes: dataset pulled by both, epochs reported, checkpoint in the bucket, exit 0", async () => {
+    const workdir = join(tmp, "run-ok");
+    const res = await cli(
+      ["--nodes", "2", "--dataset", DATA, "--workdir", workdir, "--", "python3", PLAIN, "--epochs", "3"],
+      baseEnv(),
+    );
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    // Both nodes materialised the dataset in their own DATASET_DIR.
+    for (const node of ["node0", "node1"]) {
+      const csv = await readFile(join(workdir, node, "dataset", "regression.csv"), "utf8");
+      expect(csv.split("\n")[0]).toBe("x,y");
+    }
+    // Each node's shard of the data, printed by the training itself, shows RANK/WORLD_SIZE per node.
+    expect(res.stdout).toMatch(/^\[node0\] rank 0\/2: 1000 points/m);
+    expect(res.stdout).toMatch(/^\[node1\] rank 1\/2: 1000 points/m);
+    expect(res.stdout).toMatch(/state SUCCEEDED/);
+    expect(res.stdout).toMatch(/epochs {5}3\/3/);
+    expect(res.stdout).toMatch(/metrics {4}loss=0\.0\d+/);
+    expect(res.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/job-[\w-]+\/epoch-3\.json/);
+    expect(res.stdout).toMatch(/dataset {4}datasets\/data\.tar\.gz \(2 files/);
+    // The helper was on PYTHONPATH: its reports went to the agent (no "not running under trainer-agent").
+    expect(res.stdout + res.stderr).not.toContain("not running under trainer-agent");
+    // Raw node output is kept per node; the agents' relay left the training's lines unchanged.
+    const log0 = await readFile(join(workdir, "node0", "output.log"), "utf8");
+    expect(log0).toContain("rank 0 epoch 3/3 loss");
+    expect(log0).not.toContain("[node0]");
+  }, 60_000);
+
+  it("stops every node cleanly on Ctrl-C: SIGINT -> agents cancel, exit 130, no process left", async () => {
+    const marker = `0.0${Date.now()}`; // a unique --lr to find leftover processes by
+    let sent = false;
+    const res = await cli(
+      [
+        "--nodes",
+        "2",
+        "--dataset",
+        DATA,
+        "--",
+        "python3",
+        PLAIN,
+        "--epochs",
+        "100",
+        "--epoch-seconds",
+        "1",
+        "--lr",
+        marker,
+      ],
+      baseEnv(),
+      (out, child) => {
+        if (!sent && /\[node0\] rank 0 epoch 1\/100/.test(out) && /\[node1\] rank 1 epoch 1\/100/.test(out)) {
+          sent = true;
+          child.kill("SIGINT");
+        }
+      },
+    );
+    expect(sent).toBe(true);
+    expect(res.code, res.stdout + res.stderr).toBe(130);
+    expect(res.stdout).toContain("SIGINT, stopping 2 node(s)");
+    expect(res.stdout).toMatch(/state CANCELLED/);
+    expect(res.stdout).toContain("interrupted by SIGINT");
+    const left = await new Promise<string>((resolve) => {
+      const p = spawn("pgrep", ["-f", marker]);
+      let s = "";
+      p.stdout.on("data", (b: Buffer) => (s += b.toString()));
+      p.on("close", () => resolve(s.trim()));
+    });
+    expect(left).toBe("");
+  }, 60_000);
+
+  it.skipIf(!haveTorch)(
+    "npm run demo's command: real torch DDP on 2 nodes with the example dataset",
+    async () => {
+      const res = await cli(["--nodes", "2", "--example"], baseEnv());
+      expect(res.code, res.stdout + res.stderr).toBe(0);
+      expect(res.stdout).toContain("example: PyTorch DDP (gloo) with /usr/bin/python3");
+      expect(res.stdout).toMatch(/\[node0\] rank 0\/2: 1000 points, gloo process group up/);
+      expect(res.stdout).toMatch(/\[node1\] rank 1\/2: 1000 points, gloo process group up/);
+      expect(res.stdout).toMatch(/state SUCCEEDED/);
+      expect(res.stdout).toMatch(/epochs {5}5\/5/);
+      expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/epoch-5\.pt/);
+      expect(res.stdout).toMatch(/dashboard {2}http:\/\/127\.0\.0\.1:\d+\/jobs\//);
+    },
+    90_000,
+  );
+});
+
+describe("trainer-agent local against a configured backend and S3 (S3_ENDPOINT, BACKEND_BASE_URL)", () => {
+  let stub: BackendStub;
+  let s3: Awaited<ReturnType<typeof startFauxqs>>;
+  let client: S3Client;
+  let env: Record<string, string>;
+  const ADMIN = "admin-token-for-tests";
+
+  beforeAll(async () => {
+    stub = createBackendStub({ secret: "test-secret-0123456789", adminToken: ADMIN });
+    const { url } = await stub.listen(0, "127.0.0.1");
+    s3 = await startFauxqs({ port: 0, host: "127.0.0.1", logger: false });
+    s3.createBucket("ml-bucket");
+    client = new S3Client({
+      endpoint: s3.address,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "minio", secretAccessKey: "minio123" },
+    });
+    env = {
+      ...baseEnv(),
+      BACKEND_BASE_URL: url,
+      BACKEND_ADMIN_TOKEN: ADMIN,
+      S3_ENDPOINT: s3.address,
+      S3_BUCKET: "ml-bucket",
+      S3_ACCESS_KEY_ID: "minio",
+      S3_SECRET_ACCESS_KEY: "minio123",
+    };
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await stub?.close();
+    await s3?.stop();
+  });
+
+  const options = (patch: Partial<LocalOptions>): LocalOptions => ({
+    nodes: 2,
+    nprocPerNode: "1",
+    framework: undefined,
+    plugin: undefined,
+    dataset: DATA,
+    datasetId: "regression",
+    command: ["python3", PLAIN, "--epochs", "3"],
+    keep: false,
+    workdir: undefined,
+    name: "test",
+    failGraceSeconds: 10,
+    ...patch,
+  });
+  const deps = (out: PassThrough) => ({
+    env,
+    cwd: ROOT,
+    agent: { command: process.execPath, args: [BIN] },
+    helperSource: () => readFile(HELPER, "utf8"),
+    stdout: out,
+    stderr: out,
+    color: false,
+    signals: new EventEmitter() as unknown as Pick<NodeJS.Process, "on" | "off">,
+  });
+  const sink = () => {
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (b: Buffer) => (text += b.toString()));
+    return { out, text: () => text };
+  };
+
+  it("a failing training ends FAILED with the traceback's last line as the reason", async () => {
+    const o = sink();
+    const result = await runLocal(
+      options({ command: ["python3", PLAIN, "--epochs", "3", "--fail-at-epoch", "2"] }),
+      deps(o.out),
+    );
+    expect(result.exitCode, o.text()).toBe(1);
+    const job = await stub.getJob(result.jobId);
+    expect(job?.state).toBe("FAILED");
+    expect(job?.done?.status).toBe("failed");
+    expect(job?.done?.reason).toBe("RuntimeError: loss diverged at epoch 2 (--fail-at-epoch)");
+    // Epoch 1's checkpoint, reported before the failure, reached the configured bucket. (Its heartbeat may lose
+    // the race: node1's `done` can end the job before node0's heartbeat arrives, which then gets 409.)
+    const keys = await client.send(
+      new ListObjectsV2Command({ Bucket: "ml-bucket", Prefix: `checkpoints/job-${result.jobId}/` }),
+    );
+    expect((keys.Contents ?? []).map((c) => c.Key)).toContain(`checkpoints/job-${result.jobId}/epoch-1.json`);
+    // --dataset went to the configured bucket as an archive the agents pulled.
+    const ds = await client.send(new GetObjectCommand({ Bucket: "ml-bucket", Key: "datasets/regression.tar.gz" }));
+    expect((await ds.Body!.transformToByteArray()).length).toBeGreaterThan(1000);
+    expect(o.text()).toContain("reason     RuntimeError: loss diverged at epoch 2 (--fail-at-epoch)");
+  }, 60_000);
+
+  it("an external plugin written to a temp folder is loaded with --plugin and its reports reach the backend", async () => {
+    const dir = join(tmp, "plugin");
+    await mkdir(dir, { recursive: true });
+    const pluginPath = join(dir, "plugin.mjs");
+    // A plugin for a made-up framework that prints `progress epoch=N/M loss=X`: no ::trainer:: lines at all.
+    await writeFile(
+      pluginPath,
+      `export default function progressPlugin() {
+  return {
+    name: "progress-lines",
+    parseLine(line) {
+      const m = /^progress epoch=(\\d+)\\/(\\d+) loss=([\\d.]+)$/.exec(line);
+      return m ? [{ kind: "epoch", epoch: Number(m[1]), totalEpochs: Number(m[2]), metrics: { loss: Number(m[3]) } }] : undefined;
+    },
+  };
+}
+`,
+    );
+    const script = join(dir, "train.py");
+    await writeFile(
+      script,
+      `import time\nfor e in range(1, 4):\n    time.sleep(0.2)\n    print("progress epoch=%d/3 loss=%.2f" % (e, 1.0 / e), flush=True)\n`,
+    );
+    const o = sink();
+    const result = await runLocal(
+      options({ nodes: 1, dataset: undefined, plugin: pluginPath, command: ["python3", script] }),
+      deps(o.out),
+    );
+    expect(result.exitCode, o.text()).toBe(0);
+    const job = await stub.getJob(result.jobId);
+    expect(job?.state).toBe("SUCCEEDED");
+    expect(job?.epoch).toBe(3);
+    expect(job?.total_epochs).toBe(3);
+    expect(job?.latest_metrics).toEqual({ loss: 0.33 });
+    expect(job?.heartbeats.length).toBeGreaterThanOrEqual(1);
+    expect(job?.heartbeats.every((h) => h.metrics.loss !== undefined)).toBe(true);
+  }, 60_000);
+});
