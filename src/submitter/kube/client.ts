@@ -3,8 +3,7 @@
  * promises, undici underneath). The library is imported lazily, on the first call. Errors become AgentErrors:
  * 404 -> K8S_NOT_FOUND, 409 -> K8S_CONFLICT, anything else -> K8S_FAILED, with the API server's Status message.
  */
-import { PassThrough, type Writable } from "node:stream";
-import { finished } from "node:stream/promises";
+import type { Writable } from "node:stream";
 import { AgentError } from "../../errors/index.ts";
 import type { K8sObject } from "../render.ts";
 
@@ -181,27 +180,50 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
         }),
       ),
     streamPodLog: async (namespace, pod, container, out, options = {}) => {
-      const log = new k8s.Log(kc);
-      const pipe = new PassThrough();
-      pipe.pipe(out, { end: false });
-      const controller = await call(`log of pod ${namespace}/${pod}`, () =>
-        log.log(namespace, pod, container, pipe, {
-          follow: options.follow ?? false,
-          ...(options.tailLines === undefined ? {} : { tailLines: options.tailLines }),
-        }),
+      // node:http(s) with the kubeconfig's TLS and auth options rather than client-node's Log: aborting its
+      // fetch leaves an unhandled AbortError on the piped stream, and a follow must stop cleanly on Ctrl-C.
+      const server = kc.getCurrentCluster()?.server ?? "";
+      const url = new URL(
+        `${server.replace(/\/+$/, "")}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`,
       );
-      const onAbort = (): void => {
-        controller.abort();
-        pipe.end();
-      };
-      if (options.signal?.aborted) onAbort();
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      try {
-        await finished(pipe).catch(() => undefined);
-      } finally {
-        options.signal?.removeEventListener("abort", onAbort);
-        pipe.unpipe(out);
-      }
+      url.searchParams.set("container", container);
+      if (options.follow) url.searchParams.set("follow", "true");
+      if (options.tailLines !== undefined) url.searchParams.set("tailLines", String(options.tailLines));
+      const requestOptions: import("node:https").RequestOptions = { method: "GET", headers: {} };
+      await kc.applyToHTTPSOptions(requestOptions);
+      const what = `log of pod ${namespace}/${pod}`;
+      const { request } = url.protocol === "https:" ? await import("node:https") : await import("node:http");
+      await new Promise<void>((resolve, reject) => {
+        const req = request(url, requestOptions, (res) => {
+          const status = res.statusCode ?? 0;
+          if (status !== 200) {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => (body += d.slice(0, 4096)));
+            res.on("end", () => reject(kubeError({ code: status, body }, what)));
+            res.on("error", () => reject(kubeError({ code: status, body }, what)));
+            return;
+          }
+          res.on("data", (chunk: Buffer) => {
+            if (!out.write(chunk)) {
+              res.pause();
+              out.once("drain", () => res.resume());
+            }
+          });
+          res.on("end", () => resolve());
+          res.on("error", () => resolve()); // connection cut (abort, API server restart): the stream simply ends
+          res.on("close", () => resolve());
+        });
+        const onAbort = (): void => {
+          req.destroy();
+          resolve();
+        };
+        if (options.signal?.aborted) onAbort();
+        options.signal?.addEventListener("abort", onAbort, { once: true });
+        req.on("close", () => options.signal?.removeEventListener("abort", onAbort));
+        req.on("error", (error) => reject(options.signal?.aborted ? undefined : kubeError(error, what)));
+        req.end();
+      });
     },
   };
 }

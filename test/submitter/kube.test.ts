@@ -1,0 +1,379 @@
+/**
+ * Kubernetes operations of the submitter through the real @kubernetes/client-node against a stand-in API server:
+ * no Kubernetes API server can run here, so test/submitter/helpers/fake-kube.ts plays the few endpoints used on
+ * 127.0.0.1 and records every request (verbs, paths, content types, bodies; 409 on a second create).
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { isAgentError } from "../../src/errors/index.ts";
+import {
+  createKubeClient,
+  createSubmitter,
+  normalizeJobRequest,
+  type KubeClient,
+  type Submitter,
+} from "../../src/submitter/index.ts";
+import { startFakeKube, workerPod, type FakeKube, type RecordedRequest } from "./helpers/fake-kube.ts";
+import { repoRoot } from "./helpers/crd.ts";
+
+const TJ_PATH = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs";
+const REQUEST = {
+  name: "mnist",
+  namespace: "team-a",
+  framework: "pytorch",
+  num_nodes: 2,
+  gpu_count: 1,
+  training_code: "print('hi')",
+  command: "python3 /workspace/scripts/train.py --epochs 3",
+  env_vars: [{ name: "EPOCHS", value: "3" }],
+  callback: { base_url: "http://backend:8000", token: "jwt-secret-token" },
+};
+
+let fake: FakeKube;
+let kube: KubeClient;
+let submitter: Submitter;
+const sleeps: number[] = [];
+
+beforeEach(async () => {
+  fake = await startFakeKube();
+  fake.runtimes.set("pytorch-simple", {
+    apiVersion: "trainer.kubeflow.org/v1alpha1",
+    kind: "ClusterTrainingRuntime",
+    metadata: { name: "pytorch-simple" },
+  });
+  kube = await createKubeClient({ kubeConfig: await fake.kubeConfig() });
+  sleeps.length = 0;
+  submitter = createSubmitter({
+    kube,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+  });
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+const spec = (patch: Record<string, unknown> = {}) => normalizeJobRequest({ ...REQUEST, ...patch });
+const writes = (reqs: RecordedRequest[]) => reqs.filter((r) => r.method !== "GET");
+
+async function expectCode(
+  promise: Promise<unknown>,
+  code: string,
+): Promise<Error & { details?: Record<string, unknown> }> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(isAgentError(error) ? error.code : error).toBe(code);
+    return error as Error;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+describe("submit", () => {
+  it("checks the runtime, creates the TrainJob, then the ConfigMap and Secret owned by it", async () => {
+    const result = await submitter.submit(spec());
+    expect(result).toMatchObject({ status: "success", trainjob_name: "mnist", namespace: "team-a", created: true });
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      `GET ${TJ_PATH}/mnist`,
+      "GET /apis/trainer.kubeflow.org/v1alpha1/clustertrainingruntimes/pytorch-simple",
+      `POST ${TJ_PATH}`,
+      "POST /api/v1/namespaces/team-a/configmaps",
+      "POST /api/v1/namespaces/team-a/secrets",
+    ]);
+    for (const r of fake.requests) expect(r.authorization).toBe("Bearer test-bearer-token");
+    for (const r of writes(fake.requests)) expect(r.contentType).toMatch(/^application\/json/);
+    const tj = fake.store.get("trainjobs")!.get("team-a/mnist")!;
+    const [, , , cm, secret] = fake.requests;
+    for (const child of [cm!, secret!]) {
+      expect((child.body as { metadata: { ownerReferences: unknown } }).metadata.ownerReferences).toEqual([
+        { apiVersion: "trainer.kubeflow.org/v1alpha1", kind: "TrainJob", name: "mnist", uid: tj.metadata.uid },
+      ]);
+    }
+    expect((cm!.body as any).data).toEqual({ "train.py": "print('hi')" }); // eslint-disable-line @typescript-eslint/no-explicit-any
+    // The token travels only in the Secret's body, never in the TrainJob.
+    expect(JSON.stringify(fake.requests[2]!.body)).not.toContain("jwt-secret-token");
+    expect((secret!.body as any).stringData["callback-token"]).toBe("jwt-secret-token"); // eslint-disable-line @typescript-eslint/no-explicit-any
+  });
+
+  it("is idempotent: the same spec again creates nothing new and answers created: false", async () => {
+    const first = await submitter.submit(spec());
+    const before = fake.requests.length;
+    const again = await submitter.submit(spec());
+    expect(again).toMatchObject({ created: false, uid: first.uid });
+    const later = fake.requests.slice(before);
+    expect(later.filter((r) => r.method === "POST" && r.path === TJ_PATH)).toEqual([]);
+    // Children already exist (409) and are owned by this TrainJob: fine.
+    expect(fake.store.get("configmaps")!.size).toBe(1);
+    expect(fake.store.get("secrets")!.size).toBe(1);
+  });
+
+  it("a different spec under the same name is K8S_CONFLICT and changes nothing", async () => {
+    await submitter.submit(spec());
+    const before = fake.requests.length;
+    const error = await expectCode(submitter.submit(spec({ num_nodes: 3 })), "K8S_CONFLICT");
+    expect(error.message).toMatch(/already exists with a different spec/);
+    expect(writes(fake.requests.slice(before))).toEqual([]);
+  });
+
+  it("a TrainJob of that name not made by the submitter is a conflict", async () => {
+    fake.store.set("trainjobs", new Map([["team-a/mnist", { metadata: { name: "mnist", uid: "x" }, spec: {} }]]));
+    await expectCode(submitter.submit(spec()), "K8S_CONFLICT");
+  });
+
+  it("handles the create race: 409 on POST, then the same spec found", async () => {
+    const rendered = (await import("../../src/submitter/index.ts")).renderJob(spec());
+    let gets = 0;
+    const racing: KubeClient = {
+      ...kube,
+      getTrainJob: async (ns, name) => (gets++ === 0 ? undefined : kube.getTrainJob(ns, name)),
+    };
+    await kube.createTrainJob("team-a", rendered.trainJob);
+    const result = await createSubmitter({ kube: racing }).submit(spec());
+    expect(result.created).toBe(true);
+    expect(fake.requests.filter((r) => r.method === "POST" && r.path === TJ_PATH)).toHaveLength(2);
+  });
+
+  it("a missing ClusterTrainingRuntime is SPEC_INVALID naming runtime, before anything is created", async () => {
+    fake.runtimes.clear();
+    const error = await expectCode(submitter.submit(spec()), "SPEC_INVALID");
+    expect(error.details?.field).toBe("runtime");
+    expect(error.message).toMatch(/pytorch-simple.*not installed/);
+    expect(writes(fake.requests)).toEqual([]);
+  });
+
+  it("takes the TrainJob back when its Secret cannot be created (nothing half-made stays)", async () => {
+    fake.failNext("POST", "secrets", 403, 'secrets is forbidden: User "x" cannot create resource "secrets"');
+    const error = await expectCode(submitter.submit(spec()), "K8S_FAILED");
+    expect(error.message).toMatch(/403.*forbidden.*RBAC/s);
+    expect(fake.requests.at(-1)).toMatchObject({ method: "DELETE", path: `${TJ_PATH}/mnist` });
+    expect(fake.store.get("trainjobs")!.size).toBe(0);
+  });
+
+  it("registers the job with the backend when no token is given and puts that token in the Secret", async () => {
+    const registered: Array<{ id: string; name: string }> = [];
+    const withBackend = createSubmitter({
+      kube,
+      backend: {
+        registerJob: async (job) => {
+          registered.push(job);
+          return { id: job.id, token: "registered-jwt" };
+        },
+      },
+    });
+    const result = await withBackend.submit(spec({ callback: { base_url: "http://backend:8000" } }));
+    expect(registered).toEqual([{ id: "mnist", name: "mnist" }]);
+    expect(result.job_id).toBe("mnist");
+    const secret = fake.requests.find((r) => r.path.endsWith("/secrets"))!;
+    expect((secret.body as any).stringData["callback-token"]).toBe("registered-jwt"); // eslint-disable-line @typescript-eslint/no-explicit-any
+  });
+});
+
+describe("status", () => {
+  const setStatus = (status: unknown, extra: Record<string, unknown> = {}) => {
+    const tj = fake.store.get("trainjobs")!.get("team-a/mnist")!;
+    tj.status = status;
+    Object.assign(tj.spec, extra);
+  };
+
+  it.each([
+    [{}, "Pending"],
+    [{ jobsStatus: [{ name: "node", active: 2, ready: 2, succeeded: 0, failed: 0, suspended: 0 }] }, "Running"],
+    [
+      { conditions: [{ type: "Suspended", status: "True", reason: "Suspended", message: "TrainJob is suspended" }] },
+      "Suspended",
+    ],
+    [
+      {
+        conditions: [{ type: "Suspended", status: "False", reason: "Resumed", message: "TrainJob is resumed" }],
+        jobsStatus: [{ name: "node", active: 1 }],
+      },
+      "Running",
+    ],
+    [
+      {
+        conditions: [
+          {
+            type: "Complete",
+            status: "True",
+            reason: "AllJobsCompleted",
+            message: "jobset completed successfully",
+            lastTransitionTime: "2025-11-05T13:05:00Z",
+          },
+        ],
+      },
+      "Complete",
+    ],
+    [
+      {
+        conditions: [
+          {
+            type: "Failed",
+            status: "True",
+            reason: "DeadlineExceeded",
+            message: "TrainJob exceeded its active deadline",
+            lastTransitionTime: "2025-11-05T13:06:00Z",
+          },
+        ],
+      },
+      "Failed",
+    ],
+  ])("%j -> %s", async (status, state) => {
+    await submitter.submit(spec());
+    setStatus(status);
+    const s = await submitter.status("team-a", "mnist");
+    expect(s.state).toBe(state);
+    expect(s.trainjob_name).toBe("mnist");
+    expect(s.created_at).toMatch(/^\d{4}-/);
+    if (state === "Complete")
+      expect(s).toMatchObject({ message: "jobset completed successfully", completed_at: "2025-11-05T13:05:00Z" });
+    if (state === "Failed") expect(s.reason).toBe("DeadlineExceeded");
+  });
+
+  it("spec.suspend with no condition yet reads as Suspended", async () => {
+    await submitter.submit(spec());
+    setStatus({}, { suspend: true });
+    expect((await submitter.status("team-a", "mnist")).state).toBe("Suspended");
+  });
+
+  it("an unknown TrainJob is K8S_NOT_FOUND", async () => {
+    await expectCode(submitter.status("team-a", "nope"), "K8S_NOT_FOUND");
+  });
+});
+
+describe("logs", () => {
+  beforeEach(async () => {
+    await submitter.submit(spec());
+  });
+
+  it("reads the log of worker i: pod found by JobSet labels and completion index, container node", async () => {
+    fake.addPod("team-a", workerPod("mnist", 0), "rank 0 log\n");
+    fake.addPod("team-a", workerPod("mnist", 1), "rank 1 log\n");
+    fake.addPod("team-a", workerPod("other", 1), "someone else\n");
+    expect(await submitter.logs("team-a", "mnist", 1)).toBe("rank 1 log\n");
+    const list = fake.requests.find((r) => r.path === "/api/v1/namespaces/team-a/pods")!;
+    expect(list.query.labelSelector).toBe(
+      "jobset.sigs.k8s.io/jobset-name=mnist,jobset.sigs.k8s.io/replicatedjob-name=node",
+    );
+    const read = fake.requests.at(-1)!;
+    expect(read.path).toBe("/api/v1/namespaces/team-a/pods/mnist-node-0-1-abcde/log");
+    expect(read.query.container).toBe("node");
+  });
+
+  it("picks the newest pod of a worker after a JobSet restart", async () => {
+    fake.addPod(
+      "team-a",
+      workerPod("mnist", 0, { suffix: "old11", created: "2026-01-01T00:00:00Z" }),
+      "first attempt\n",
+    );
+    fake.addPod(
+      "team-a",
+      workerPod("mnist", 0, { suffix: "new22", created: "2026-01-01T01:00:00Z" }),
+      "second attempt\n",
+    );
+    expect(await submitter.logs("team-a", "mnist", 0)).toBe("second attempt\n");
+  });
+
+  it("a worker index outside the job is SPEC_INVALID naming worker", async () => {
+    const error = await expectCode(submitter.logs("team-a", "mnist", 2), "SPEC_INVALID");
+    expect(error.details?.field).toBe("worker");
+  });
+
+  it("follows the log as it grows, waiting for the pod to start", async () => {
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (d: Buffer) => (text += d.toString()));
+    fake.addPod("team-a", workerPod("mnist", 1, { phase: "Pending" }));
+    const following = submitter.logs("team-a", "mnist", 1, { follow: true, out });
+    await expect.poll(() => sleeps.length).toBeGreaterThan(0); // 400 "waiting to start": retried after a sleep
+    fake.store.get("pods")!.get("team-a/mnist-node-0-1-abcde")!.status.phase = "Running";
+    await expect
+      .poll(() => fake.requests.filter((r) => r.path.endsWith("/log") && r.query.follow === "true").length)
+      .toBeGreaterThan(1);
+    fake.appendLog("team-a", "mnist-node-0-1-abcde", "epoch 1\n");
+    await expect.poll(() => text).toBe("epoch 1\n");
+    fake.appendLog("team-a", "mnist-node-0-1-abcde", "epoch 2\n", true);
+    await following;
+    expect(text).toBe("epoch 1\nepoch 2\n");
+  });
+
+  it("stops following when aborted", async () => {
+    fake.addPod("team-a", workerPod("mnist", 0), "start\n");
+    const out = new PassThrough();
+    const abort = new AbortController();
+    const following = submitter.logs("team-a", "mnist", 0, { follow: true, out, signal: abort.signal });
+    await expect.poll(() => fake.requests.some((r) => r.path.endsWith("/log"))).toBe(true);
+    abort.abort();
+    await following;
+  });
+});
+
+describe("delete", () => {
+  it("deletes the TrainJob and its ConfigMap and Secret", async () => {
+    await submitter.submit(spec());
+    const result = await submitter.delete("team-a", "mnist");
+    expect(result.deleted).toEqual(["trainjob/mnist", "configmap/mnist-train-script", "secret/mnist-trainer-secrets"]);
+    expect(fake.requests.filter((r) => r.method === "DELETE").map((r) => r.path)).toEqual([
+      `${TJ_PATH}/mnist`,
+      "/api/v1/namespaces/team-a/configmaps/mnist-train-script",
+      "/api/v1/namespaces/team-a/secrets/mnist-trainer-secrets",
+    ]);
+    const del = fake.requests.find((r) => r.method === "DELETE")!;
+    expect(
+      del.query.propagationPolicy ?? (del.body as { propagationPolicy?: string } | undefined)?.propagationPolicy,
+    ).toBe("Background");
+    await expectCode(submitter.delete("team-a", "mnist"), "K8S_NOT_FOUND");
+  });
+
+  it("leaves a same-named ConfigMap that is not the job's alone", async () => {
+    await submitter.submit(spec({ training_code: undefined }));
+    fake.store.set(
+      "configmaps",
+      new Map([["team-a/mnist-train-script", { metadata: { name: "mnist-train-script", labels: {} } }]]),
+    );
+    const result = await submitter.delete("team-a", "mnist");
+    expect(result.deleted).not.toContain("configmap/mnist-train-script");
+    expect(fake.store.get("configmaps")!.has("team-a/mnist-train-script")).toBe(true);
+  });
+});
+
+describe("RBAC (runtimes/rbac.yaml) is least privilege", () => {
+  it("grants every verb the operations use, and nothing they do not use", async () => {
+    fake.addPod("team-a", workerPod("mnist", 0), "x\n");
+    await submitter.submit(spec());
+    await submitter.submit(spec());
+    await submitter.status("team-a", "mnist");
+    await submitter.logs("team-a", "mnist", 0);
+    await submitter.delete("team-a", "mnist");
+
+    const used = new Set<string>();
+    for (const r of fake.requests) {
+      const m =
+        /^\/apis?\/(?:([^/]+)\/)?v1(?:alpha1)?\/(?:namespaces\/[^/]+\/)?([^/]+)(?:\/([^/]+))?(?:\/(log))?$/.exec(
+          r.path,
+        );
+      if (!m) throw new Error(`unmapped ${r.path}`);
+      const group = m[1] === undefined || m[1] === "api" ? "" : m[1];
+      const resource = m[4] ? `${m[2]}/log` : m[2]!;
+      const verb = { POST: "create", DELETE: "delete", GET: m[3] ? "get" : "list" }[r.method]!;
+      used.add(`${group}|${resource}|${verb}`);
+    }
+    const docs = YAML.parseAllDocuments(readFileSync(path.join(repoRoot, "runtimes/rbac.yaml"), "utf8")).map((d) =>
+      d.toJS(),
+    );
+    const role = docs.find((d) => d.kind === "ClusterRole");
+    const granted = new Set<string>();
+    for (const rule of role.rules) {
+      for (const g of rule.apiGroups)
+        for (const res of rule.resources) for (const v of rule.verbs) granted.add(`${g}|${res}|${v}`);
+    }
+    expect([...used].sort()).toEqual([...granted].sort());
+    const binding = docs.find((d) => d.kind === "ClusterRoleBinding");
+    expect(binding.roleRef.name).toBe(role.metadata.name);
+    expect(binding.subjects[0].name).toBe(docs.find((d) => d.kind === "ServiceAccount").metadata.name);
+  });
+});
