@@ -32,7 +32,8 @@ export class EnvReader {
   }
 
   problem(name: string, expected: string, got: string): void {
-    const shown = this.#secretNames.has(name) ? "***" : JSON.stringify(got);
+    // Credentials inside a URL (`https://user:pass@host`) are masked like a secret variable.
+    const shown = this.#secretNames.has(name) ? "***" : JSON.stringify(got.replace(/\/\/[^/?#\s]*@/g, "//***@"));
     this.problems.push(`${name} must be ${expected}, got ${shown}`);
   }
 
@@ -56,7 +57,11 @@ export class EnvReader {
       return opts.fallback;
     }
     const n = Number(v);
-    if (!Number.isSafeInteger(n) || (opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+    if (
+      !Number.isSafeInteger(n) ||
+      (opts.min !== undefined && n < opts.min) ||
+      (opts.max !== undefined && n > opts.max)
+    ) {
       this.problem(name, expected, v);
       return opts.fallback;
     }
@@ -103,6 +108,11 @@ export class EnvReader {
     try {
       const u = new URL(v);
       if (!protocols.includes(u.protocol)) throw new Error("protocol");
+      if (u.username !== "" || u.password !== "") {
+        // A URL is logged and shown in events; credentials belong in their own (secret) variables.
+        this.problem(name, "a URL without user:password@ (credentials go in their own variables)", v);
+        return undefined;
+      }
       return u;
     } catch {
       this.problem(name, `a URL starting with ${protocols.map((p) => `${p}//`).join(" or ")}`, v);

@@ -1,6 +1,6 @@
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
-import { loadAgentConfig, Secret, type Env } from "../../src/config/index.ts";
+import { EnvReader, loadAgentConfig, Secret, type Env } from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 
 /** The CONFIG_INVALID message of a rejected environment (fails the test when the env is accepted). */
@@ -308,5 +308,23 @@ describe("loadAgentConfig: secrets", () => {
       "\n",
     );
     for (const v of values) expect(text).not.toContain(v);
+  });
+});
+
+describe("EnvReader", () => {
+  it("shows a secret variable's bad value as ***", () => {
+    const r = new EnvReader({ CALLBACK_TOKEN: "tok-secret-9" }, ["CALLBACK_TOKEN"]);
+    r.problem("CALLBACK_TOKEN", "a JWT", "tok-secret-9");
+    expect(r.problems).toEqual(["CALLBACK_TOKEN must be a JWT, got ***"]);
+  });
+
+  it.each([
+    ["BACKEND_BASE_URL", "https://admin:hunter2@backend:8000"],
+    ["S3_ENDPOINT", "http://AKIA123:wJalr-secret@minio:9000"],
+  ])("rejects credentials inside %s without showing them", (name, value) => {
+    const message = rejection({ [name]: value, JOB_ID: "j", CALLBACK_TOKEN: "t" });
+    expect(message).toContain(`${name} must be a URL without user:password@`);
+    expect(message).toContain("//***@");
+    for (const part of ["hunter2", "admin", "wJalr-secret", "AKIA123"]) expect(message).not.toContain(part);
   });
 });
