@@ -4,7 +4,7 @@
  * `--from` stages defined, ARGs declared, npm scripts present), and the checker itself is shown to catch each
  * kind of mistake on small Dockerfiles in a temporary context.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +17,7 @@ import {
   type DockerContext,
 } from "../../src/packaging/dockerfile/check.ts";
 import { parseDockerIgnore } from "../../src/packaging/dockerfile/ignore.ts";
+import { IMAGES } from "../../src/packaging/images.ts";
 import { flag, parseDockerfile, splitWords } from "../../src/packaging/dockerfile/parse.ts";
 
 describe("the repository's Dockerfiles", () => {
@@ -69,6 +70,28 @@ describe("the repository's Dockerfiles", () => {
       expect(instructions.some((i) => i.keyword === "ENTRYPOINT" || i.keyword === "CMD")).toBe(false);
     },
   );
+});
+
+describe("image names", () => {
+  it("every astrago/* image: of the runtimes is built here, tagged with the package version", async () => {
+    const { version } = JSON.parse(await readFile(join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
+    const files = (await readdir(join(REPO_ROOT, "runtimes"), { recursive: true })).filter((f) => /\.ya?ml$/.test(f));
+    const used = new Set<string>();
+    for (const file of files) {
+      const text = await readFile(join(REPO_ROOT, "runtimes", file), "utf8");
+      for (const match of text.matchAll(/^\s*-?\s*image:\s*["']?(astrago\/[a-z0-9-]+)(?::([\w.-]+))?/gm)) {
+        used.add(match[1]!);
+        expect(Object.keys(IMAGES), `${file} uses ${match[0]}`).toContain(match[1]);
+        expect(match[2], `${file} uses ${match[0]}`).toBe(version);
+      }
+    }
+    expect([...used]).toContain("astrago/trainer-agent");
+    for (const dockerfile of Object.values(IMAGES)) {
+      const text = await readFile(join(REPO_ROOT, dockerfile), "utf8");
+      expect(text).toMatch(/^FROM /m);
+      if (dockerfile !== "Dockerfile") expect(text).toContain(`ARG AGENT_IMAGE=astrago/trainer-agent:${version}`);
+    }
+  });
 });
 
 describe("the checker catches what a docker build would trip on", () => {

@@ -144,6 +144,22 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.code).toBe(143);
   });
 
+  it("runs local: two agents of itself, the embedded S3 server and backend stub, all from the one file", async () => {
+    const result = await runBare(agent, [
+      "local",
+      "--nodes",
+      "2",
+      "--",
+      "/bin/sh",
+      "-c",
+      "echo rank=$RANK/$WORLD_SIZE",
+    ]);
+    expect(result.stderr).not.toMatch(/internal error/);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("rank=0/2");
+    expect(result.stdout).toContain("rank=1/2");
+  });
+
   it("prints the Python helper it carries, byte for byte", async () => {
     const result = await runBare(agent, ["helper", "--print"]);
     expect(result.code).toBe(0);
@@ -179,11 +195,12 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stderr).toMatch(/^trainer-agent: INSTALL_FAILED: cannot create .*not-a-dir/);
   });
 
-  it("loads a plugin file given with --plugin", async () => {
-    const plugin = join(work, "my-plugin.mjs");
+  it("loads a TypeScript plugin file given with --plugin", async () => {
+    // TypeScript, as the plugin docs suggest: the single file strips types like node does
+    const plugin = join(work, "my-plugin.ts");
     await writeFile(
       plugin,
-      'export default { name: "myfw", env: (ctx) => ({ MYFW_WORLD: String(ctx.env?.WORLD_SIZE ?? "set") }) };\n',
+      'const name: string = "myfw";\nexport default { name, env: (): Record<string, string> => ({ MYFW_WORLD: "set" }) };\n',
     );
     const result = await runBare(agent, ["env", "--format", "json", "--plugin", plugin], { PET_NNODES: "1" });
     expect(result.stderr).toBe("");
