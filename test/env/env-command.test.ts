@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -160,6 +162,25 @@ describe("trainer-agent env (CLI)", () => {
     expect(out.stderr.trim().split("\n")).toHaveLength(1);
     expect(out.stderr).toContain(message);
     expect(out.stderr).not.toContain("secret-tok-1");
+  });
+
+  it("--plugin loads a plugin file relative to the current directory; its variables are printed, its secrets not", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "env-plugin-"));
+    try {
+      await writeFile(
+        join(dir, "my-plugin.mjs"),
+        `export default { name: "mine", env: (ctx) => ({ MINE: "rank " + ctx.env.RANK, MY_API_TOKEN: "leak-me" }) };`,
+      );
+      const r = await run(process.execPath, [agent, "env", "--plugin", "./my-plugin.mjs", "--format", "json"], {
+        env: { PATH: process.env.PATH ?? "", PET_NNODES: "2", PET_NODE_RANK: "1" },
+        cwd: dir,
+      });
+      const vars = JSON.parse(r.stdout) as Record<string, string>;
+      expect(vars).toMatchObject({ MINE: "rank 1", RANK: "1", WORLD_SIZE: "2" });
+      expect(r.stdout).not.toContain("leak-me");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("--help shows the formats and examples", async () => {
