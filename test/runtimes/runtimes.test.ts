@@ -1,0 +1,211 @@
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { normalizeJobRequest, renderJob } from "../../src/submitter/index.ts";
+import { formatObjects, renderedObjects } from "../../src/submitter/cli.ts";
+import { loadCrd, repoRoot } from "../submitter/helpers/crd.ts";
+
+const run = promisify(execFile);
+const runtimesDir = path.join(repoRoot, "runtimes");
+// Each CRD parsed once for this file.
+const crds = {
+  TrainJob: loadCrd("trainer.kubeflow.org_trainjobs.yaml"),
+  ClusterTrainingRuntime: loadCrd("trainer.kubeflow.org_clustertrainingruntimes.yaml"),
+};
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    if (statSync(full).isDirectory()) return yamlFiles(full);
+    return /\.ya?ml$/.test(name) ? [full] : [];
+  });
+}
+
+const files = yamlFiles(runtimesDir);
+const docs = files.flatMap((file) =>
+  YAML.parseAllDocuments(readFileSync(file, "utf8")).map((d, i) => ({
+    file: path.relative(repoRoot, file),
+    index: i,
+    obj: d.toJS(),
+  })),
+);
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const runtime = (file: string): Obj => docs.find((d) => d.file === file)!.obj;
+const podSpec = (rt: Obj): Obj =>
+  rt.spec.template.spec.replicatedJobs.find((j: Obj) => j.name === "node").template.spec.template.spec;
+
+describe("every YAML under runtimes/", () => {
+  it("finds the runtimes, examples and RBAC", () => {
+    expect(files.map((f) => path.relative(runtimesDir, f)).sort()).toEqual([
+      "pytorch/runtime.baked.yaml",
+      "pytorch/runtime.yaml",
+      "pytorch/trainjob.yaml",
+      "rbac.yaml",
+      "tensorflow/runtime.baked.yaml",
+      "tensorflow/runtime.yaml",
+      "tensorflow/trainjob.yaml",
+    ]);
+  });
+
+  it.each(docs.map((d) => [`${d.file}#${d.index} ${d.obj.kind}`, d] as const))("%s is valid", (_label, d) => {
+    const crd = crds[d.obj.kind as keyof typeof crds];
+    if (crd !== undefined) {
+      expect(crd.validate(d.obj)).toEqual([]);
+    } else if (d.obj.kind === "ConfigMap") {
+      expect(d.obj.apiVersion).toBe("v1");
+      for (const key of Object.keys(d.obj.data)) expect(key).toMatch(/^[-._a-zA-Z0-9]+$/);
+    } else {
+      expect(["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]).toContain(d.obj.kind);
+    }
+  });
+
+  it("the validator accepts upstream's own runtimes (a check that it is not too strict)", () => {
+    const upstream = path.join(repoRoot, "../shared/reference/kubeflow-trainer/runtimes");
+    for (const f of readdirSync(upstream)) {
+      expect(crds.ClusterTrainingRuntime.validate(YAML.parse(readFileSync(path.join(upstream, f), "utf8"))), f).toEqual(
+        [],
+      );
+    }
+  });
+});
+
+describe("ClusterTrainingRuntimes", () => {
+  it.each([
+    ["pytorch", "pytorch-simple"],
+    ["tensorflow", "tensorflow-distributed"],
+  ])("%s: %s runs the agent, which gets PET_* from mlPolicy.torch", (fw, name) => {
+    for (const file of [`runtimes/${fw}/runtime.yaml`, `runtimes/${fw}/runtime.baked.yaml`]) {
+      const rt = runtime(file);
+      expect(rt.metadata.name).toBe(name);
+      // Trainer has no TensorFlow plugin: the torch policy delivers PET_NNODES/NODE_RANK/MASTER_ADDR for TF_CONFIG.
+      expect(rt.spec.mlPolicy.torch).toEqual({});
+      const job = rt.spec.template.spec.replicatedJobs.find((j: Obj) => j.name === "node");
+      expect(job.template.metadata.labels["trainer.kubeflow.org/trainjob-ancestor-step"]).toBe("trainer");
+      const node = podSpec(rt).containers.find((c: Obj) => c.name === "node");
+      expect(node.command.slice(1, 5)).toEqual(["run", "--framework", fw, "--"]);
+    }
+  });
+
+  it.each(["pytorch", "tensorflow"])(
+    "%s stock-image variant: the init container copies the agent into the shared emptyDir",
+    (fw) => {
+      const spec = podSpec(runtime(`runtimes/${fw}/runtime.yaml`));
+      expect(spec.initContainers).toEqual([
+        {
+          name: "install-agent",
+          image: "astrago/trainer-agent:0.1.0",
+          command: ["trainer-agent", "install", "/opt/agent"],
+          volumeMounts: [{ name: "trainer-agent", mountPath: "/opt/agent" }],
+        },
+      ]);
+      expect(spec.volumes).toContainEqual({ name: "trainer-agent", emptyDir: {} });
+      const node = spec.containers.find((c: Obj) => c.name === "node");
+      expect(node.command[0]).toBe("/opt/agent/trainer-agent");
+      expect(node.volumeMounts).toContainEqual({ name: "trainer-agent", mountPath: "/opt/agent" });
+      expect(node.env).toContainEqual({ name: "PYTHONPATH", value: "/opt/agent" });
+      expect(node.image).not.toMatch(/astrago/);
+    },
+  );
+
+  it.each(["pytorch", "tensorflow"])("%s baked variant: the image has the agent on PATH, no init container", (fw) => {
+    const spec = podSpec(runtime(`runtimes/${fw}/runtime.baked.yaml`));
+    expect(spec.initContainers).toBeUndefined();
+    const node = spec.containers.find((c: Obj) => c.name === "node");
+    expect(node.image).toBe(`astrago/trainer-${fw}:0.1.0`);
+    expect(node.command[0]).toBe("trainer-agent");
+  });
+
+  it("the TrainJob command the submitter renders matches each variant's agent path", () => {
+    for (const [agent, file] of [
+      ["init", "runtimes/pytorch/runtime.yaml"],
+      ["baked", "runtimes/pytorch/runtime.baked.yaml"],
+    ] as const) {
+      const rendered = renderJob(
+        normalizeJobRequest({ name: "x", framework: "pytorch", agent, command: "python3 t.py" }),
+      );
+      const node = podSpec(runtime(file)).containers.find((c: Obj) => c.name === "node");
+      expect((rendered.trainJob.spec as Obj).trainer.command[0]).toBe(node.command[0]);
+    }
+  });
+});
+
+describe("example TrainJobs", () => {
+  it.each(["pytorch", "tensorflow"])(
+    "runtimes/%s/trainjob.yaml is what `trainjob render` makes of its header command",
+    async (fw) => {
+      const text = readFileSync(path.join(runtimesDir, fw, "trainjob.yaml"), "utf8");
+      const header = /^# {3}node bin\/trainjob\.js render (.*)$/m.exec(text)![1]!;
+      const { stdout } = await run(process.execPath, ["bin/trainjob.js", "render", ...header.split(" ")], {
+        cwd: repoRoot,
+      });
+      const body = text.replace(/^(#.*\n)+/, "");
+      expect(body, `regenerate with: node bin/trainjob.js render ${header}`).toBe(stdout);
+      // ... and the ConfigMap in it carries the current train.py.
+      const cm = YAML.parseAllDocuments(body)
+        .map((d) => d.toJS())
+        .find((o) => o.kind === "ConfigMap");
+      expect(cm.data["train.py"]).toBe(readFileSync(path.join(runtimesDir, fw, "train.py"), "utf8"));
+    },
+  );
+
+  it("formats like kubectl: YAML documents joined by ---, JSON as a List", async () => {
+    const rendered = renderJob(normalizeJobRequest({ name: "x", framework: "pytorch", training_code: "print(1)" }));
+    const yaml = await formatObjects(renderedObjects(rendered, false), "yaml");
+    expect(YAML.parseAllDocuments(yaml).map((d) => d.toJS().kind)).toEqual(["TrainJob", "ConfigMap"]);
+    const json = JSON.parse(await formatObjects(renderedObjects(rendered, false), "json"));
+    expect(json).toMatchObject({ apiVersion: "v1", kind: "List" });
+    expect(json.items).toHaveLength(2);
+  });
+});
+
+describe("train.py examples", () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), "runtimes-test-"));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it.each(["pytorch", "tensorflow"])("runtimes/%s/train.py compiles", async (fw) => {
+    const src = path.join(runtimesDir, fw, "train.py");
+    // cfile in a temp dir: no __pycache__ left in the tree.
+    await run("/usr/bin/python3", [
+      "-c",
+      "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
+      src,
+      path.join(tmp, `${fw}.pyc`),
+    ]);
+    expect(existsSync(path.join(tmp, `${fw}.pyc`))).toBe(true);
+  });
+
+  it("the PyTorch example runs through trainer-agent with real torch (CPU, gloo), writes checkpoints and resumes", async () => {
+    const checkpoints = path.join(tmp, "checkpoints");
+    const env = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: tmp,
+      EPOCHS: "2",
+      SAMPLES: "512",
+      CHECKPOINT_DIR: checkpoints,
+      DATASET_DIR: path.join(tmp, "dataset"),
+      PYTHONPATH: path.join(repoRoot, "python"),
+    };
+    const agent = path.join(repoRoot, "bin/trainer-agent.js");
+    const args = [agent, "run", "--framework", "pytorch", "--", "/usr/bin/python3", "runtimes/pytorch/train.py"];
+    const first = await run(process.execPath, args, { cwd: repoRoot, env, timeout: 120_000 });
+    expect(first.stdout).toMatch(/epoch 2\/2 loss/);
+    expect((await readdir(checkpoints)).sort()).toEqual(["epoch-1.pt", "epoch-2.pt"]);
+    // Report lines are the agent's, not relayed as log text.
+    expect(first.stdout).not.toContain("::trainer::");
+    // A longer run picks up from the newest checkpoint instead of starting over.
+    const second = await run(process.execPath, args, { cwd: repoRoot, env: { ...env, EPOCHS: "3" }, timeout: 120_000 });
+    expect(second.stdout).toMatch(/resumed from .*epoch-2\.pt \(epoch 2\)/);
+    expect(second.stdout).not.toMatch(/epoch 1\/3/);
+    expect((await readdir(checkpoints)).sort()).toEqual(["epoch-1.pt", "epoch-2.pt", "epoch-3.pt"]);
+  });
+});
