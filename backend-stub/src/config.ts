@@ -1,7 +1,7 @@
 /**
  * The backend stub's configuration from its environment (read once in main.ts):
  * BACKEND_PORT, BACKEND_HOST, CALLBACK_JWT_SECRET, BACKEND_ADMIN_TOKEN, BACKEND_DATA_DIR,
- * BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, LOG_LEVEL.
+ * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, LOG_LEVEL.
  */
 import { EnvReader, type Env, type Secret } from "../../src/config/index.ts";
 import { AgentError } from "../../src/errors/index.ts";
@@ -17,6 +17,8 @@ export interface BackendConfig {
   secret: Secret | undefined;
   adminToken: Secret | undefined;
   dataDir: string;
+  /** BACKEND_JOURNAL=off keeps jobs in memory only (throwaway runs, benchmarks). */
+  journal: boolean;
   tokenTtlSeconds: number;
   maxBodyBytes: number;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -31,6 +33,7 @@ export function loadBackendConfig(env: Env): BackendConfig {
     secret: r.secret("CALLBACK_JWT_SECRET"),
     adminToken: r.secret("BACKEND_ADMIN_TOKEN"),
     dataDir: r.string("BACKEND_DATA_DIR", ".tmp/backend-stub"),
+    journal: r.bool("BACKEND_JOURNAL", true),
     tokenTtlSeconds: r.int("BACKEND_TOKEN_TTL_SECONDS", {
       min: 60,
       max: 30 * 24 * 3600,

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const secret = config.secret?.reveal() ?? (await localSecret(config, logger));
   const stub = createBackendStub({
     secret,
-    dataDir: config.dataDir,
+    ...(config.journal ? { dataDir: config.dataDir } : {}),
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken.reveal() }),
     tokenTtlSeconds: config.tokenTtlSeconds,
     maxBodyBytes: config.maxBodyBytes,
@@ -39,7 +39,12 @@ async function main(): Promise<void> {
   });
   const { url } = await stub.listen(config.port, config.host);
   logger.info(
-    { url, dashboard: `${url}/`, data_dir: config.dataDir, admin_token: config.adminToken !== undefined },
+    {
+      url,
+      dashboard: `${url}/`,
+      data_dir: config.journal ? config.dataDir : "(journal off: memory only)",
+      admin_token: config.adminToken !== undefined,
+    },
     "dashboard ready",
   );
 

@@ -19,7 +19,7 @@ import {
   type JobTokenResponse,
 } from "../../src/contract/index.ts";
 import { AgentError, isAgentError } from "../../src/errors/index.ts";
-import { bearerToken, signCallbackToken, verifyCallbackToken } from "./auth/tokens.ts";
+import { bearerToken, createTokenVerifier, signCallbackToken } from "./auth/tokens.ts";
 import {
   summarize,
   viewOf,
@@ -103,7 +103,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   if (typeof options.secret !== "string" || options.secret.length === 0) {
     throw new AgentError("CONFIG_INVALID", "backend stub: secret (CALLBACK_JWT_SECRET) must be a non-empty string");
   }
-  const secret = options.secret;
+  const tokens = createTokenVerifier(options.secret);
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? Date.now;
   const tokenTtl = options.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
@@ -202,7 +202,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   }
 
   function tokenFor(job: Job): JobTokenResponse {
-    const { token, exp } = signCallbackToken(secret, job.id, tokenTtl, now());
+    const { token, exp } = signCallbackToken(tokens.key, job.id, tokenTtl, now());
     return { id: job.id, token, state: job.state, expires_at: new Date(exp * 1000).toISOString() };
   }
 
@@ -284,7 +284,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     jobId: string,
     kind: CallbackKind,
   ): Promise<void> {
-    const check = verifyCallbackToken(secret, bearerToken(req.headers.authorization), jobId, now());
+    const check = tokens.verify(bearerToken(req.headers.authorization), jobId, now());
     if (!check.ok) {
       const challenge =
         check.reason === "missing" ? 'Bearer realm="callbacks"' : 'Bearer realm="callbacks", error="invalid_token"';
@@ -345,7 +345,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
 
   async function handleToken(req: IncomingMessage, res: ServerResponse, jobId: string): Promise<void> {
     // An agent renews with its still-valid callback token; an operator with the admin token.
-    const viaCallbackToken = verifyCallbackToken(secret, bearerToken(req.headers.authorization), jobId, now()).ok;
+    const viaCallbackToken = tokens.verify(bearerToken(req.headers.authorization), jobId, now()).ok;
     if (!viaCallbackToken && !adminOk(req)) {
       throw new HttpError(
         401,
@@ -422,6 +422,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
         ok,
         jobs: store.jobs.size,
         journal: journal === undefined ? "off" : ok ? "ok" : "failed",
+        journal_syncs: journal?.syncs ?? 0,
       });
     }
     const assetPath = pathname === "/" || (parts[0] === "jobs" && parts.length === 2) ? "/assets/index.html" : pathname;

@@ -3,6 +3,7 @@
  * HS256 only, so `alg: none`, HS384/HS512 and the RS/ES/PS families are refused before any signature check, and a
  * token without `exp` is refused too: an unbounded token would outlive the job it was issued for.
  */
+import { createSecretKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { CallbackTokenClaims } from "../../../src/contract/index.ts";
 
@@ -14,7 +15,7 @@ export type TokenCheck =
 
 /** Signs a token for `jobId`, valid `ttlSeconds` from `nowMs`. */
 export function signCallbackToken(
-  secret: string,
+  secret: string | KeyObject,
   jobId: string,
   ttlSeconds: number,
   nowMs: number,
@@ -34,7 +35,7 @@ export function bearerToken(header: string | undefined): string | undefined {
 
 /** Verifies `token` for the job `jobId` at time `nowMs`. Never throws; the message names no secret. */
 export function verifyCallbackToken(
-  secret: string,
+  secret: string | KeyObject,
   token: string | undefined,
   jobId: string,
   nowMs: number,
@@ -78,4 +79,41 @@ function classify(error: unknown): TokenCheck & { ok: false } {
   if (/invalid signature/i.test(message))
     return { ok: false, reason: "bad_signature", message: "token signature is invalid" };
   return { ok: false, reason: "malformed", message: "malformed token" };
+}
+
+/** Verified tokens remembered per verifier; past this many the memory starts over (a token is re-verified). */
+const CACHE_LIMIT = 10_000;
+
+/**
+ * A verifier bound to one secret, for the server's hot path. The secret becomes a KeyObject once (jsonwebtoken
+ * otherwise probes a string secret with createPublicKey on every call), and a token string that verified before
+ * is not verified again: its signature cannot change, so only `exp` and the path's job id are checked again.
+ */
+export function createTokenVerifier(secret: string): {
+  key: KeyObject;
+  verify(token: string | undefined, jobId: string, nowMs: number): TokenCheck;
+} {
+  const key = createSecretKey(Buffer.from(secret, "utf8"));
+  const verified = new Map<string, CallbackTokenClaims>();
+  return {
+    key,
+    verify(token, jobId, nowMs) {
+      const cached = token === undefined ? undefined : verified.get(token);
+      if (cached !== undefined) {
+        if (cached.exp <= Math.floor(nowMs / 1000)) {
+          verified.delete(token!);
+          return { ok: false, reason: "expired", message: "token expired" };
+        }
+        if (cached.job_id !== jobId)
+          return { ok: false, reason: "wrong_job", message: "token was issued for another job" };
+        return { ok: true, claims: cached };
+      }
+      const check = verifyCallbackToken(key, token, jobId, nowMs);
+      if (check.ok) {
+        if (verified.size >= CACHE_LIMIT) verified.clear();
+        verified.set(token!, check.claims);
+      }
+      return check;
+    },
+  };
 }

@@ -1,0 +1,223 @@
+/**
+ * `npm run bench -- backend`: 100 concurrent jobs posting heartbeats to the backend stub over real HTTP.
+ *
+ * The stub runs as its own process (`node backend-stub/src/main.ts`, as `npm run backend` runs it) so the load
+ * generator never shares its event loop; the load comes from undici keep-alive connections, one per job, every
+ * report with a JWT and an Idempotency-Key, as the agent sends them. Three runs, side by side:
+ * - open loop at the target rate (2,000 reports/s = 100 jobs x 20/s, each job on its own schedule whether or not
+ *   its last answer came back); latency counts from when a report was due, so queueing is not hidden;
+ * - closed loop (each job sends the next report when the last is answered): the saturation rate, journal on and off.
+ * Journal on = every answer waits for fdatasync (group commit).
+ *
+ * Environment: BENCH_BACKEND_SECONDS (measured seconds per scenario, default 10), BENCH_BACKEND_JOBS (default 100).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Pool } from "undici";
+
+const MAIN = path.resolve(import.meta.dirname, "../backend-stub/src/main.ts");
+const SECRET = "bench-secret-0123456789abcdef0123456789abcdef";
+const TARGET_RATE = 2000;
+const TARGET_P99_MS = 50;
+
+interface Result {
+  scenario: string;
+  reports: number;
+  seconds: number;
+  rate: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  errors: number;
+  syncs: number | undefined;
+}
+
+async function startStub(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? "", BACKEND_PORT: "0", LOG_LEVEL: "info", CALLBACK_JWT_SECRET: SECRET, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => {
+      out += c.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on("exit", (code) => reject(new Error(`backend stub exited with ${code} before listening`)));
+  });
+  return { child, url };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+type Mode = { kind: "closed" } | { kind: "open"; perJobRate: number };
+
+async function scenario(
+  name: string,
+  env: Record<string, string>,
+  mode: Mode,
+  jobs: number,
+  seconds: number,
+): Promise<Result> {
+  const { child, url } = await startStub(env);
+  const pool = new Pool(url, { connections: jobs, pipelining: 1, keepAliveTimeout: 60_000 });
+  try {
+    const created: Array<{ id: string; token: string }> = [];
+    for (let i = 0; i < jobs; i++) {
+      const res = await pool.request({
+        method: "POST",
+        path: "/v1/jobs",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: `bench-${i}` }),
+      });
+      created.push((await res.body.json()) as { id: string; token: string });
+    }
+
+    let measuring = false;
+    let stop = false;
+    const latencies: number[] = [];
+    let errors = 0;
+    /** One heartbeat; latency counts from `due` (open loop: when it was scheduled, so queueing counts too). */
+    const send = async (job: { id: string; token: string }, epoch: number, due: number): Promise<void> => {
+      const body = JSON.stringify({
+        job_id: job.id,
+        trace_id: "bench",
+        epoch,
+        total_epochs: 1_000_000,
+        metrics: { loss: 1 / epoch, acc: 1 - 1 / (epoch + 1) },
+        timestamp: new Date().toISOString(),
+      });
+      try {
+        const res = await pool.request({
+          method: "POST",
+          path: `/v1/jobs/${job.id}/heartbeat`,
+          headers: {
+            authorization: `Bearer ${job.token}`,
+            "content-type": "application/json",
+            "idempotency-key": randomUUID(),
+          },
+          body,
+        });
+        await res.body.dump();
+        if (res.statusCode !== 200) errors += 1;
+        else if (measuring) latencies.push(performance.now() - due);
+      } catch {
+        errors += 1;
+      }
+    };
+    const worker = async (job: { id: string; token: string }): Promise<void> => {
+      let epoch = 0;
+      if (mode.kind === "closed") {
+        while (!stop) await send(job, ++epoch, performance.now());
+        return;
+      }
+      const interval = 1000 / mode.perJobRate;
+      let next = performance.now() + Math.random() * interval;
+      const inflight = new Set<Promise<void>>();
+      while (!stop) {
+        const wait = next - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const p: Promise<void> = send(job, ++epoch, next).finally(() => inflight.delete(p));
+        inflight.add(p);
+        next += interval;
+      }
+      await Promise.all(inflight);
+    };
+    const running = created.map(worker);
+    await new Promise((r) => setTimeout(r, 1500)); // warm-up: JIT, connections, page cache
+    measuring = true;
+    const t0 = performance.now();
+    const syncsAtStart = await journalSyncs(pool);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    measuring = false;
+    const elapsed = (performance.now() - t0) / 1000;
+    const syncsAtEnd = await journalSyncs(pool);
+    stop = true;
+    await Promise.all(running);
+    const sorted = Float64Array.from(latencies).sort();
+    return {
+      scenario: name,
+      reports: sorted.length,
+      seconds: elapsed,
+      rate: sorted.length / elapsed,
+      p50: percentile(sorted, 50),
+      p90: percentile(sorted, 90),
+      p99: percentile(sorted, 99),
+      max: sorted.at(-1) ?? NaN,
+      errors,
+      syncs: syncsAtStart === undefined || syncsAtEnd === undefined ? undefined : syncsAtEnd - syncsAtStart,
+    };
+  } finally {
+    await pool.close();
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+  }
+}
+
+async function journalSyncs(pool: Pool): Promise<number | undefined> {
+  const res = await pool.request({ method: "GET", path: "/healthz" });
+  const body = (await res.body.json()) as { journal: string; journal_syncs?: number };
+  return body.journal === "off" ? undefined : body.journal_syncs;
+}
+
+export default async function bench(): Promise<void> {
+  const seconds = Number(process.env.BENCH_BACKEND_SECONDS ?? 10);
+  const jobs = Number(process.env.BENCH_BACKEND_JOBS ?? 100);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), "bench-backend-"));
+  const results: Result[] = [];
+  try {
+    const on = { BACKEND_DATA_DIR: dataDir };
+    const perJob = TARGET_RATE / jobs;
+    const open: Mode = { kind: "open", perJobRate: perJob };
+    results.push(await scenario(`journal on, offered ${TARGET_RATE}/s (${perJob}/s per job)`, on, open, jobs, seconds));
+    results.push(await scenario("journal on, saturated (closed loop)", on, { kind: "closed" }, jobs, seconds));
+    results.push(
+      await scenario(
+        "journal off, saturated (closed loop)",
+        { BACKEND_JOURNAL: "off" },
+        { kind: "closed" },
+        jobs,
+        seconds,
+      ),
+    );
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  console.log(
+    `backend stub: ${jobs} concurrent jobs posting heartbeats over HTTP keep-alive (undici), ${seconds}s per run`,
+  );
+  console.log(
+    `machine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(1)} before the runs (shared machine)`,
+  );
+  console.log(
+    `target: >= ${TARGET_RATE} reports/s sustained with p99 < ${TARGET_P99_MS} ms, journal on (fdatasync before each answer)\n`,
+  );
+  const rows = results.map((r) => ({
+    scenario: r.scenario,
+    "reports/s": Math.round(r.rate),
+    "p50 ms": r.p50.toFixed(1),
+    "p90 ms": r.p90.toFixed(1),
+    "p99 ms": r.p99.toFixed(1),
+    "max ms": r.max.toFixed(1),
+    reports: r.reports,
+    errors: r.errors,
+    "reports/fsync": r.syncs === undefined || r.syncs === 0 ? "-" : (r.reports / r.syncs).toFixed(1),
+  }));
+  console.table(rows);
+  const offered = results[0]!;
+  const met = offered.rate >= TARGET_RATE * 0.98 && offered.p99 < TARGET_P99_MS && offered.errors === 0;
+  console.log(
+    `offered ${TARGET_RATE}/s: sustained ${Math.round(offered.rate)}/s, p99 ${offered.p99.toFixed(1)} ms: target ${met ? "MET" : "NOT MET"}`,
+  );
+  console.log(
+    `saturation: ${Math.round(results[1]!.rate)}/s with the journal, ${Math.round(results[2]!.rate)}/s without`,
+  );
+}
