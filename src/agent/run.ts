@@ -198,6 +198,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         }
       };
       const parseLine = plugin.parseLine?.bind(plugin);
+      let parseLineFailures = 0;
       log.debug({ argv: launch.argv.length, uptime_ms: Math.round(performance.now()) }, "spawning the child");
       child = supervise({
         argv: launch.argv,
@@ -211,7 +212,16 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           parseLine === undefined
             ? undefined
             : (line, source) => {
-                for (const r of parseLine(line, { stream: source }) ?? []) handleReport(r);
+                // A plugin bug must not take the relay (and the training's output) down with it.
+                try {
+                  for (const r of parseLine(line, { stream: source }) ?? []) handleReport(r);
+                } catch (error) {
+                  if (parseLineFailures++ === 0)
+                    log.warn(
+                      { plugin: plugin.name, err: error },
+                      "plugin parseLine failed; further failures are silent",
+                    );
+                }
               },
         tailLines: config.logTailLines,
         graceSeconds: config.terminationGraceSeconds,
@@ -277,6 +287,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     exitCode = r.exitCode;
     reason = r.reason;
     status = cancelReason !== undefined ? "cancelled" : r.exitCode === 0 ? "succeeded" : "failed";
+    if (status === "cancelled" && reason === undefined) reason = `${cancelReason}; the command exited with code 0`;
   }
   if (sync !== undefined) await sync.close().catch(() => undefined);
   storage?.close?.();

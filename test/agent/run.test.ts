@@ -102,6 +102,19 @@ describe("trainer-agent run (real process)", () => {
     });
   });
 
+  it("hands ordinary lines to a --plugin's parseLine and survives a plugin that throws", async () => {
+    const b = await backend();
+    const run = await agent(
+      ["--plugin", fixture("epochs-plugin.mjs"), "--", "sh", "-c", "echo 'Epoch 1/4'; echo boom; echo 'Epoch 2/4'"],
+      cb(b),
+    );
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("Epoch 1/4\nboom\nEpoch 2/4\n");
+    expect(b.of("heartbeat").at(-1)?.body).toMatchObject({ epoch: 2, total_epochs: 4, progress: 0.5 });
+    expect(run.stderr).toContain("plugin parseLine failed");
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "succeeded" });
+  });
+
   it("works with callbacks off and answers 127 for a missing command", async () => {
     const run = await agent(["--", "no-such-command-xyz"], {});
     expect(run.code).toBe(127);
