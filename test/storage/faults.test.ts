@@ -53,6 +53,7 @@ async function pullThrough(
   plan: (n: number) => Fault | Promise<Fault>,
   key: string,
   extra: Record<string, string> = {},
+  more: Partial<typeof tuning> = {},
 ) {
   const proxy = await startFaultProxy(server.endpoint, plan);
   const dir = path.join(await tmpDir(), "dataset");
@@ -65,7 +66,7 @@ async function pullThrough(
       STORAGE_CONCURRENCY: "4",
       ...extra,
     }),
-    { logger: quietLogger(), tuning },
+    { logger: quietLogger(), tuning: { ...tuning, ...more } },
   );
   const started = Date.now();
   try {
@@ -93,7 +94,7 @@ describe("pull through faults (fauxqs behind a fault proxy)", () => {
   it.each(["datasets/f.zip", "datasets/f.tgz"])(
     "%s: connections reset mid-body -> resumed, complete and exact",
     async (key) => {
-      const r = await pullThrough((n) => (n % 2 === 0 ? "reset" : "pass"), key);
+      const r = await pullThrough((n) => (n % 3 === 0 ? "reset" : "pass"), key, {}, { rangeRetries: 8 });
       expect(r.error).toBeUndefined();
       expect(await treeHash(r.dir)).toEqual(expected);
       // A resumed range asks for the remaining bytes only.

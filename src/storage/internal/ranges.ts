@@ -26,6 +26,9 @@ export interface RangeSource {
   onBytes?: (n: number) => void;
 }
 
+/** Bytes an attempt must deliver before a later failure counts as a fresh one. */
+const MIN_PROGRESS = 256 * 1024;
+
 function isFatal(error: unknown): boolean {
   if (!isAgentError(error)) return (error as { name?: string } | undefined)?.name === "AbortError";
   return (
@@ -60,6 +63,7 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
   let failures = 0;
   const where = `${src.store.label}/${src.key} bytes ${start}-${end - 1}`;
   while (pos < end) {
+    const before = pos;
     try {
       src.signal?.throwIfAborted();
       const body = await src.store.getRange(src.key, pos, end, src.etag, src.signal);
@@ -73,7 +77,8 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
       if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
     } catch (error) {
       if (isFatal(error)) throw error;
-      // Not reset on progress: a server that trickles a byte per attempt must still fail in bounded time.
+      // Reset only after real progress: a server that trickles a few bytes per attempt must still fail in bounded time.
+      if (pos - before >= MIN_PROGRESS) failures = 0;
       failures += 1;
       if (failures > src.retries)
         throw new AgentError(
