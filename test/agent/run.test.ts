@@ -91,6 +91,25 @@ describe("trainer-agent run (real process)", () => {
     expect(JSON.parse(logLine ?? "{}")).toMatchObject({ trace_id: trace, job_id: "job-7", node_rank: 0 });
   });
 
+  it("continues a given TRACEPARENT: same trace id in logs, payloads, the header and the child's env", async () => {
+    const b = await backend();
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const run = await agent(
+      ["--", "sh", "-c", 'echo "$TRACE_ID $TRACEPARENT"'],
+      cb(b, { TRACEPARENT: `00-${traceId}-00f067aa0ba902b7-01` }),
+    );
+    expect(run.code).toBe(0);
+    const [childTrace, childParent] = run.stdout.trim().split(" ");
+    expect(childTrace).toBe(traceId);
+    expect(childParent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+    expect(childParent).not.toContain("00f067aa0ba902b7"); // the agent is a new span under the caller's
+    for (const r of b.requests) {
+      expect(r.headers.traceparent).toBe(childParent);
+      expect(r.body.trace_id).toBe(traceId);
+    }
+    expect(run.stderr).toContain(`"trace_id":"${traceId}"`);
+  });
+
   it("exits with the child's exit code and reports done failed with the reason", async () => {
     const b = await backend();
     const run = await agent(["--", fixture("traceback.sh")], cb(b));
