@@ -144,20 +144,39 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.code).toBe(143);
   });
 
-  it("runs local: two agents of itself, the embedded S3 server and backend stub, all from the one file", async () => {
+  it("runs local end to end from the one file: dataset pull, helper reports, checkpoint upload (bundled S3 SDK)", async () => {
+    const dataset = join(work, "dataset");
+    await mkdir(dataset);
+    await writeFile(join(dataset, "a.txt"), "data\n");
+    const train = join(work, "train.py");
+    await writeFile(
+      train,
+      [
+        "import os, trainer_agent",
+        'd = os.environ["CHECKPOINT_DIR"]',
+        'print("rank", os.environ["RANK"], "dataset", open(os.path.join(os.environ["DATASET_DIR"], "a.txt")).read().strip())',
+        'p = os.path.join(d, "epoch-1.pt")',
+        "os.makedirs(d, exist_ok=True)",
+        'open(p, "wb").write(b"weights" * 1000)',
+        "trainer_agent.report(epoch=1, total_epochs=1, loss=0.5)",
+        "trainer_agent.checkpoint(p)",
+      ].join("\n"),
+    );
     const result = await runBare(agent, [
       "local",
       "--nodes",
       "2",
+      "--dataset",
+      dataset,
       "--",
-      "/bin/sh",
-      "-c",
-      "echo rank=$RANK/$WORLD_SIZE",
+      "/usr/bin/python3",
+      train,
     ]);
     expect(result.stderr).not.toMatch(/internal error/);
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain("rank=0/2");
-    expect(result.stdout).toContain("rank=1/2");
+    expect(result.stdout).toContain("rank 0 dataset data");
+    expect(result.stdout).toContain("rank 1 dataset data");
+    expect(result.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/.*\/epoch-1\.pt\s+\(7000 B\)/);
   });
 
   it("prints the Python helper it carries, byte for byte", async () => {
