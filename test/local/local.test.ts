@@ -154,6 +154,36 @@ describe("trainer-agent local (the command, fully embedded)", () => {
   );
 });
 
+describe.skipIf(!haveTorch)("trainer-agent local with torchrun workers (--nproc-per-node 2)", () => {
+  it("2 nodes x 2 processes: the helper's reports from torchrun worker rank 0 reach the backend, checkpoint stored", async () => {
+    const res = await cli(
+      [
+        "--nodes",
+        "2",
+        "--nproc-per-node",
+        "2",
+        "--framework",
+        "pytorch",
+        "--dataset",
+        DATA,
+        "--",
+        "/usr/bin/python3",
+        join(ROOT, "examples/ddp_train.py"),
+        "--epochs",
+        "2",
+      ],
+      // Debian's torch 1.13 torchrun needs these to relay its workers' output (tests and demos only).
+      { ...baseEnv(), PET_REDIRECTS: "9:1", PET_TEE: "9:1" },
+    );
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    for (const rank of [0, 1, 2, 3]) expect(res.stdout).toMatch(new RegExp(`rank ${rank}/4: 500 points`));
+    expect(res.stdout).toMatch(/^\[node1\] rank [23]\/4/m);
+    expect(res.stdout).toMatch(/state SUCCEEDED/);
+    expect(res.stdout).toMatch(/epochs {5}2\/2/);
+    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/epoch-2\.pt/);
+  }, 90_000);
+});
+
 describe("trainer-agent local against a configured backend and S3 (S3_ENDPOINT, BACKEND_BASE_URL)", () => {
   let stub: BackendStub;
   let s3: Awaited<ReturnType<typeof startFauxqs>>;

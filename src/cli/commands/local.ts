@@ -69,7 +69,11 @@ Examples:
           throw new AgentError("USAGE", "--example runs its own command: drop the command after --");
         const { exampleRun, findTorchPython } = await import("../../local/example.ts");
         const { fileURLToPath } = await import("node:url");
-        const examplesDir = fileURLToPath(new URL("../../../examples/", import.meta.url));
+        const { isSingleExecutable } = await import("../../packaging/sea.ts");
+        // The single-file build carries no examples (and no module URL): they live in the source checkout.
+        const examplesDir = isSingleExecutable()
+          ? `${process.cwd()}/examples/`
+          : fileURLToPath(new URL("../../../examples/", import.meta.url));
         const example = exampleRun(examplesDir, findTorchPython());
         process.stdout.write(`trainer-agent local: example: ${example.description}\n`);
         run = {
