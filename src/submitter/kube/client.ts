@@ -89,7 +89,12 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
     } catch (error) {
       throw new AgentError("CONFIG_INVALID", `kubeconfig: ${(error as Error).message}`, { cause: error });
     }
-    if (kc.getCurrentCluster() === null) {
+    const cluster = kc.getCurrentCluster();
+    // loadFromDefault falls back to http://localhost:8080 when it finds nothing: say so instead of failing later.
+    if (
+      cluster === null ||
+      (options.kubeconfig === undefined && cluster.name === "cluster" && cluster.server === "http://localhost:8080")
+    ) {
       throw new AgentError(
         "CONFIG_INVALID",
         "kubeconfig: no cluster configured (set KUBECONFIG, use --kubeconfig, or run in a pod)",

@@ -1,0 +1,245 @@
+/**
+ * `trainjob` as a real process. No Kubernetes API server can run here: helpers/fake-kube.ts stands in for it on
+ * 127.0.0.1, reached through a real kubeconfig file (KUBECONFIG), as kubectl users would point the CLI at a cluster.
+ */
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { repoRoot } from "./helpers/crd.ts";
+import { startFakeKube, workerPod, type FakeKube } from "./helpers/fake-kube.ts";
+
+const BIN = path.join(repoRoot, "bin/trainjob.js");
+let tmp: string;
+let fake: FakeKube;
+let env: NodeJS.ProcessEnv;
+
+function trainjob(
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: repoRoot, env: { ...env, ...extraEnv }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), "trainjob-cli-"));
+  fake = await startFakeKube();
+  fake.runtimes.set("pytorch-simple", { metadata: { name: "pytorch-simple" } });
+  const kubeconfig = path.join(tmp, "kubeconfig");
+  await writeFile(
+    kubeconfig,
+    YAML.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "fake", cluster: { server: fake.url, "insecure-skip-tls-verify": true } }],
+      users: [{ name: "u", user: { token: "cli-token" } }],
+      contexts: [{ name: "fake", context: { cluster: "fake", user: "u", namespace: "team-a" } }],
+      "current-context": "fake",
+    }),
+  );
+  env = { PATH: process.env.PATH, HOME: tmp, KUBECONFIG: kubeconfig };
+});
+
+afterAll(async () => {
+  await fake.close();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe("trainjob --help", () => {
+  it.each([[[]], [["render"]], [["submit"]], [["status"]], [["logs"]], [["delete"]], [["serve"]]])(
+    "%j --help",
+    async (cmd) => {
+      const r = await trainjob([...cmd, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: trainjob/);
+    },
+  );
+});
+
+describe("trainjob render", () => {
+  it("prints YAML documents like kubectl --dry-run=client -o yaml; the argv after -- stays as given", async () => {
+    const r = await trainjob([
+      "render",
+      "--name",
+      "demo",
+      "-n",
+      "team-a",
+      "--gpu",
+      "1",
+      "-e",
+      "EPOCHS=3",
+      "--",
+      "python3",
+      "t.py",
+      "--msg",
+      "a; b",
+      "$(x)",
+    ]);
+    expect(r.code).toBe(0);
+    const docs = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS());
+    expect(docs.map((d) => d.kind)).toEqual(["TrainJob"]);
+    expect(docs[0].spec.trainer.command).toEqual([
+      "/opt/agent/trainer-agent",
+      "run",
+      "--framework",
+      "pytorch",
+      "--",
+      "python3",
+      "t.py",
+      "--msg",
+      "a; b",
+      "$$(x)",
+    ]);
+    expect(docs[0].spec.trainer.resourcesPerNode).toEqual({
+      limits: { "nvidia.com/gpu": "1" },
+      requests: { "nvidia.com/gpu": "1" },
+    });
+  });
+
+  it("reads a seed request file, redacts Secret values unless --show-secrets, warns on stderr", async () => {
+    const file = path.join(tmp, "request.json");
+    await writeFile(
+      file,
+      JSON.stringify({
+        user_id: "u1",
+        framework: "tensorflow",
+        command: "python3 t.py && echo",
+        env_vars: [{ name: "WANDB_API_KEY", value: "wandb-secret" }],
+      }),
+    );
+    const r = await trainjob(["render", "-f", file, "-o", "json"]);
+    expect(r.code).toBe(0);
+    const list = JSON.parse(r.stdout);
+    expect(list.items.map((i: { kind: string }) => i.kind)).toEqual(["TrainJob", "Secret"]);
+    expect(r.stdout).not.toContain("wandb-secret");
+    expect(r.stderr).toMatch(/warning: .*literally/);
+    const shown = await trainjob(["render", "-f", file, "-o", "json", "--show-secrets"]);
+    expect(JSON.parse(shown.stdout).items[1].stringData["wandb-api-key"]).toBe("wandb-secret");
+  });
+
+  it("exits 65 with one line per problem, each naming its field, and no stack trace", async () => {
+    const r = await trainjob([
+      "render",
+      "--name",
+      "Bad_Name",
+      "--nodes",
+      "0",
+      "--memory",
+      "8GB",
+      "--",
+      "python3",
+      "t.py",
+    ]);
+    expect(r.code).toBe(65);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/SPEC_INVALID/);
+    for (const field of ["name:", "num_nodes:", "memory_request:"]) expect(r.stderr).toContain(field);
+    expect(r.stderr).not.toMatch(/\bat .*\.ts:\d+/);
+  });
+
+  it("rejects a malformed --volume and --env as usage errors (64)", async () => {
+    expect((await trainjob(["render", "--name", "x", "-v", "data", "--", "p"])).code).toBe(64);
+    expect((await trainjob(["render", "--name", "x", "-e", "NOVALUE", "--", "p"])).code).toBe(64);
+  });
+});
+
+describe("trainjob submit / status / logs / delete against the stand-in API server", () => {
+  it("runs the whole life cycle through KUBECONFIG", async () => {
+    const code = path.join(tmp, "train.py");
+    await writeFile(code, "print('hi')\n");
+    const submit = await trainjob([
+      "submit",
+      "--name",
+      "cli-job",
+      "-n",
+      "team-a",
+      "--nodes",
+      "2",
+      "--code",
+      code,
+      "-v",
+      "data:data-pvc:/data:ro",
+    ]);
+    expect(submit.stderr).toBe("");
+    expect(submit.stdout).toBe("trainjob.trainer.kubeflow.org/cli-job created (namespace team-a)\n");
+    const again = await trainjob([
+      "submit",
+      "--name",
+      "cli-job",
+      "-n",
+      "team-a",
+      "--nodes",
+      "2",
+      "--code",
+      code,
+      "-v",
+      "data:data-pvc:/data:ro",
+    ]);
+    expect(again.stdout).toMatch(/cli-job unchanged/);
+    const conflict = await trainjob(["submit", "--name", "cli-job", "-n", "team-a", "--nodes", "3", "--code", code]);
+    expect(conflict.code).toBe(75);
+    expect(conflict.stderr).toMatch(/K8S_CONFLICT/);
+
+    const status = await trainjob(["status", "cli-job", "-n", "team-a", "-o", "json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ trainjob_name: "cli-job", state: "Pending" });
+    fake.addPod("team-a", workerPod("cli-job", 1), "hello from rank 1\n");
+    const logs = await trainjob(["logs", "cli-job", "-n", "team-a", "--worker", "1"]);
+    expect(logs.stdout).toBe("hello from rank 1\n");
+
+    const del = await trainjob(["delete", "cli-job", "-n", "team-a"]);
+    expect(del.stdout).toBe("trainjob/cli-job deleted\nconfigmap/cli-job-train-script deleted\n");
+    const gone = await trainjob(["status", "cli-job", "-n", "team-a"]);
+    expect(gone.code).toBe(66);
+    expect(gone.stderr).toMatch(/K8S_NOT_FOUND: trainjob team-a\/cli-job not found/);
+    for (const r of fake.requests) expect(r.authorization).toBe("Bearer cli-token");
+  });
+
+  it("says which kubeconfig problem stops it", async () => {
+    const r = await trainjob(["status", "x"], { KUBECONFIG: path.join(tmp, "missing-kubeconfig") });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.split("\n").filter(Boolean)).toHaveLength(1);
+  });
+});
+
+describe("trainjob serve", () => {
+  it("serves the HTTP API with bearer auth from TRAINJOB_API_TOKEN and stops on SIGTERM", async () => {
+    const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "-n", "team-a"], {
+      cwd: repoRoot,
+      env: { ...env, TRAINJOB_API_TOKEN: "serve-token" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    await expect
+      .poll(() => /serving the TrainJob API on (http:\/\/\S+)/.exec(stderr), { timeout: 20_000 })
+      .not.toBeNull();
+    const url = /serving the TrainJob API on (http:\/\/\S+)/.exec(stderr)![1]!;
+    expect(stderr).toContain("(bearer auth)");
+    expect(stderr).not.toContain("serve-token");
+    expect((await fetch(`${url}/api/trainjob/x/status`)).status).toBe(401);
+    const res = await fetch(`${url}/api/trainjob/create`, {
+      method: "POST",
+      headers: { authorization: "Bearer serve-token", "content-type": "application/json" },
+      body: JSON.stringify({ name: "served", framework: "pytorch", command: "python3 t.py" }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ trainjob_name: "served", namespace: "team-a", created: true });
+    child.kill("SIGTERM");
+    const [code] = await once(child, "exit");
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/POST \/api\/trainjob\/create 200/);
+  });
+});

@@ -1,0 +1,208 @@
+/**
+ * The seed backend's HTTP API (`trainjob serve`) over real HTTP, backed by the real submitter and client-node.
+ * No Kubernetes API server can run here: ../helpers/fake-kube.ts stands in for it on 127.0.0.1 and records requests.
+ */
+import type { Server } from "node:http";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Secret } from "../../../src/config/index.ts";
+import { createApiServer, createKubeClient, createSubmitter, listen } from "../../../src/submitter/index.ts";
+import { startFakeKube, workerPod, type FakeKube } from "../helpers/fake-kube.ts";
+
+const SEED_REQUEST = {
+  user_id: "user123",
+  namespace: "user-123",
+  framework: "pytorch",
+  training_code: "import torch\nprint('Training...')",
+  image: "pytorch/pytorch:2.2.2-cuda11.8-cudnn8-runtime",
+  num_nodes: 2,
+  cpu_request: "2",
+  cpu_limit: "4",
+  memory_request: "8Gi",
+  memory_limit: "16Gi",
+  gpu_count: 1,
+  command: "python /workspace/scripts/train.py",
+  env_vars: [{ name: "EPOCHS", value: "10" }],
+  volumes: [{ name: "dataset", pvc: "user123-dataset-pvc", mountPath: "/data", readOnly: true }],
+};
+const TOKEN = "api-bearer-token-123";
+
+let fake: FakeKube;
+let server: Server;
+let base: string;
+const logged: Array<{ method: string; path: string; status: number }> = [];
+
+beforeEach(async () => {
+  fake = await startFakeKube();
+  fake.runtimes.set("pytorch-simple", { metadata: { name: "pytorch-simple" } });
+  const kube = await createKubeClient({ kubeConfig: await fake.kubeConfig() });
+  logged.length = 0;
+  server = createApiServer({
+    submitter: createSubmitter({ kube, now: () => new Date("2025-11-05T13:00:00Z"), sleep: async () => undefined }),
+    authToken: new Secret(TOKEN),
+    normalize: { defaultNamespace: "default", now: () => new Date("2025-11-05T13:00:00Z") },
+    onRequest: (e) => logged.push(e),
+  });
+  base = await listen(server, 0, "127.0.0.1");
+});
+
+afterEach(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await fake.close();
+});
+
+const api = (path: string, init: RequestInit = {}, token: string | null = TOKEN) =>
+  fetch(`${base}${path}`, {
+    ...init,
+    headers: {
+      ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+      ...(init.body ? { "content-type": "application/json" } : {}),
+    },
+  });
+
+describe("POST /api/trainjob/create", () => {
+  it("takes the seed request unchanged and answers the seed response", async () => {
+    const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toMatchObject({
+      status: "success",
+      trainjob_name: "user123-job-20251105130000",
+      namespace: "user-123",
+      created: true,
+    });
+    expect(body.created_at).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const created = fake.requests.filter((r) => r.method === "POST").map((r) => r.path);
+    expect(created).toEqual([
+      "/apis/trainer.kubeflow.org/v1alpha1/namespaces/user-123/trainjobs",
+      "/api/v1/namespaces/user-123/configmaps",
+    ]);
+    // Same request again: idempotent.
+    const again = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+    expect(again.status).toBe(200);
+    expect((await again.json()).created).toBe(false);
+  });
+
+  it("answers 422 naming the field for an invalid spec, and creates nothing", async () => {
+    const res = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...SEED_REQUEST, gpu_count: -1 }),
+    });
+    expect(res.status).toBe(422);
+    const body = await res.json();
+    expect(body).toMatchObject({ code: "SPEC_INVALID", field: "gpu_count" });
+    expect(body.detail).toMatch(/gpu_count/);
+    expect(fake.requests).toEqual([]);
+  });
+
+  it("answers 400 for a body that is not JSON, 409 for a different spec under an existing name", async () => {
+    expect((await api("/api/trainjob/create", { method: "POST", body: "{not json" })).status).toBe(400);
+    await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+    const res = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...SEED_REQUEST, num_nodes: 3 }),
+    });
+    expect(res.status).toBe(409);
+    expect((await res.json()).code).toBe("K8S_CONFLICT");
+  });
+
+  it("answers 502 when Kubernetes refuses, with its message", async () => {
+    fake.failNext("POST", "trainjobs", 403, "trainjobs.trainer.kubeflow.org is forbidden");
+    const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+    expect(res.status).toBe(502);
+    expect((await res.json()).detail).toMatch(/403.*forbidden/);
+  });
+});
+
+describe("bearer auth", () => {
+  it.each([
+    ["no header", null],
+    ["a wrong token", "wrong"],
+    ["a token of another length", TOKEN + "x"],
+  ])("rejects %s with 401 before touching Kubernetes", async (_label, token) => {
+    const res = await api("/api/trainjob/x/status", {}, token);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toMatch(/Bearer/);
+    expect(fake.requests).toEqual([]);
+  });
+
+  it("leaves /healthz open", async () => {
+    expect((await api("/healthz", {}, null)).status).toBe(200);
+  });
+});
+
+describe("status, logs, delete", () => {
+  beforeEach(async () => {
+    await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+  });
+  const name = "user123-job-20251105130000";
+
+  it("GET status maps the TrainJob's conditions to the seed's states", async () => {
+    let res = await api(`/api/trainjob/${name}/status?namespace=user-123`);
+    expect(await res.json()).toMatchObject({ trainjob_name: name, state: "Pending" });
+    fake.store.get("trainjobs")!.get(`user-123/${name}`)!.status = {
+      conditions: [
+        {
+          type: "Complete",
+          status: "True",
+          reason: "AllJobsCompleted",
+          message: "jobset completed successfully",
+          lastTransitionTime: "2025-11-05T13:05:00Z",
+        },
+      ],
+    };
+    res = await api(`/api/trainjob/${name}/status?namespace=user-123`);
+    expect(await res.json()).toMatchObject({
+      state: "Complete",
+      message: "jobset completed successfully",
+      completed_at: "2025-11-05T13:05:00Z",
+    });
+    expect((await api(`/api/trainjob/missing/status?namespace=user-123`)).status).toBe(404);
+  });
+
+  it("GET logs returns worker i's log; follow=true streams text", async () => {
+    fake.addPod("user-123", workerPod(name, 0), "master\n");
+    fake.addPod("user-123", workerPod(name, 1), "Epoch 1/3...\n");
+    const res = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1`);
+    expect(await res.json()).toEqual({ trainjob_name: name, worker: 1, logs: "Epoch 1/3...\n" });
+    const bad = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=5`);
+    expect(bad.status).toBe(422);
+    expect((await bad.json()).field).toBe("worker");
+
+    const follow = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1&follow=true`);
+    expect(follow.headers.get("content-type")).toMatch(/text\/plain/);
+    const reader = follow.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toBe("Epoch 1/3...\n");
+    fake.appendLog("user-123", `${name}-node-0-1-abcde`, "Epoch 2/3...\n", true);
+    let rest = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    expect(rest).toBe("Epoch 2/3...\n");
+  });
+
+  it("DELETE removes the TrainJob and its ConfigMap; a second DELETE is 404", async () => {
+    const res = await api(`/api/trainjob/${name}?namespace=user-123`, { method: "DELETE" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "success", trainjob_name: name, namespace: "user-123" });
+    expect(fake.store.get("trainjobs")!.size).toBe(0);
+    expect(fake.store.get("configmaps")!.size).toBe(0);
+    expect((await api(`/api/trainjob/${name}?namespace=user-123`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("rejects names and namespaces that are not DNS labels before they reach a URL", async () => {
+    const res = await api(`/api/trainjob/${encodeURIComponent("../secrets")}/status?namespace=user-123`);
+    expect([404, 422]).toContain(res.status);
+    const ns = await api(`/api/trainjob/${name}/status?namespace=${encodeURIComponent("a/b")}`);
+    expect(ns.status).toBe(422);
+    expect((await ns.json()).field).toBe("namespace");
+  });
+
+  it("logs one line per request without bodies or tokens", () => {
+    expect(logged.length).toBeGreaterThan(0);
+    expect(JSON.stringify(logged)).not.toContain(TOKEN);
+  });
+});
