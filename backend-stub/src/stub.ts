@@ -447,8 +447,17 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
   }
 
+  // Requests in progress, so close() can let them finish (and their reports reach the journal) before it drops
+  // the keep-alive connections that clients would otherwise hold open.
+  let inflight = 0;
+  let drained: (() => void) | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
+    inflight += 1;
+    res.once("close", () => {
+      inflight -= 1;
+      if (inflight === 0) drained?.();
+    });
     route(req, res)
       .catch((error: unknown) => {
         if (res.headersSent) {
@@ -506,10 +515,16 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       sse.close();
       if (server !== undefined) {
         const s = server;
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeIdleConnections();
-        });
+        const stopped = new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeIdleConnections();
+        if (inflight > 0) {
+          await new Promise<void>((resolve) => {
+            drained = resolve;
+            setTimeout(resolve, 10_000).unref();
+          });
+        }
+        s.closeAllConnections();
+        await stopped;
       }
       await readyPromise?.catch(() => {});
       await journal?.close();
