@@ -14,6 +14,7 @@ const PYTHON = "/usr/bin/python3";
 const torchAvailable = spawnSync(PYTHON, ["-c", "import torch.distributed"], { stdio: "ignore" }).status === 0;
 const root = join(import.meta.dirname, "../..");
 const agentBin = join(root, "bin/trainer-agent.js");
+const torchrunOnPath = spawnSync("sh", ["-c", "command -v torchrun"], { stdio: "ignore" }).status === 0;
 
 const SCRIPT = String.raw`
 import datetime, os, torch, torch.distributed as dist
@@ -65,11 +66,14 @@ async function freePort(): Promise<number> {
 }
 
 /** One agent as one pod would run it; resolves with its exit code and output. */
-function runAgent(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runAgent(
+  env: Record<string, string>,
+  python = PYTHON,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [agentBin, "run", "--framework", "pytorch", "--", PYTHON, join(dir, "ddp_check.py")],
+      [agentBin, "run", "--framework", "pytorch", "--", python, join(dir, "ddp_check.py")],
       {
         cwd: dir,
         env: {
@@ -111,16 +115,19 @@ function rankLines(stdout: string): RankLine[] {
 }
 
 /** Runs `nnodes` agents with `nproc` processes each and checks every rank of the world. */
-async function world(nnodes: number, nproc: number): Promise<void> {
+async function world(nnodes: number, nproc: number, python = PYTHON): Promise<void> {
   const port = await freePort();
   const results = await Promise.all(
     Array.from({ length: nnodes }, (_, node) =>
-      runAgent({
-        PET_NNODES: String(nnodes),
-        PET_NODE_RANK: String(node),
-        PET_NPROC_PER_NODE: String(nproc),
-        PET_MASTER_PORT: String(port),
-      }),
+      runAgent(
+        {
+          PET_NNODES: String(nnodes),
+          PET_NODE_RANK: String(node),
+          PET_NPROC_PER_NODE: String(nproc),
+          PET_MASTER_PORT: String(port),
+        },
+        python,
+      ),
     ),
   );
   const size = nnodes * nproc;
@@ -159,4 +166,14 @@ describe.skipIf(!torchAvailable)("real PyTorch through trainer-agent run --frame
   it("2 agents x 2 processes: torchrun on each node, one world of 4", async () => {
     await world(2, 2);
   }, 120_000);
+
+  // A bare interpreter name goes to the torchrun on PATH, which runs the script with the interpreter torch is
+  // installed in (here the PATH's python3 may be another one, without torch).
+  it.skipIf(!torchrunOnPath)(
+    "1 agent x 2 processes from a bare `python3`: torchrun from PATH",
+    async () => {
+      await world(1, 2, "python3");
+    },
+    90_000,
+  );
 });
