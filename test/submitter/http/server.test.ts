@@ -51,6 +51,9 @@ afterEach(async () => {
   await fake.close();
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = async (res: Response): Promise<any> => res.json();
+
 const api = (path: string, init: RequestInit = {}, token: string | null = TOKEN) =>
   fetch(`${base}${path}`, {
     ...init,
@@ -64,7 +67,7 @@ describe("POST /api/trainjob/create", () => {
   it("takes the seed request unchanged and answers the seed response", async () => {
     const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await json(res);
     expect(body).toMatchObject({
       status: "success",
       trainjob_name: "user123-job-20251105130000",
@@ -80,7 +83,7 @@ describe("POST /api/trainjob/create", () => {
     // Same request again: idempotent.
     const again = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
     expect(again.status).toBe(200);
-    expect((await again.json()).created).toBe(false);
+    expect((await json(again)).created).toBe(false);
   });
 
   it("answers 422 naming the field for an invalid spec, and creates nothing", async () => {
@@ -89,7 +92,7 @@ describe("POST /api/trainjob/create", () => {
       body: JSON.stringify({ ...SEED_REQUEST, gpu_count: -1 }),
     });
     expect(res.status).toBe(422);
-    const body = await res.json();
+    const body = await json(res);
     expect(body).toMatchObject({ code: "SPEC_INVALID", field: "gpu_count" });
     expect(body.detail).toMatch(/gpu_count/);
     expect(fake.requests).toEqual([]);
@@ -103,14 +106,14 @@ describe("POST /api/trainjob/create", () => {
       body: JSON.stringify({ ...SEED_REQUEST, num_nodes: 3 }),
     });
     expect(res.status).toBe(409);
-    expect((await res.json()).code).toBe("K8S_CONFLICT");
+    expect((await json(res)).code).toBe("K8S_CONFLICT");
   });
 
   it("answers 502 when Kubernetes refuses, with its message", async () => {
     fake.failNext("POST", "trainjobs", 403, "trainjobs.trainer.kubeflow.org is forbidden");
     const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
     expect(res.status).toBe(502);
-    expect((await res.json()).detail).toMatch(/403.*forbidden/);
+    expect((await json(res)).detail).toMatch(/403.*forbidden/);
   });
 });
 
@@ -139,7 +142,7 @@ describe("status, logs, delete", () => {
 
   it("GET status maps the TrainJob's conditions to the seed's states", async () => {
     let res = await api(`/api/trainjob/${name}/status?namespace=user-123`);
-    expect(await res.json()).toMatchObject({ trainjob_name: name, state: "Pending" });
+    expect(await json(res)).toMatchObject({ trainjob_name: name, state: "Pending" });
     fake.store.get("trainjobs")!.get(`user-123/${name}`)!.status = {
       conditions: [
         {
@@ -152,7 +155,7 @@ describe("status, logs, delete", () => {
       ],
     };
     res = await api(`/api/trainjob/${name}/status?namespace=user-123`);
-    expect(await res.json()).toMatchObject({
+    expect(await json(res)).toMatchObject({
       state: "Complete",
       message: "jobset completed successfully",
       completed_at: "2025-11-05T13:05:00Z",
@@ -164,10 +167,10 @@ describe("status, logs, delete", () => {
     fake.addPod("user-123", workerPod(name, 0), "master\n");
     fake.addPod("user-123", workerPod(name, 1), "Epoch 1/3...\n");
     const res = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1`);
-    expect(await res.json()).toEqual({ trainjob_name: name, worker: 1, logs: "Epoch 1/3...\n" });
+    expect(await json(res)).toEqual({ trainjob_name: name, worker: 1, logs: "Epoch 1/3...\n" });
     const bad = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=5`);
     expect(bad.status).toBe(422);
-    expect((await bad.json()).field).toBe("worker");
+    expect((await json(bad)).field).toBe("worker");
 
     const follow = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1&follow=true`);
     expect(follow.headers.get("content-type")).toMatch(/text\/plain/);
@@ -187,7 +190,7 @@ describe("status, logs, delete", () => {
   it("DELETE removes the TrainJob and its ConfigMap; a second DELETE is 404", async () => {
     const res = await api(`/api/trainjob/${name}?namespace=user-123`, { method: "DELETE" });
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: "success", trainjob_name: name, namespace: "user-123" });
+    expect(await json(res)).toMatchObject({ status: "success", trainjob_name: name, namespace: "user-123" });
     expect(fake.store.get("trainjobs")!.size).toBe(0);
     expect(fake.store.get("configmaps")!.size).toBe(0);
     expect((await api(`/api/trainjob/${name}?namespace=user-123`, { method: "DELETE" })).status).toBe(404);
@@ -198,7 +201,7 @@ describe("status, logs, delete", () => {
     expect([404, 422]).toContain(res.status);
     const ns = await api(`/api/trainjob/${name}/status?namespace=${encodeURIComponent("a/b")}`);
     expect(ns.status).toBe(422);
-    expect((await ns.json()).field).toBe("namespace");
+    expect((await json(ns)).field).toBe("namespace");
   });
 
   it("logs one line per request without bodies or tokens", () => {
