@@ -54,11 +54,7 @@ export function systemProbe(options: { fs?: ProbeFs; availableParallelism?: () =
   return {
     resources(env) {
       return {
-        gpus: countVisibleGpus({
-          physical: physicalNvidiaGpus(fs),
-          cudaVisibleDevices: env.CUDA_VISIBLE_DEVICES,
-          nvidiaVisibleDevices: env.NVIDIA_VISIBLE_DEVICES,
-        }),
+        gpus: visibleGpus(fs, env),
         cpus: cpuAllowance({
           cpuMax: fs.readFile("/sys/fs/cgroup/cpu.max"),
           cfsQuotaUs:
@@ -81,6 +77,30 @@ export function systemProbe(options: { fs?: ProbeFs; availableParallelism?: () =
       return undefined;
     },
   };
+}
+
+/** NVIDIA GPUs, else AMD GPUs (ROCm builds of torch count those as `torch.cuda` devices too). */
+function visibleGpus(fs: ProbeFs, env: Readonly<Record<string, string>>): number {
+  const nvidia = countVisibleGpus({
+    physical: physicalNvidiaGpus(fs),
+    cudaVisibleDevices: env.CUDA_VISIBLE_DEVICES,
+    nvidiaVisibleDevices: env.NVIDIA_VISIBLE_DEVICES,
+  });
+  if (nvidia > 0) return nvidia;
+  const amd = physicalAmdGpus(fs);
+  if (amd === undefined) return 0;
+  return countVisibleGpus({
+    physical: amd,
+    cudaVisibleDevices: env.HIP_VISIBLE_DEVICES ?? env.ROCR_VISIBLE_DEVICES ?? env.CUDA_VISIBLE_DEVICES,
+    nvidiaVisibleDevices: undefined,
+  });
+}
+
+/** AMD GPUs: the ROCm device plugin mounts /dev/kfd and only the allocated /dev/dri/renderD* nodes. */
+function physicalAmdGpus(fs: ProbeFs): number | undefined {
+  if (!(fs.readdir("/dev") ?? []).includes("kfd")) return undefined;
+  const render = fs.readdir("/dev/dri")?.filter((n) => /^renderD\d+$/.test(n)).length ?? 0;
+  return render > 0 ? render : undefined;
 }
 
 /**

@@ -105,6 +105,20 @@ describe("systemProbe", () => {
     expect(probe.resources({})).toEqual({ gpus: 2, cpus: 2 });
   });
 
+  it("counts AMD GPUs (ROCm) when no NVIDIA device is there, narrowed by HIP_VISIBLE_DEVICES", () => {
+    const probe = systemProbe({
+      fs: fakeFs({}, { "/dev": ["kfd", "dri", "null"], "/dev/dri": ["card0", "card1", "renderD128", "renderD129"] }),
+      availableParallelism: () => 8,
+    });
+    expect(probe.resources({})).toEqual({ gpus: 2, cpus: 8 });
+    expect(probe.resources({ HIP_VISIBLE_DEVICES: "1" }).gpus).toBe(1);
+  });
+
+  it("does not take an integrated GPU's render node (no /dev/kfd) for an accelerator", () => {
+    const probe = systemProbe({ fs: fakeFs({}, { "/dev": ["dri"], "/dev/dri": ["renderD128"] }) });
+    expect(probe.resources({}).gpus).toBe(0);
+  });
+
   it("finds executables on the given PATH only", () => {
     const probe = systemProbe({ fs: fakeFs({}, {}, ["/opt/bin/torchrun", "/usr/bin/python3"]) });
     expect(probe.which("torchrun", { PATH: "/usr/bin:/opt/bin" })).toBe("/opt/bin/torchrun");
