@@ -9,10 +9,12 @@
  * BENCH_SECONDS (default 5) and BENCH_RUNS (default 10) shorten or lengthen it.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 
 const BIN = fileURLToPath(new URL("../bin/trainer-agent.js", import.meta.url));
+const SINGLE = fileURLToPath(new URL("../dist/trainer-agent", import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const RATE = 200_000;
@@ -47,16 +49,19 @@ interface Measured {
   bytes: number;
   cpuMs: number | undefined;
   maxRssMb: number | undefined;
+  maxAnonMb: number | undefined;
 }
 
-function procStats(pid: number): { cpuTicks: number; rssKb: number } | undefined {
+function procStats(pid: number): { cpuTicks: number; rssKb: number; anonKb: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const cpuTicks = Number(fields[11]) + Number(fields[12]); // utime + stime
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-    return { cpuTicks, rssKb };
+    // Private memory: RSS minus the clean, shared pages of the executable (large for the single-file agent).
+    const anonKb = Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    return { cpuTicks, rssKb, anonKb };
   } catch {
     return undefined;
   }
@@ -73,6 +78,7 @@ function run(argv: string[], sample: boolean): Promise<Measured> {
     let err = "";
     p.stderr.on("data", (c: Buffer) => (err += c.toString()));
     let maxRss = 0;
+    let maxAnon = 0;
     let lastCpu = 0;
     p.stdout.on("data", (c: Buffer) => (bytes += c.length));
     const timer = sample
@@ -80,6 +86,7 @@ function run(argv: string[], sample: boolean): Promise<Measured> {
           const s = p.pid === undefined ? undefined : procStats(p.pid);
           if (s !== undefined && !Number.isNaN(s.rssKb)) {
             maxRss = Math.max(maxRss, s.rssKb);
+            maxAnon = Math.max(maxAnon, s.anonKb);
             lastCpu = s.cpuTicks;
           }
         }, 50)
@@ -99,6 +106,7 @@ function run(argv: string[], sample: boolean): Promise<Measured> {
         bytes,
         cpuMs: sample ? (lastCpu * 1000) / CLK_TCK : undefined,
         maxRssMb: sample ? maxRss / 1024 : undefined,
+        maxAnonMb: sample ? maxAnon / 1024 : undefined,
       });
     });
   });
@@ -133,42 +141,51 @@ const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) 
 export default async function agentBench(): Promise<void> {
   const node = process.execPath;
   const rows: string[][] = [];
+  // The agent as run from sources (type stripping) and, when built (npm run build:agent), as the single file
+  // that pods run.
+  const forms: Array<[string, string[]]> = [["sources", [node, BIN]]];
+  if (existsSync(SINGLE)) forms.push(["single file", [SINGLE]]);
+  else console.log(`(${SINGLE} not built: npm run build:agent adds the single-file rows)`);
 
   for (const paced of [true, false]) {
     const child = [node, "-e", writer(paced)];
-    // Alternate alone / through the agent, 2 rounds each, keep the best (least disturbed) of each.
-    const alone: Measured[] = [];
-    const through: Measured[] = [];
-    for (let i = 0; i < 2; i++) {
-      alone.push(await run(child, false));
-      through.push(await run([node, BIN, "run", "--", ...child], true));
-    }
-    const a = alone.reduce((x, y) => (y.childMs < x.childMs ? y : x));
-    const t = through.reduce((x, y) => (y.childMs < x.childMs ? y : x));
-    const expected = RATE * SECONDS * (LINE.length + 1);
-    if (a.bytes !== expected || t.bytes !== expected)
-      throw new Error(`byte count mismatch: ${a.bytes} / ${t.bytes} vs ${expected}`);
     const label = paced
       ? `relay ${RATE / 1000}k lines/s x ${SECONDS} s (paced)`
       : `relay ${RATE * SECONDS} lines unpaced`;
-    rows.push([
-      label,
-      `child ${f(a.childMs, 0)} ms`,
-      `child ${f(t.childMs, 0)} ms`,
-      `${f((t.childMs / a.childMs - 1) * 100, 2)} %`,
-      `agent CPU ${f(((t.cpuMs ?? NaN) / t.wallMs) * 100)} % of a core, RSS max ${f(t.maxRssMb)} MB, ` +
-        `agent wall - child ${f(t.wallMs - t.childMs, 0)} ms`,
-    ]);
+    // Alternate alone / through the agent, 2 rounds each, keep the least disturbed run of each.
+    const alone: Measured[] = [];
+    const through = new Map<string, Measured[]>(forms.map(([name]) => [name, []]));
+    for (let i = 0; i < 2; i++) {
+      alone.push(await run(child, false));
+      for (const [name, agentArgv] of forms)
+        through.get(name)?.push(await run([...agentArgv, "run", "--", ...child], true));
+    }
+    const best = (ms: Measured[]) => ms.reduce((x, y) => (y.childMs < x.childMs ? y : x));
+    const a = best(alone);
+    const expected = RATE * SECONDS * (LINE.length + 1);
+    for (const [name, ms] of through) {
+      const t = best(ms);
+      if (a.bytes !== expected || t.bytes !== expected)
+        throw new Error(`byte count mismatch: ${a.bytes} / ${t.bytes} vs ${expected}`);
+      rows.push([
+        `${label}, ${name}`,
+        `child ${f(a.childMs, 0)} ms`,
+        `child ${f(t.childMs, 0)} ms`,
+        `${f((t.childMs / a.childMs - 1) * 100, 2)} %`,
+        `agent CPU ${f(((t.cpuMs ?? NaN) / t.wallMs) * 100)} % of a core; RSS max ${f(t.maxRssMb)} MB ` +
+          `(private ${f(t.maxAnonMb)} MB); agent wall - child ${f(t.wallMs - t.childMs, 0)} ms`,
+      ]);
+    }
   }
 
   const date = ["date", "+%s%N"];
   const base: number[] = [];
-  const agent: number[] = [];
   const nodeStart: number[] = [];
-  await spawnLatency([node, BIN, "run", "--", ...date]); // warm the page cache
+  const agent = new Map<string, number[]>(forms.map(([name]) => [name, []]));
+  for (const [, argv] of forms) await spawnLatency([...argv, "run", "--", ...date]); // warm the page cache
   for (let i = 0; i < RUNS; i++) {
     base.push(await spawnLatency(date));
-    agent.push(await spawnLatency([node, BIN, "run", "--", ...date]));
+    for (const [name, argv] of forms) agent.get(name)?.push(await spawnLatency([...argv, "run", "--", ...date]));
     nodeStart.push(
       await spawnLatency([
         node,
@@ -177,17 +194,24 @@ export default async function agentBench(): Promise<void> {
       ]),
     );
   }
-  rows.push([
-    "exec -> child spawn (median / p90)",
-    `date alone ${f(median(base))} ms`,
-    `agent ${f(median(agent))} / ${f(p90(agent))} ms`,
-    `+${f(median(agent) - median(base))} ms`,
-    `node -e 0 alone: ${f(median(nodeStart))} ms (target < 150 ms)`,
-  ]);
+  for (const [name, samples] of agent) {
+    rows.push([
+      `exec -> child spawn, ${name} (median / p90)`,
+      `date alone ${f(median(base))} ms`,
+      `${f(median(samples))} / ${f(p90(samples))} ms`,
+      `+${f(median(samples) - median(base))} ms`,
+      `node -e alone: ${f(median(nodeStart))} ms; target < 150 ms; ${RUNS} runs`,
+    ]);
+  }
 
   const header = ["measure", "alone", "through trainer-agent", "overhead", "notes"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ");
+  console.log(
+    `load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} on ${cpus().length} CPUs`,
+  );
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
   for (const r of rows) console.log(line(r));
