@@ -227,6 +227,7 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
 
     const started: RunningNode[] = [];
     for (let i = 0; i < options.nodes; i++) {
+      if (interrupted !== undefined) break; // Ctrl-C while starting: start no more nodes
       const nodeDir = join(runDir, nodeLabel(i, options.nodes));
       await mkdir(join(nodeDir, "dataset"), { recursive: true });
       await mkdir(join(nodeDir, "checkpoints"), { recursive: true });
@@ -254,7 +255,6 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
         });
       started.push(startNode(i, options.nodes, nodeDir, env, [...deps.agent.args, ...agentArgs], deps, spawn));
       nodes = started;
-      if (interrupted !== undefined) terminate(started[i]!);
     }
 
     // 7. Wait; when one fails, give the rest a grace period, then stop them.
