@@ -6,12 +6,14 @@
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_OUTPUT, REPO_ROOT } from "../../src/packaging/build/build-agent.ts";
+import { AGENT_ENTRY, DEFAULT_OUTPUT, HELPER_PATH, REPO_ROOT } from "../../src/packaging/build/build-agent.ts";
+import { bundleAgent } from "../../src/packaging/build/bundle.ts";
 import {
   checkDockerfile,
   checkRepositoryDockerfiles,
+  covers,
   expandVariables,
   loadDockerContext,
   type DockerContext,
@@ -46,6 +48,33 @@ describe("the repository's Dockerfiles", () => {
     expect(dest).toBe("/usr/local/bin/trainer-agent");
     const entrypoint = instructions.findLast((i) => i.keyword === "ENTRYPOINT");
     expect(entrypoint?.json).toEqual(["/usr/local/bin/trainer-agent", "install", "/opt/agent"]);
+  });
+
+  it("agent image: its build stage copies in every file the bundle is made of, and .dockerignore keeps them", async () => {
+    const context = await loadDockerContext(REPO_ROOT);
+    const { instructions } = parseDockerfile(await readFile(join(REPO_ROOT, "Dockerfile"), "utf8"));
+    const froms = instructions.filter((i) => i.keyword === "FROM");
+    const buildStage = instructions.slice(instructions.indexOf(froms[0]!), instructions.indexOf(froms[1]!));
+    const sources = buildStage
+      .filter((i) => i.keyword === "COPY" && flag(i, "from") === undefined)
+      .flatMap((i) => splitWords(i.rest).slice(0, -1))
+      .map((s) => s.replace(/^\.\//, "").replace(/\/$/, ""));
+    const outDir = await mkdtemp(join(tmpdir(), "bundle-inputs-"));
+    try {
+      const bundle = await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), join(outDir, "bundle.cjs"));
+      const needed = [
+        ...bundle.inputs.map((p) => relative(REPO_ROOT, p)).filter((p) => !p.startsWith("node_modules/")),
+        HELPER_PATH,
+        "scripts/build-agent.ts",
+        "package-lock.json",
+      ];
+      expect(needed.length).toBeGreaterThan(20);
+      const notCopied = needed.filter((file) => !sources.some((source) => covers(source, file)));
+      const notSent = needed.filter((file) => !context.files.has(file));
+      expect({ notCopied, notSent }).toEqual({ notCopied: [], notSent: [] });
+    } finally {
+      await rm(outDir, { recursive: true, force: true });
+    }
   });
 
   it.each([

@@ -5,12 +5,15 @@
  * use, not at start-up.
  */
 import { isBuiltin } from "node:module";
+import { resolve } from "node:path";
 import type { BuildOptions, Message, Metafile } from "esbuild";
 
 export interface BundleResult {
   bytes: number;
   /** Input bytes per npm package (or "(project)") that ended up in the bundle, largest first. */
   packages: Array<{ name: string; bytes: number }>;
+  /** Absolute paths of every file esbuild read into the bundle (the Docker build stage must have them all). */
+  inputs: string[];
   /** Modules the bundle still loads at run time that are not node built-ins: must be empty for a SEA. */
   external: string[];
   warnings: string[];
@@ -63,7 +66,14 @@ export async function bundleAgent(entry: string, outfile: string): Promise<Bundl
   const metafile = result.metafile as Metafile;
   const output = Object.values(metafile.outputs)[0];
   const external = (output?.imports ?? []).filter((i) => i.external && !isBuiltin(i.path)).map((i) => i.path);
-  return { bytes: output?.bytes ?? 0, packages: packageSizes(metafile), external: [...new Set(external)], warnings };
+  const inputs = Object.keys(metafile.inputs).map((p) => resolve(p));
+  return {
+    bytes: output?.bytes ?? 0,
+    packages: packageSizes(metafile),
+    inputs,
+    external: [...new Set(external)],
+    warnings,
+  };
 }
 
 function packageSizes(metafile: Metafile): Array<{ name: string; bytes: number }> {

@@ -332,7 +332,8 @@ function parentsOf(file: string): string[] {
   return parts.slice(1).map((_, i) => parts.slice(0, i + 1).join("/"));
 }
 
-function covers(copied: string, file: string): boolean {
+/** Whether a COPY source (context-relative, maybe a glob or a directory) brings `file` along. */
+export function covers(copied: string, file: string): boolean {
   if (copied === "" || copied === file || file.startsWith(`${copied}/`)) return true;
   return /[*?[]/.test(copied) && globToRegex(copied).test(file);
 }
