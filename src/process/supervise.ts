@@ -136,11 +136,17 @@ export function supervise(options: SuperviseOptions): Supervised {
         dest.off("error", onDestError);
         resolve();
       };
+      let waiting = false;
       source.on("data", (chunk: Buffer) => {
         lastData = now();
-        if (!relay.push(chunk) && !destBroken) {
+        if (!relay.push(chunk) && !destBroken && !waiting) {
+          // Backpressure: the child blocks on its full pipe until our reader catches up, as without the agent.
+          waiting = true;
           source.pause();
-          dest.once("drain", () => source.resume());
+          dest.once("drain", () => {
+            waiting = false;
+            source.resume();
+          });
         }
       });
       source.once("end", finish);

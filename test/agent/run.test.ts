@@ -110,6 +110,15 @@ describe("trainer-agent run (real process)", () => {
     expect(run.stderr).toContain(`"trace_id":"${traceId}"`);
   });
 
+  it("sends a liveness heartbeat every HEARTBEAT_INTERVAL_SECONDS while no epoch is reported", async () => {
+    const b = await backend();
+    const run = await agent(["--", "sleep", "2.6"], cb(b, { HEARTBEAT_INTERVAL_SECONDS: "1" }));
+    expect(run.code).toBe(0);
+    const beats = b.of("heartbeat");
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    expect(beats[0]?.body).toMatchObject({ job_id: "job-7", metrics: {} });
+  });
+
   it("exits with the child's exit code and reports done failed with the reason", async () => {
     const b = await backend();
     const run = await agent(["--", fixture("traceback.sh")], cb(b));

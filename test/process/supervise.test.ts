@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -84,6 +84,27 @@ describe("supervise (real child processes)", () => {
       ]),
     );
     expect(res.logTail.at(-1)).toBe("no newline at end");
+  });
+
+  it("respects a slow destination's backpressure and loses nothing", async () => {
+    const payload = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = i % 251 === 0 ? 0x0a : 0x41 + (i % 26);
+    const got: Buffer[] = [];
+    let maxPending = 0;
+    const slow = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk);
+        maxPending = Math.max(maxPending, slow.writableLength);
+        setImmediate(cb);
+      },
+    });
+    const { sup } = start([process.execPath, fixture("emit.mjs"), await file(payload)], { stdout: slow });
+    const res = await sup.result;
+    expect(res.exitCode).toBe(0);
+    expect(Buffer.concat(got).equals(payload)).toBe(true);
+    // The relay paused the child instead of queueing megabytes in memory.
+    expect(maxPending).toBeLessThan(512 * 1024);
   });
 
   it("returns the child's exit code and a traceback's last line as the reason", async () => {
