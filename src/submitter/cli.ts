@@ -19,7 +19,7 @@ export interface CliIo {
   readonly stdin?: NodeJS.ReadableStream;
   readonly now?: () => Date;
   /** Replaces the Kubernetes-backed submitter (tests). */
-  readonly submitter?: (opts: KubeOpts, config: SubmitterConfig) => Promise<Submitter>;
+  readonly submitter?: (opts: KubeOpts, config: SubmitterConfig) => Promise<Connected>;
 }
 
 interface KubeOpts {
@@ -64,7 +64,10 @@ function specOptions(cmd: Command): Command {
     .option("-f, --file <path>", "job request as JSON or YAML (the seed API's body is accepted as is); - reads stdin")
     .option("--name <name>", "TrainJob name (default <user-id>-job-<UTC timestamp>)")
     .option("--user-id <id>", "user id, used for the generated name and a label")
-    .option("-n, --namespace <ns>", "namespace (default: TRAINJOB_NAMESPACE, the kubeconfig context's, or default)")
+    .option(
+      "-n, --namespace <ns>",
+      "namespace (default: TRAINJOB_NAMESPACE, else the kubeconfig context's on submit, default on render)",
+    )
     .option("--framework <fw>", "pytorch or tensorflow")
     .option("--image <image>", "container image (default: the runtime's)")
     .option("--nodes <n>", "number of nodes (pods)")
@@ -139,7 +142,13 @@ async function readInput(path: string, io: CliIo): Promise<unknown> {
   }
 }
 
-async function buildSpec(opts: SpecOpts, argv: string[], config: SubmitterConfig, io: CliIo): Promise<JobSpec> {
+async function buildSpec(
+  opts: SpecOpts,
+  argv: string[],
+  config: SubmitterConfig,
+  io: CliIo,
+  namespace?: string,
+): Promise<JobSpec> {
   const fromFile = opts.file === undefined ? {} : await readInput(opts.file, io);
   if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
     throw new AgentError("SPEC_INVALID", `--file ${opts.file}: must hold a JSON/YAML object`);
@@ -220,7 +229,7 @@ async function buildSpec(opts: SpecOpts, argv: string[], config: SubmitterConfig
     };
   }
   return normalizeJobRequest(req, {
-    ...normalizeOptionsFrom(config),
+    ...normalizeOptionsFrom(config, namespace),
     ...(io.now === undefined ? {} : { now: io.now }),
   });
 }
@@ -256,7 +265,13 @@ function warn(io: CliIo, warnings: readonly string[]): void {
   for (const w of warnings) io.stderr.write(`trainjob: warning: ${w}\n`);
 }
 
-async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promise<Submitter> {
+/** A submitter and the kubeconfig context's namespace (the default, as for kubectl). */
+export interface Connected {
+  readonly submitter: Submitter;
+  readonly currentNamespace: string;
+}
+
+async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promise<Connected> {
   const { createKubeClient } = await import("./kube/client.ts");
   const { createSubmitter } = await import("./submitter.ts");
   const { createBackendClient } = await import("./backend.ts");
@@ -264,7 +279,7 @@ async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promis
     ...(opts.kubeconfig === undefined ? {} : { kubeconfig: opts.kubeconfig }),
     ...(opts.context === undefined ? {} : { context: opts.context }),
   });
-  return createSubmitter({
+  const submitter = createSubmitter({
     kube,
     ...(config.backendUrl === undefined
       ? {}
@@ -276,16 +291,17 @@ async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promis
         }),
     ...(opts.runtimeCheck === false ? { checkRuntime: false } : {}),
   });
+  return { submitter, currentNamespace: kube.currentNamespace };
 }
 
-function namespaceOf(opts: KubeOpts, config: SubmitterConfig): string {
-  return opts.namespace ?? config.namespace ?? "default";
+function namespaceOf(opts: KubeOpts, config: SubmitterConfig, connected: Connected): string {
+  return opts.namespace ?? config.namespace ?? connected.currentNamespace;
 }
 
 export function registerTrainjobCommands(program: Command, env: Env, io: CliIo): void {
   let config: SubmitterConfig | undefined;
   const cfg = (): SubmitterConfig => (config ??= loadSubmitterConfig(env));
-  const submitterFor = (opts: KubeOpts): Promise<Submitter> => (io.submitter ?? defaultSubmitter)(opts, cfg());
+  const connect = (opts: KubeOpts): Promise<Connected> => (io.submitter ?? defaultSubmitter)(opts, cfg());
 
   specOptions(program.command("render"))
     .description(
@@ -307,8 +323,9 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-runtime-check", "do not check that the ClusterTrainingRuntime exists")
     .action(async (argv: string[], opts: SpecOpts & { output: string }) => {
-      const spec = await buildSpec(opts, argv, cfg(), io);
-      const result = await (await submitterFor(opts)).submit(spec);
+      const connected = await connect(opts);
+      const spec = await buildSpec(opts, argv, cfg(), io, namespaceOf(opts, cfg(), connected));
+      const result = await connected.submitter.submit(spec);
       warn(io, result.warnings);
       if (opts.output === "json") io.stdout.write(JSON.stringify(result, null, 2) + "\n");
       else
@@ -325,8 +342,9 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .option("-w, --wait", "wait until Complete or Failed; exit 0 on Complete, 1 on Failed", false)
     .option("--interval <seconds>", "poll interval with --wait", "5")
     .action(async (name: string, opts: KubeOpts & { output: string; wait: boolean; interval: string }) => {
-      const submitter = await submitterFor(opts);
-      const ns = namespaceOf(opts, cfg());
+      const connected = await connect(opts);
+      const submitter = connected.submitter;
+      const ns = namespaceOf(opts, cfg(), connected);
       let status = await submitter.status(ns, name);
       while (opts.wait && status.state !== "Complete" && status.state !== "Failed") {
         await new Promise((resolve) => setTimeout(resolve, Math.max(0.1, Number(opts.interval) || 5) * 1000));
@@ -349,12 +367,12 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
         throw new AgentError("USAGE", `--worker must be a non-negative integer, got ${JSON.stringify(opts.worker)}`);
       if (opts.tail !== undefined && !/^\d+$/.test(opts.tail))
         throw new AgentError("USAGE", `--tail must be a non-negative integer, got ${JSON.stringify(opts.tail)}`);
-      const submitter = await submitterFor(opts);
+      const connected = await connect(opts);
       const abort = new AbortController();
       const stop = (): void => abort.abort();
       process.once("SIGINT", stop);
       try {
-        const text = await submitter.logs(namespaceOf(opts, cfg()), name, Number(opts.worker), {
+        const text = await connected.submitter.logs(namespaceOf(opts, cfg(), connected), name, Number(opts.worker), {
           follow: opts.follow,
           out: io.stdout as unknown as import("node:stream").Writable,
           signal: abort.signal,
@@ -371,7 +389,8 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .argument("<name>", "TrainJob name")
     .option("-n, --namespace <ns>", "namespace")
     .action(async (name: string, opts: KubeOpts) => {
-      const result = await (await submitterFor(opts)).delete(namespaceOf(opts, cfg()), name);
+      const connected = await connect(opts);
+      const result = await connected.submitter.delete(namespaceOf(opts, cfg(), connected), name);
       for (const what of result.deleted) io.stdout.write(`${what} deleted\n`);
     });
 
@@ -388,11 +407,11 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
       if (opts.port !== undefined && !/^\d+$/.test(opts.port))
         throw new AgentError("USAGE", `--port must be a number, got ${JSON.stringify(opts.port)}`);
       const { createApiServer, listen } = await import("./http/server.ts");
-      const submitter = await submitterFor(opts);
+      const connected = await connect(opts);
       const server = createApiServer({
-        submitter,
+        submitter: connected.submitter,
         ...(c.apiToken === undefined ? {} : { authToken: c.apiToken }),
-        normalize: normalizeOptionsFrom(c, opts.namespace),
+        normalize: normalizeOptionsFrom(c, namespaceOf(opts, c, connected)),
         onRequest: (e) => io.stderr.write(`${new Date().toISOString()} ${e.method} ${e.path} ${e.status} ${e.ms}ms\n`),
       });
       const url = await listen(server, opts.port === undefined ? c.port : Number(opts.port), opts.host ?? c.host);

@@ -193,8 +193,13 @@ describe("trainjob submit / status / logs / delete against the stand-in API serv
     expect(conflict.code).toBe(75);
     expect(conflict.stderr).toMatch(/K8S_CONFLICT/);
 
-    const status = await trainjob(["status", "cli-job", "-n", "team-a", "-o", "json"]);
-    expect(JSON.parse(status.stdout)).toMatchObject({ trainjob_name: "cli-job", state: "Pending" });
+    // No -n: the kubeconfig context's namespace (team-a), as kubectl does.
+    const status = await trainjob(["status", "cli-job", "-o", "json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      trainjob_name: "cli-job",
+      namespace: "team-a",
+      state: "Pending",
+    });
     fake.addPod("team-a", workerPod("cli-job", 1), "hello from rank 1\n");
     const logs = await trainjob(["logs", "cli-job", "-n", "team-a", "--worker", "1"]);
     expect(logs.stdout).toBe("hello from rank 1\n");
@@ -205,6 +210,20 @@ describe("trainjob submit / status / logs / delete against the stand-in API serv
     expect(gone.code).toBe(66);
     expect(gone.stderr).toMatch(/K8S_NOT_FOUND: trainjob team-a\/cli-job not found/);
     for (const r of fake.requests) expect(r.authorization).toBe("Bearer cli-token");
+  });
+
+  it("status --wait polls until the job finishes and exits 1 when it failed", async () => {
+    await trainjob(["submit", "--name", "wait-job", "--", "python3", "t.py"]);
+    const waiting = trainjob(["status", "wait-job", "--wait", "--interval", "0.2"]);
+    await expect
+      .poll(() => fake.requests.filter((r) => r.path.endsWith("/trainjobs/wait-job")).length, { timeout: 20_000 })
+      .toBeGreaterThan(3);
+    fake.store.get("trainjobs")!.get("team-a/wait-job")!.status = {
+      conditions: [{ type: "Failed", status: "True", reason: "FailedJobs", message: "jobset failed" }],
+    };
+    const r = await waiting;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("wait-job\tFailed\tjobset failed\n");
   });
 
   it("says which kubeconfig problem stops it", async () => {
