@@ -10,3 +10,4 @@ export { loadBackendConfig, type BackendConfig } from "./config.ts";
 export { signCallbackToken, verifyCallbackToken } from "./auth/tokens.ts";
 export type { JobSummary, JobView, MetricSeries, StoredEvent, StoredHeartbeat, Transition } from "./jobs/model.ts";
 export type { StubLogger } from "./logger.ts";
+export { DASHBOARD_ASSETS } from "./http/static.ts";

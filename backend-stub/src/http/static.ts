@@ -5,6 +5,7 @@
 import { readFile, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
+import * as sea from "node:sea";
 import { fileURLToPath } from "node:url";
 
 export interface Asset {
@@ -22,6 +23,39 @@ const TYPES: Record<string, string> = {
 };
 
 const UPLOT_FILES = ["uPlot.iife.min.js", "uPlot.min.css"];
+
+/**
+ * The dashboard's files for the single-file build, which has neither backend-stub/public nor node_modules:
+ * `npm run build:agent` embeds each `source` (relative to the repository root) as the SEA asset `key`.
+ */
+export const DASHBOARD_ASSETS: ReadonlyArray<{ url: string; key: string; source: string }> = [
+  ...["index.html", "app.js", "style.css", "favicon.svg"].map((n) => ({
+    url: `/assets/${n}`,
+    key: `dashboard/${n}`,
+    source: `backend-stub/public/${n}`,
+  })),
+  ...UPLOT_FILES.map((n) => ({
+    url: `/vendor/uplot/${n}`,
+    key: `dashboard/${n}`,
+    source: `node_modules/uplot/dist/${n}`,
+  })),
+];
+
+function embeddedAssets(): Map<string, Asset> {
+  const assets = new Map<string, Asset>();
+  if (!sea.isSea()) return assets;
+  for (const { url, key } of DASHBOARD_ASSETS) {
+    try {
+      assets.set(url, {
+        body: Buffer.from(sea.getAsset(key)),
+        type: TYPES[path.extname(key)] ?? "application/octet-stream",
+      });
+    } catch {
+      // built without the dashboard: the API still works
+    }
+  }
+  return assets;
+}
 
 /** Default location of `backend-stub/public/`; undefined where the module has no file URL (a bundled build). */
 export function defaultPublicDir(): string | undefined {
@@ -43,7 +77,8 @@ function uplotDistDir(): string | undefined {
 
 /** Loads the assets, keyed by URL path (`/assets/app.js`, `/vendor/uplot/uPlot.iife.min.js`). */
 export async function loadAssets(publicDir: string | undefined): Promise<Map<string, Asset>> {
-  const assets = new Map<string, Asset>();
+  const assets = embeddedAssets();
+  if (assets.size > 0) return assets;
   const add = async (urlPath: string, file: string): Promise<void> => {
     try {
       assets.set(urlPath, {
