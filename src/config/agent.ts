@@ -119,7 +119,13 @@ export function loadAgentConfig(env: Env): AgentConfig {
       r.problems.push("CALLBACK_TOKEN or CALLBACK_TOKEN_FILE must be set when BACKEND_BASE_URL is set");
   }
   const traceparent = r.string("TRACEPARENT");
-  if (traceparent !== undefined && !/^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/.test(traceparent))
+  // W3C Trace Context: version ff and all-zero trace or parent ids are invalid.
+  if (
+    traceparent !== undefined &&
+    (!/^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/.test(traceparent) ||
+      traceparent.startsWith("ff-") ||
+      /^..-0{32}-|-0{16}-..$/.test(traceparent))
+  )
     r.problem("TRACEPARENT", "a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", traceparent);
 
   const config: AgentConfig = {

@@ -45,7 +45,8 @@ export class EnvReader {
 
   secret(name: string): Secret | undefined {
     const v = this.#env[name];
-    return v === undefined || v === "" ? undefined : new Secret(v.trim());
+    // A blank token (a stray newline from a secret file, a template that rendered nothing) counts as unset.
+    return v === undefined || v.trim() === "" ? undefined : new Secret(v.trim());
   }
 
   int(name: string, opts: { min?: number; max?: number; fallback: number; expected?: string }): number {

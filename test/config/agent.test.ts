@@ -231,6 +231,21 @@ describe("loadAgentConfig: other variables", () => {
       'TRACEPARENT must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>), got "abc"',
     ],
     [
+      "traceparent version ff",
+      { TRACEPARENT: "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+      "TRACEPARENT must be a W3C traceparent",
+    ],
+    [
+      "traceparent zero trace id",
+      { TRACEPARENT: "00-00000000000000000000000000000000-00f067aa0ba902b7-01" },
+      "TRACEPARENT must be a W3C traceparent",
+    ],
+    [
+      "traceparent zero parent id",
+      { TRACEPARENT: "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01" },
+      "TRACEPARENT must be a W3C traceparent",
+    ],
+    [
       "callbacks without job id",
       { BACKEND_BASE_URL: "http://b", CALLBACK_TOKEN: "t" },
       "JOB_ID must be set when BACKEND_BASE_URL is set",
@@ -242,6 +257,17 @@ describe("loadAgentConfig: other variables", () => {
     ],
   ])("rejects %s", (_name, env, message) => {
     expect(rejection(env)).toContain(message);
+  });
+
+  it("accepts a valid traceparent", () => {
+    const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    expect(loadAgentConfig({ TRACEPARENT: tp }).traceparent).toBe(tp);
+  });
+
+  it("reads a blank CALLBACK_TOKEN as unset", () => {
+    expect(rejection({ BACKEND_BASE_URL: "http://b", JOB_ID: "j", CALLBACK_TOKEN: " \n" })).toContain(
+      "CALLBACK_TOKEN or CALLBACK_TOKEN_FILE must be set",
+    );
   });
 
   it("reads callbacks and storage with their defaults", () => {
