@@ -14,7 +14,8 @@ import { randomUUID } from "node:crypto";
 import { readFile as fsReadFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { CallbackConfig } from "../config/index.ts";
-import type { CallbackKind, DonePayload, EventPayload, HeartbeatPayload } from "../contract/callbacks.ts";
+import type { DonePayload, EventPayload, HeartbeatPayload } from "../contract/callbacks.ts";
+import { callbackPath, type CallbackKind } from "../contract/paths.ts";
 import { AgentError } from "../errors/index.ts";
 import { abortableSleep, parseRetryAfter, retry, type RetryPolicy } from "../retry/index.ts";
 import { undiciTransport, type Transport } from "./transport.ts";
@@ -111,7 +112,6 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
   let droppedEvents = 0;
   /** Aborts the waits between retries of the heartbeat/event being delivered when `done` starts. */
   let currentWait: AbortController | null = null;
-  let pathOf: ((kind: CallbackKind) => string) | undefined;
 
   const stamp = (body: Record<string, unknown>): Record<string, unknown> => ({
     job_id: options.jobId,
@@ -137,12 +137,7 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
   }
 
   async function attempt(item: Item, signal: AbortSignal): Promise<void> {
-    if (pathOf === undefined) {
-      // The contract module (and zod with it) is loaded off the start-up path, with the first request.
-      const { callbackPath } = await import("../contract/callbacks.ts");
-      pathOf = (kind) => callbackPath(options.jobId, kind);
-    }
-    const url = new URL(pathOf(item.kind).slice(1), base);
+    const url = new URL(callbackPath(options.jobId, item.kind).slice(1), base);
     const res = await transport.post(url.href, {
       headers: {
         authorization: `Bearer ${await token()}`,

@@ -4,7 +4,9 @@
  */
 import { z } from "zod";
 
-const isoTimestamp = z.string().refine((s) => !Number.isNaN(Date.parse(s)), { message: "must be an ISO-8601 timestamp" });
+const isoTimestamp = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)), { message: "must be an ISO-8601 timestamp" });
 const metrics = z.record(z.string(), z.number());
 const nonNegativeInt = z.number().int().nonnegative();
 
@@ -67,19 +69,13 @@ export const DonePayload = z.object({
 });
 export type DonePayload = z.infer<typeof DonePayload>;
 
-export const CALLBACK_KINDS = ["heartbeat", "event", "done"] as const;
-export type CallbackKind = (typeof CALLBACK_KINDS)[number];
+export { CALLBACK_KINDS, callbackPath, type CallbackKind } from "./paths.ts";
 
 export const CALLBACK_SCHEMAS = {
   heartbeat: HeartbeatPayload,
   event: EventPayload,
   done: DonePayload,
 } as const;
-
-/** Path of a callback for a job: `/v1/jobs/{id}/{kind}`. */
-export function callbackPath(jobId: string, kind: CallbackKind): string {
-  return `/v1/jobs/${encodeURIComponent(jobId)}/${kind}`;
-}
 
 /** Claims of the callback JWT (HS256). */
 export interface CallbackTokenClaims {

@@ -1,0 +1,11 @@
+/**
+ * Callback URL paths, in a module without zod so the agent can build URLs without loading the schemas
+ * (its start-up and memory stay lean). Re-exported by ./callbacks.ts.
+ */
+export const CALLBACK_KINDS = ["heartbeat", "event", "done"] as const;
+export type CallbackKind = (typeof CALLBACK_KINDS)[number];
+
+/** Path of a callback for a job: `/v1/jobs/{id}/{kind}`. */
+export function callbackPath(jobId: string, kind: CallbackKind): string {
+  return `/v1/jobs/${encodeURIComponent(jobId)}/${kind}`;
+}
