@@ -216,7 +216,8 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     say(`  storage    ${storageLabel}`);
     if (datasetLabel !== undefined) say(`  dataset    ${datasetLabel}`);
     say(`  run folder ${runDir}`);
-    say(`  command    ${options.command.join(" ")}`);
+    const { quote } = await import("shell-quote");
+    say(`  command    ${quote([...options.command])}`);
 
     // 6. The nodes.
     const agentArgs = ["run"];

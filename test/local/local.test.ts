@@ -137,6 +137,35 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     expect(left).toBe("");
   }, 60_000);
 
+  it("gives TensorFlow nodes one TF_CONFIG cluster with a free port per worker and their own task index", async () => {
+    const res = await cli(
+      [
+        "--nodes",
+        "2",
+        "--framework",
+        "tensorflow",
+        "--",
+        "python3",
+        "-c",
+        'import os; print("TF_CONFIG=" + os.environ["TF_CONFIG"])',
+      ],
+      baseEnv(),
+    );
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toContain(`command    python3 -c 'import os; print("TF_CONFIG=" + os.environ["TF_CONFIG"])'`);
+    const configs = [0, 1].map((i) => {
+      const m = new RegExp(`^\\[node${i}\\] TF_CONFIG=(.*)$`, "m").exec(res.stdout);
+      return JSON.parse(m![1]!) as { cluster: { worker: string[] }; task: { type: string; index: number } };
+    });
+    expect(configs[0]!.cluster).toEqual(configs[1]!.cluster);
+    expect(new Set(configs[0]!.cluster.worker).size).toBe(2);
+    for (const w of configs[0]!.cluster.worker) expect(w).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(configs.map((c) => c.task)).toEqual([
+      { type: "worker", index: 0 },
+      { type: "worker", index: 1 },
+    ]);
+  }, 60_000);
+
   it.skipIf(!haveTorch)(
     "npm run demo's command: real torch DDP on 2 nodes with the example dataset",
     async () => {
