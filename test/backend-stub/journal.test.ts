@@ -153,3 +153,34 @@ describe("token lifetime", () => {
     }
   });
 });
+
+describe("journal write failure", () => {
+  it("rejects the report whose write failed and every later one, and says so", async () => {
+    const { Journal } = await import("../../backend-stub/src/journal/journal.ts");
+    let writes = 0;
+    // A fake append handle: the one fault (ENOSPC on the 2nd write) a real file system cannot be made to give here.
+    const { journal } = await Journal.open(dataDir, { debug() {}, info() {}, warn() {}, error() {} }, async () => ({
+      write: (async (buffer: Buffer) => {
+        writes += 1;
+        if (writes === 2) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
+        return { bytesWritten: buffer.length, buffer };
+      }) as never,
+      datasync: async () => {},
+      close: async () => {},
+    }));
+    const record = {
+      v: 1 as const,
+      type: "job_created" as const,
+      at: new Date().toISOString(),
+      job_id: "x",
+      via: "api" as const,
+    };
+    await expect(journal.append(record)).resolves.toBeUndefined();
+    const failed = await journal.append({ ...record, job_id: "y" }).catch((e: unknown) => e);
+    expect(isAgentError(failed, "JOURNAL_FAILED")).toBe(true);
+    expect(journal.failed).toBe(true);
+    await expect(journal.append({ ...record, job_id: "z" })).rejects.toThrow(/cannot write the journal/);
+    expect(writes).toBe(2);
+    await journal.close();
+  });
+});

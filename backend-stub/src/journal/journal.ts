@@ -22,7 +22,7 @@ interface Pending {
 
 export class Journal {
   readonly file: string;
-  readonly #handle: FileHandle;
+  readonly #handle: Pick<FileHandle, "write" | "datasync" | "close">;
   #pending: Pending[] = [];
   #flushing: Promise<void> | undefined;
   #failure: AgentError | undefined;
@@ -30,7 +30,7 @@ export class Journal {
   /** Number of fdatasync calls so far (the bench reports reports per sync). */
   syncs = 0;
 
-  private constructor(file: string, handle: FileHandle) {
+  private constructor(file: string, handle: Pick<FileHandle, "write" | "datasync" | "close">) {
     this.file = file;
     this.#handle = handle;
   }
@@ -40,7 +40,12 @@ export class Journal {
    * mid-write, so that record was never acknowledged) is cut off; a damaged line before the end stops the start
    * with its line number, since skipping it would silently lose an accepted report.
    */
-  static async open(dir: string, logger: StubLogger): Promise<{ journal: Journal; records: JournalRecord[] }> {
+  static async open(
+    dir: string,
+    logger: StubLogger,
+    /** Opens the append handle; tests pass one whose writes fail (a full disk cannot be staged here). */
+    openAppend: (file: string) => Promise<Pick<FileHandle, "write" | "datasync" | "close">> = (file) => open(file, "a"),
+  ): Promise<{ journal: Journal; records: JournalRecord[] }> {
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, JOURNAL_FILE);
     let text = "";
@@ -66,7 +71,7 @@ export class Journal {
       if (line.trim() === "") return;
       records.push(parseRecord(line, file, i + 1));
     });
-    const handle = await open(file, "a");
+    const handle = await openAppend(file);
     // A new file's directory entry must be durable too, or the first acknowledged report could vanish with it.
     const dirHandle = await open(dir, "r");
     try {
