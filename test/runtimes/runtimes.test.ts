@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +12,14 @@ import { formatObjects, renderedObjects } from "../../src/submitter/cli.ts";
 import { loadCrd, repoRoot } from "../submitter/helpers/crd.ts";
 
 const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 const runtimesDir = path.join(repoRoot, "runtimes");
 // Each CRD parsed once for this file.
 const crds = {
@@ -207,5 +216,43 @@ describe("train.py examples", () => {
     expect(second.stdout).toMatch(/resumed from .*epoch-2\.pt \(epoch 2\)/);
     expect(second.stdout).not.toMatch(/epoch 1\/3/);
     expect((await readdir(checkpoints)).sort()).toEqual(["epoch-1.pt", "epoch-2.pt", "epoch-3.pt"]);
+  });
+
+  it("two agents given the PET_* variables of a 2-node TrainJob train one DDP model together (gloo)", async () => {
+    const port = await freePort();
+    const agent = path.join(repoRoot, "bin/trainer-agent.js");
+    const node = (rank: number) =>
+      run(
+        process.execPath,
+        [agent, "run", "--framework", "pytorch", "--", "/usr/bin/python3", "runtimes/pytorch/train.py"],
+        {
+          cwd: repoRoot,
+          timeout: 120_000,
+          // What Kubeflow Trainer's torch plugin injects into pod <rank> (PET_MASTER_ADDR would be <job>-node-0-0.<job>).
+          env: {
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+            HOME: tmp,
+            PET_NNODES: "2",
+            PET_NPROC_PER_NODE: "1",
+            PET_NODE_RANK: String(rank),
+            PET_MASTER_ADDR: "127.0.0.1",
+            PET_MASTER_PORT: String(port),
+            EPOCHS: "2",
+            SAMPLES: "512",
+            CHECKPOINT_DIR: path.join(tmp, `ddp-${rank}`),
+            PYTHONPATH: path.join(repoRoot, "python"),
+          },
+        },
+      );
+    const [r0, r1] = await Promise.all([node(0), node(1)]);
+    expect(r0.stdout).toMatch(/^rank 0\/2 /m);
+    expect(r1.stdout).toMatch(/^rank 1\/2 /m);
+    // all_reduce'd metrics: both ranks print the same global loss.
+    const losses = (out: string) => [...out.matchAll(/^epoch \d\/2 loss (\S+)/gm)].map((m) => m[1]);
+    expect(losses(r0.stdout)).toHaveLength(2);
+    expect(losses(r1.stdout)).toEqual(losses(r0.stdout));
+    // Only rank 0 writes checkpoints.
+    expect((await readdir(path.join(tmp, "ddp-0"))).sort()).toEqual(["epoch-1.pt", "epoch-2.pt"]);
+    expect(existsSync(path.join(tmp, "ddp-1"))).toBe(false);
   });
 });
