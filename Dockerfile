@@ -24,8 +24,10 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-# trainer-agent local runs the backend stub in-process: its sources are part of the bundle
+# trainer-agent local runs the backend stub in-process: its sources are part of the bundle, its dashboard files
+# are embedded as assets
 COPY backend-stub/src ./backend-stub/src
+COPY backend-stub/public ./backend-stub/public
 COPY scripts ./scripts
 COPY python/trainer_agent.py ./python/trainer_agent.py
 # The same script CI runs (test/packaging): bundle, SEA blob, inject, smoke run with an empty environment.

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_ENTRY, DEFAULT_OUTPUT, HELPER_PATH, REPO_ROOT } from "../../src/packaging/build/build-agent.ts";
+import { agentAssets } from "../../src/packaging/build/assets.ts";
 import { bundleAgent } from "../../src/packaging/build/bundle.ts";
 import {
   checkDockerfile,
@@ -50,7 +51,7 @@ describe("the repository's Dockerfiles", () => {
     expect(entrypoint?.json).toEqual(["/usr/local/bin/trainer-agent", "install", "/opt/agent"]);
   });
 
-  it("agent image: its build stage copies in every file the bundle is made of, and .dockerignore keeps them", async () => {
+  it("agent image: its build stage copies in every file the bundle and its assets are made of, .dockerignore keeps them", async () => {
     const context = await loadDockerContext(REPO_ROOT);
     const { instructions } = parseDockerfile(await readFile(join(REPO_ROOT, "Dockerfile"), "utf8"));
     const froms = instructions.filter((i) => i.keyword === "FROM");
@@ -64,7 +65,9 @@ describe("the repository's Dockerfiles", () => {
       const bundle = await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), join(outDir, "bundle.cjs"));
       const needed = [
         ...bundle.inputs.map((p) => relative(REPO_ROOT, p)).filter((p) => !p.startsWith("node_modules/")),
-        HELPER_PATH,
+        ...Object.values(await agentAssets(REPO_ROOT, join(REPO_ROOT, HELPER_PATH)))
+          .map((p) => relative(REPO_ROOT, p))
+          .filter((p) => !p.startsWith("node_modules/")),
         "scripts/build-agent.ts",
         "package-lock.json",
       ];

@@ -11,6 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ASSETS } from "../sea.ts";
+import { agentAssets } from "./assets.ts";
 import { bundleAgent, type BundleResult } from "./bundle.ts";
 import { injectBlob } from "./inject.ts";
 import { writeSeaBlob } from "./sea-blob.ts";
@@ -89,17 +90,19 @@ export async function buildAgent(options: BuildAgentOptions = {}): Promise<Build
     log(`bundle: ${mib(bundle.bytes)} in ${ms(timings.bundle)}`);
 
     t = performance.now();
+    const assets = await agentAssets(REPO_ROOT, helper);
+    if (!helperEmbedded) delete assets[ASSETS.helper];
     const blob = join(workDir, "sea-prep.blob");
     await writeSeaBlob({
       node,
       main: bundlePath,
       output: blob,
-      assets: helperEmbedded ? { [ASSETS.helper]: helper } : {},
+      assets,
       useCodeCache: options.useCodeCache ?? true,
       workDir,
     });
     timings.blob = performance.now() - t;
-    log(`blob: ${mib((await stat(blob)).size)} in ${ms(timings.blob)}`);
+    log(`blob: ${mib((await stat(blob)).size)} with assets ${Object.keys(assets).join(", ")} in ${ms(timings.blob)}`);
 
     t = performance.now();
     await mkdir(dirname(output), { recursive: true });
