@@ -155,4 +155,16 @@ describe.skipIf(python === undefined)("TF_CONFIG read with TFConfigClusterResolv
     const out = execFileSync(python!, ["-c", CHECKER], { input: JSON.stringify(configs), encoding: "utf8" });
     expect(JSON.parse(out)).toEqual(expected);
   });
+
+  it.each([
+    ["index out of range", '{"cluster":{"worker":["a:1"]},"task":{"type":"worker","index":1}}'],
+    ["v1-style master job", '{"cluster":{"master":["a:1"],"worker":["b:1"]},"task":{"type":"worker","index":0}}'],
+    ["bare IPv6 host", '{"cluster":{"worker":["::1:2222"]},"task":{"type":"worker","index":0}}'],
+    ["port out of range", '{"cluster":{"worker":["a:70000"]},"task":{"type":"worker","index":0}}'],
+    ["not JSON", "{cluster"],
+  ])("the checker rejects a broken TF_CONFIG: %s", (_name, tf) => {
+    expect(() =>
+      execFileSync(python!, ["-c", CHECKER], { input: JSON.stringify([tf]), encoding: "utf8", stdio: "pipe" }),
+    ).toThrow();
+  });
 });
