@@ -30,7 +30,9 @@ const PASS_THROUGH: readonly ErrorCode[] = ["ENV_INVALID", "CONFIG_INVALID", "US
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export async function resolvePlugin(options: ResolvePluginOptions): Promise<TrainerPlugin> {
-  const framework = options.framework?.trim() || undefined;
+  const given = options.framework?.trim() || undefined;
+  // Built-in names are matched case-insensitively (`--framework PyTorch`); plugin names are lower-case by definition.
+  const framework = given !== undefined && isBuiltinFramework(given.toLowerCase()) ? given.toLowerCase() : given;
   const builtinOptions = options.probe === undefined ? {} : { probe: options.probe };
   if (options.plugin === undefined || options.plugin.trim() === "") {
     const name = framework ?? "python";

@@ -77,6 +77,10 @@ describe("resolvePlugin: built-ins", () => {
     expect((await resolvePlugin({ framework: name, cwd: dir, probe })).name).toBe(name);
   });
 
+  it("matches built-in names case-insensitively", async () => {
+    expect((await resolvePlugin({ framework: "PyTorch", cwd: dir, probe })).name).toBe("pytorch");
+  });
+
   it("defaults to python", async () => {
     const p = await resolvePlugin({ cwd: dir, probe });
     expect(p.name).toBe("python");
