@@ -36,7 +36,19 @@ function canImportTorch(python: string): boolean {
   return r.status === 0;
 }
 
-export function exampleRun(examplesDir: string, torchPython: string | undefined, epochs = 5): ExampleRun {
+function hasPython(python: string): boolean {
+  return (
+    spawnSync(python, ["-c", "import sys; assert sys.version_info >= (3, 6)"], { stdio: "ignore", timeout: 30_000 })
+      .status === 0
+  );
+}
+
+export function exampleRun(
+  examplesDir: string,
+  torchPython: string | undefined,
+  epochs = 5,
+  plainPython: (python: string) => boolean = hasPython,
+): ExampleRun {
   const dataset = join(examplesDir, "data");
   if (!existsSync(join(examplesDir, "plain_train.py")) || !existsSync(dataset))
     throw new AgentError(
@@ -54,6 +66,11 @@ export function exampleRun(examplesDir: string, torchPython: string | undefined,
       extraEnv: { PET_REDIRECTS: "9:1", PET_TEE: "9:1" },
       description: `PyTorch DDP (gloo) with ${torchPython}`,
     };
+  if (!plainPython("python3"))
+    throw new AgentError(
+      "USAGE",
+      "--example needs python3 (3.6 or newer) on PATH; install it (apt-get install python3) or run your own command",
+    );
   return {
     command: ["python3", join(examplesDir, "plain_train.py"), ...common],
     framework: "python",

@@ -142,6 +142,9 @@ describe("local run helpers", () => {
     expect(plain.command[1]).toBe(`${dir}plain_train.py`);
     expect(plain.extraEnv).toEqual({});
     expect(() => exampleRun("/nonexistent/", undefined)).toThrow(/--example needs the examples folder/);
+    expect(() => exampleRun(dir, undefined, 5, () => false)).toThrow(
+      /--example needs python3 \(3.6 or newer\) on PATH/,
+    );
   });
 
   it.each([
