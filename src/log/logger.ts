@@ -55,7 +55,16 @@ export async function createLogger(options: LoggerOptions): Promise<Logger> {
   if (options.destination !== undefined) destination = options.destination;
   else if (pretty) {
     const { default: pinoPretty } = await import("pino-pretty");
-    destination = pinoPretty({ destination: 2, sync: true, colorize: true, translateTime: "SYS:HH:MM:ss.l" });
+    // One line per entry; the run's ids (the same on every line) are left out of the terminal view.
+    destination = pinoPretty({
+      destination: 2,
+      sync: true,
+      colorize: true,
+      translateTime: "SYS:HH:MM:ss.l",
+      singleLine: true,
+      ignore: "pid,hostname,name,trace_id,job_id,node_rank,component",
+      messageFormat: "[{component}] {msg}",
+    });
   } else destination = pino.destination({ fd: 2, sync: true });
 
   const bindings: Record<string, unknown> = { ...options.base, trace_id: options.traceId };
