@@ -12,6 +12,11 @@ export interface PluginContext {
   readonly env: Readonly<Record<string, string>>;
   /** The node's global rank 0 decides heartbeats; plugins may use it to filter. */
   readonly nodeRank: number;
+  /**
+   * The user's command, when the caller knows it (`trainer-agent run` does, `trainer-agent env` does not). The
+   * pytorch built-in uses it so a command that already is torchrun gets PET_* only, not per-worker variables.
+   */
+  readonly argv?: readonly string[];
 }
 
 export interface LaunchCommand {

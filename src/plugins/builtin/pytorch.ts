@@ -38,7 +38,9 @@ export function pytorchPlugin(options: BuiltinOptions = {}): TrainerPlugin {
     const d = ctx.config.distributed;
     const host = typeof d.nprocPerNode === "number" ? { gpus: 0, cpus: 1 } : probe.resources(childEnv);
     const nproc = resolveNprocPerNode(d.nprocPerNode, host);
-    return { nproc, nprocArg: torchrunNprocArg(d.nprocPerNode, host), viaTorchrun: nproc > 1, childEnv };
+    // A command that already is torchrun gets PET_* (torchrun reads them and sets the per-worker variables).
+    const viaTorchrun = nproc > 1 || (ctx.argv !== undefined && isTorchrunArgv(ctx.argv));
+    return { nproc, nprocArg: torchrunNprocArg(d.nprocPerNode, host), viaTorchrun, childEnv };
   };
   return definePlugin({
     name: "pytorch",

@@ -126,6 +126,18 @@ describe("pytorch plugin", () => {
     expect((await pytorchPlugin({ probe }).command!(argv, ctx(env))).argv).toEqual(expected);
   });
 
+  it("a command that already is torchrun gets PET_* only, even with nproc_per_node 1", async () => {
+    const env = await pytorchPlugin({ probe: cpuBox }).env!({
+      ...ctx(trainjob),
+      argv: ["torchrun", "--nproc_per_node=4", "t.py"],
+    });
+    expect(env).toMatchObject({ PET_NNODES: "2", PET_NODE_RANK: "1", PET_MASTER_ADDR: "j-node-0-0.j" });
+    expect(env).not.toHaveProperty("RANK");
+    expect(env).not.toHaveProperty("WORLD_SIZE");
+    const plain = await pytorchPlugin({ probe: cpuBox }).env!({ ...ctx(trainjob), argv: ["python", "t.py"] });
+    expect(plain).toMatchObject({ RANK: "1", WORLD_SIZE: "2" });
+  });
+
   it("rejects gpu on a pod without GPUs (ENV_INVALID)", async () => {
     await expect(async () =>
       pytorchPlugin({ probe: cpuBox }).env!(ctx({ PET_NPROC_PER_NODE: "gpu" })),
