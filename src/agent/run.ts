@@ -76,6 +76,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
 
   const trace = resolveTrace({ traceId: config.traceId, traceparent: config.traceparent });
   const logger = await createLogger({
+    level: config.logLevel,
     traceId: trace.traceId,
     jobId: config.jobId,
     nodeRank: config.distributed.nodeRank,

@@ -11,6 +11,9 @@ import type { Secret } from "./secret.ts";
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
 
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export const CHECKPOINT_UPLOAD_MODES = ["rank0", "sharded", "off"] as const;
 export type CheckpointUploadMode = (typeof CHECKPOINT_UPLOAD_MODES)[number];
 
@@ -80,6 +83,8 @@ export interface AgentConfig {
   terminationGraceSeconds: number;
   /** Lines of child output kept for the done report. */
   logTailLines: number;
+  /** `LOG_LEVEL` of the agent's own logs (default info; debug shows retries and reports). */
+  logLevel: LogLevel;
   /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
   baseEnv: Readonly<Record<string, string>>;
 }
@@ -137,6 +142,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     storage,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
     logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
+    logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
   };
 
