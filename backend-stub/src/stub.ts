@@ -97,6 +97,8 @@ export interface BackendStub {
   ready(): Promise<void>;
 }
 
+const LIST_UPDATE_MS = 200;
+
 const MUTATING_ADMIN_ACTIONS = new Set(["queue", "cancel"]);
 
 export function createBackendStub(options: BackendStubOptions): BackendStub {
@@ -171,28 +173,40 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
             ? "queued"
             : "cancelled";
     const job = applied.job;
-    const needSummary = listeners.size > 0 || sse.listeners("jobs") > 0 || sse.listeners(`job:${job.id}`) > 0;
-    if (!needSummary) return;
-    const summary = summarize(job);
-    for (const listener of listeners) {
-      try {
-        listener({ kind, job: summary, transition: applied.transition });
-      } catch (error) {
-        logger.warn({ err: error }, "update listener threw");
+    if (listeners.size > 0) {
+      const summary = summarize(job);
+      for (const listener of listeners) {
+        try {
+          listener({ kind, job: summary, transition: applied.transition });
+        } catch (error) {
+          logger.warn({ err: error }, "update listener threw");
+        }
       }
     }
-    sse.publish("jobs", "job", summary);
+    if (sse.listeners("jobs") > 0) scheduleListUpdate(job);
     if (sse.listeners(`job:${job.id}`) > 0) {
-      const update: Record<string, unknown> = { kind, job: summary, transition: applied.transition ?? null };
+      const update: Record<string, unknown> = { kind, job: summarize(job), transition: applied.transition ?? null };
       if (record.type === "report") {
-        if (record.kind === "heartbeat") {
-          update.heartbeat = job.heartbeats.at(-1);
-          if (Object.keys(record.payload.metrics).length > 0) update.metric_series = metricSeries(job.heartbeats);
-        } else if (record.kind === "event") update.event = job.events.at(-1);
-        else update.done = job.done;
+        update[record.kind] = applied.item;
+        if (record.kind === "heartbeat" && Object.keys(record.payload.metrics).length > 0) {
+          update.metric_series = metricSeries(job.heartbeats);
+        }
       }
       sse.publish(`job:${job.id}`, "update", update);
     }
+  }
+
+  // The job list stream gets at most one summary per job per LIST_UPDATE_MS: 100 jobs reporting thousands of
+  // times a second must not turn into thousands of list events per second per open dashboard.
+  const pendingList = new Map<string, Job>();
+  let listTimer: NodeJS.Timeout | undefined;
+  function scheduleListUpdate(job: Job): void {
+    pendingList.set(job.id, job);
+    listTimer ??= setTimeout(() => {
+      listTimer = undefined;
+      for (const j of pendingList.values()) sse.publish("jobs", "job", summarize(j));
+      pendingList.clear();
+    }, LIST_UPDATE_MS).unref();
   }
 
   function mustGet(id: string): Job {
@@ -512,6 +526,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     async close() {
       if (closed) return;
       closed = true;
+      clearTimeout(listTimer);
       sse.close();
       if (server !== undefined) {
         const s = server;

@@ -67,9 +67,7 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in headless Chromium", () => {
       token,
       body: heartbeatBody("resnet-demo", { epoch: 1, total_epochs: 8, metrics: { loss: 1.9, acc: 0.31 } }),
     });
-    await page.waitForFunction(
-      `document.querySelector('tr[data-job-id="resnet-demo"] [data-state]')?.getAttribute("data-state") === "RUNNING"`,
-    );
+    await page.locator('tr[data-job-id="resnet-demo"] [data-state="RUNNING"]').waitFor();
     const other = await s.stub.createJob({ name: "bert finetune" });
     await s.stub.queueJob(other.id);
     const done = await s.stub.createJob({ name: "mnist smoke test" });

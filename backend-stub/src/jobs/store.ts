@@ -4,7 +4,15 @@
  */
 import { canTransition, isTerminal, stateForDone, type JobState } from "../../../src/contract/index.ts";
 import { AgentError } from "../../../src/errors/index.ts";
-import { newJob, type CallbackAnswer, type Job, type Transition } from "./model.ts";
+import {
+  newJob,
+  type CallbackAnswer,
+  type Job,
+  type StoredDone,
+  type StoredEvent,
+  type StoredHeartbeat,
+  type Transition,
+} from "./model.ts";
 import type { JournalRecord, ReportRecord } from "./records.ts";
 
 /** Idempotency keys remembered per job (oldest forgotten first): retries come within minutes, not 10,000 reports. */
@@ -17,6 +25,8 @@ export interface Applied {
   transition: Transition | undefined;
   /** For a report record: the answer the sender gets (and gets again for a retry with the same key). */
   answer: CallbackAnswer | undefined;
+  /** For a report record: what was stored (the job's arrays move on before listeners hear of this one). */
+  item?: StoredHeartbeat | StoredEvent | StoredDone;
 }
 
 export class JobStore {
@@ -68,21 +78,24 @@ export class JobStore {
   #applyReport(job: Job, record: ReportRecord): Applied {
     if (isTerminal(job.state)) throw inconsistent(record, `the job already ended (${job.state})`);
     let transition: Transition | undefined;
+    let item: StoredHeartbeat | StoredEvent | StoredDone;
     const wake = (cause: string): void => {
       if (job.state === "PENDING" || job.state === "QUEUED") transition = move(job, "RUNNING", record.at, cause);
     };
     switch (record.kind) {
       case "heartbeat":
-        job.heartbeats.push({ ...record.payload, received_at: record.at });
+        item = { ...record.payload, received_at: record.at };
+        job.heartbeats.push(item);
         job.lastHeartbeatAt = record.at;
         wake("heartbeat");
         break;
       case "event":
-        job.events.push({ ...record.payload, received_at: record.at });
+        item = { ...record.payload, received_at: record.at };
+        job.events.push(item);
         if (record.payload.type === "started") wake("event:started");
         break;
       case "done":
-        job.done = { ...record.payload, received_at: record.at };
+        item = job.done = { ...record.payload, received_at: record.at };
         transition = move(job, stateForDone(record.payload.status), record.at, `done:${record.payload.status}`);
         break;
     }
@@ -95,7 +108,7 @@ export class JobStore {
         if (oldest.done !== true) job.idempotency.delete(oldest.value);
       }
     }
-    return { job, transition, answer };
+    return { job, transition, answer, item };
   }
 }
 
