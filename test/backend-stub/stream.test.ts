@@ -57,6 +57,26 @@ describe("SSE", () => {
     abort.abort();
   });
 
+  it("concurrent reports each reach the stream once, each update carrying its own heartbeat", async () => {
+    const job = await s.stub.createJob();
+    const abort = new AbortController();
+    const res = await fetch(`${s.url}/v1/jobs/${job.id}/stream`, { signal: abort.signal });
+    const it = frames(res.body!);
+    await it.next(); // snapshot
+    await Promise.all(
+      Array.from({ length: 30 }, (_, step) =>
+        call(s.url, "POST", callbackPath(job.id, "heartbeat"), {
+          token: job.token,
+          body: heartbeatBody(job.id, { step }),
+        }),
+      ),
+    );
+    const steps: number[] = [];
+    for (let i = 0; i < 30; i++) steps.push((await it.next()).value!.data.heartbeat.step);
+    expect(steps.sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    abort.abort();
+  });
+
   it("the list stream sends every job's summary as it changes", async () => {
     const abort = new AbortController();
     const res = await fetch(`${s.url}/v1/stream`, { signal: abort.signal });
