@@ -10,6 +10,7 @@ import { isAgentError } from "../../src/errors/index.ts";
 import { helperSourcePath, loadHelperSource } from "../../src/packaging/helper-source.ts";
 import { runInstall } from "../../src/packaging/install-command.ts";
 import { installAgent, writeHelper } from "../../src/packaging/install.ts";
+import { isSingleExecutable, readEmbeddedText } from "../../src/packaging/sea.ts";
 import { selfCommand } from "../../src/packaging/self-command.ts";
 
 let dir: string;
@@ -131,5 +132,12 @@ describe("selfCommand", () => {
       argv: ["/opt/agent/trainer-agent", "/repo/bin/trainer-agent.js", "run"],
     };
     expect(selfCommand(proc, single)).toEqual(expected);
+  });
+});
+
+describe("embedded assets outside the single-file build", () => {
+  it("are absent, not errors, when running from sources", () => {
+    expect(isSingleExecutable()).toBe(false);
+    expect(readEmbeddedText("trainer_agent.py")).toBeUndefined();
   });
 });

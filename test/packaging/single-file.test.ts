@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleAgent } from "../../src/packaging/build/bundle.ts";
 import { AGENT_ENTRY, HELPER_PATH, REPO_ROOT } from "../../src/packaging/build/build-agent.ts";
 import { parseDockerfile } from "../../src/packaging/dockerfile/parse.ts";
+import { DASHBOARD_ASSETS } from "../../backend-stub/src/http/static.ts";
 
 const exec = promisify(execFile);
 
@@ -177,6 +178,34 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stdout).toContain("rank 0 dataset data");
     expect(result.stdout).toContain("rank 1 dataset data");
     expect(result.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/.*\/epoch-1\.pt\s+\(7000 B\)/);
+  });
+
+  it("serves the backend stub's dashboard from its embedded assets (local --keep)", async () => {
+    const child = spawn("/usr/bin/env", ["-i", agent, "local", "--keep", "--nodes", "1", "--", "/bin/true"], {
+      cwd: work,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const closed = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    try {
+      let out = "";
+      const origin = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (b: Buffer) => {
+          out += b.toString("utf8");
+          const match = /--keep: .*?(http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+          if (match?.[1] !== undefined) resolve(match[1]);
+        });
+        child.on("close", () => reject(new Error(`local ended before --keep:\n${out}`)));
+      });
+      for (const asset of DASHBOARD_ASSETS) {
+        const response = await fetch(`${origin}${asset.url}`);
+        expect(response.status, asset.url).toBe(200);
+        const body = Buffer.from(await response.arrayBuffer());
+        expect(body.equals(await readFile(join(REPO_ROOT, asset.source))), asset.url).toBe(true);
+      }
+    } finally {
+      child.kill("SIGINT");
+      await closed;
+    }
   });
 
   it("prints the Python helper it carries, byte for byte", async () => {
