@@ -142,9 +142,12 @@ export function supervise(options: SuperviseOptions): Supervised {
         if (!relay.push(chunk) && !destBroken && !waiting) {
           // Backpressure: the child blocks on its full pipe until our reader catches up, as without the agent.
           waiting = true;
+          pausedStreams++;
           source.pause();
           dest.once("drain", () => {
             waiting = false;
+            pausedStreams--;
+            lastData = now();
             source.resume();
           });
         }
@@ -160,6 +163,8 @@ export function supervise(options: SuperviseOptions): Supervised {
   };
 
   let lastData = now();
+  /** Streams paused for a slow reader: their silence is ours, not the child's, so it is not idleness. */
+  let pausedStreams = 0;
   const streamClosers: (() => void)[] = [];
   const relays = Promise.all([
     relayDone("stdout", child.stdout, options.stdout),
@@ -185,7 +190,7 @@ export function supervise(options: SuperviseOptions): Supervised {
     if (spawnError !== undefined) for (const close of streamClosers) close();
     await waitForPipes(
       relays,
-      () => lastData,
+      () => (pausedStreams > 0 ? now() : lastData),
       now,
       options.pipeIdleMs ?? 1_000,
       () => {

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -105,6 +106,27 @@ describe("supervise (real child processes)", () => {
     expect(Buffer.concat(got).equals(payload)).toBe(true);
     // The relay paused the child instead of queueing megabytes in memory.
     expect(maxPending).toBeLessThan(512 * 1024);
+  });
+
+  it("keeps relaying what a child left in the pipe after it exited, however slow the reader", async () => {
+    const payload = Buffer.alloc(512 * 1024, 0x62);
+    const got: Buffer[] = [];
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk);
+        setTimeout(cb, 300); // the last ~128 KiB in the pipe take longer than pipeIdleMs after the exit
+      },
+    });
+    const { sup } = start([process.execPath, fixture("emit.mjs"), await file(payload)], {
+      stdout: slow,
+      pipeIdleMs: 200,
+    });
+    const res = await sup.result;
+    expect(res.exitCode).toBe(0);
+    // What the relay handed over may still sit in the writable's own queue; none of it may have been dropped.
+    while (slow.writableLength > 0) await once(slow, "drain");
+    expect(Buffer.concat(got).equals(payload)).toBe(true);
   });
 
   it("returns the child's exit code and a traceback's last line as the reason", async () => {
