@@ -164,6 +164,13 @@ describe("supervise (real child processes)", () => {
     });
   });
 
+  it("answers 126 for a file that is not executable", async () => {
+    const path = await file(Buffer.from("#!/bin/sh\necho hi\n"));
+    const res = await start([path]).sup.result;
+    expect(res).toMatchObject({ exitCode: 126, spawnFailed: true });
+    expect(res.reason).toMatch(/^permission denied: /);
+  });
+
   it("never goes through a shell: metacharacters reach the child as plain arguments", async () => {
     const { sup, out } = start(["printf", "%s|", "$(echo no)", "a;b", "*"]);
     await sup.result;
