@@ -5,7 +5,6 @@
  * background with a bounded backlog so parsing never waits on one file's open/write/close.
  */
 import { createWriteStream } from "node:fs";
-import fs from "node:fs/promises";
 import { once } from "node:events";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -13,7 +12,7 @@ import zlib from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import { AgentError } from "../../errors/index.ts";
 import { orderedChunks, type RangeSource } from "../internal/ranges.ts";
-import { safeMode, type SafeTree } from "./safe-tree.ts";
+import { safeMode, writeSmallFile, type SafeTree } from "./safe-tree.ts";
 
 const SMALL_FILE = 1024 * 1024;
 const MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
@@ -71,7 +70,7 @@ export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean
               await ended;
               const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
               if (data.length !== size) throw corrupt(`entry ${entry.path} is truncated`);
-              await fs.writeFile(await tree.prepareFile(rel), data, { mode });
+              writeSmallFile(await tree.prepareFile(rel), data, mode);
             });
           } else {
             entry.pause();

@@ -5,7 +5,6 @@
  * Every entry's size and CRC32 are checked; overlapping entries, encryption and unknown methods are refused.
  */
 import { createWriteStream } from "node:fs";
-import fs from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
@@ -13,7 +12,7 @@ import { AgentError } from "../../errors/index.ts";
 import { ChunkReader } from "../internal/chunk-reader.ts";
 import { forEachLimit } from "../internal/pool.ts";
 import { fetchRange, orderedChunks, rangeChunks, type RangeSource } from "../internal/ranges.ts";
-import { safeMode, type SafeTree } from "./safe-tree.ts";
+import { safeMode, writeSmallFile, type SafeTree } from "./safe-tree.ts";
 
 interface ZipEntry {
   name: string;
@@ -218,7 +217,7 @@ async function extractEntry(src: RangeSource, tree: SafeTree, e: ZipEntry, reade
       return used;
     }
     tree.account(data.length);
-    await fs.writeFile(await tree.prepareFile(rel), data, { mode: safeMode(e.mode, 0o644) });
+    writeSmallFile(await tree.prepareFile(rel), data, safeMode(e.mode, 0o644));
     return used;
   }
   const file = await tree.prepareFile(rel);

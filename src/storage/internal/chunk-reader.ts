@@ -1,7 +1,9 @@
 /** Pull-style reads over an async stream of buffers: exact-length headers, then bounded bodies. */
 export class ChunkReader {
   readonly #it: AsyncIterator<Buffer>;
-  #buf: Buffer = Buffer.alloc(0);
+  /** Unread chunks; bytes are copied once, when a read spans several of them. */
+  readonly #chunks: Buffer[] = [];
+  #length = 0;
   #done = false;
 
   constructor(source: AsyncIterable<Buffer>) {
@@ -15,25 +17,47 @@ export class ChunkReader {
       this.#done = true;
       return false;
     }
-    this.#buf = this.#buf.length === 0 ? r.value : Buffer.concat([this.#buf, r.value]);
+    this.#chunks.push(r.value);
+    this.#length += r.value.length;
     return true;
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#chunks[0] as Buffer;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      this.#length -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const c = this.#chunks[0] as Buffer;
+      const k = Math.min(c.length, n - at);
+      c.copy(out, at, 0, k);
+      at += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    this.#length -= n;
+    return out;
   }
 
   /** Exactly n bytes, or null when the source ends first. */
   async read(n: number): Promise<Buffer | null> {
-    while (this.#buf.length < n) if (!(await this.#more())) return null;
-    const out = this.#buf.subarray(0, n);
-    this.#buf = this.#buf.subarray(n);
-    return out;
+    if (n === 0) return Buffer.alloc(0);
+    while (this.#length < n) if (!(await this.#more())) return null;
+    return this.#take(n);
   }
 
   /** The next n bytes as they arrive; returns early (short) when the source ends. */
   async *take(n: number): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (this.#buf.length === 0 && !(await this.#more())) return;
-      const out = this.#buf.subarray(0, Math.min(left, this.#buf.length));
-      this.#buf = this.#buf.subarray(out.length);
+      if (this.#length === 0 && !(await this.#more())) return;
+      const out = this.#take(Math.min(left, (this.#chunks[0] as Buffer).length));
       left -= out.length;
       yield out;
     }
