@@ -15,6 +15,8 @@ export const TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1";
 export const PATCH_MANAGER = "trainer.astrago.io/submitter";
 export const SPEC_HASH_ANNOTATION = "trainer.astrago.io/spec-hash";
 export const MANAGED_BY = "astrago-trainjob";
+/** Key of the callback JWT in the job's Secret. */
+export const CALLBACK_TOKEN_KEY = "callback-token";
 
 export type K8sObject = {
   apiVersion: string;
@@ -98,8 +100,17 @@ export function renderJob(spec: JobSpec): RenderedJob {
   if (spec.callback !== undefined) {
     setManaged("JOB_ID", spec.callback.jobId);
     setManaged("BACKEND_BASE_URL", spec.callback.baseUrl);
-    if (spec.callback.token !== undefined && !userEnvNames.has("CALLBACK_TOKEN"))
-      fromSecret("CALLBACK_TOKEN", spec.callback.token);
+    // Always referenced, so the rendered job is the same whether or not the token is known yet (the submitter
+    // registers the job with the backend and fills the Secret; an idempotent re-submit does not know it).
+    if (!userEnvNames.has("CALLBACK_TOKEN")) {
+      env.push({ name: "CALLBACK_TOKEN", valueFrom: secretRef(sName, CALLBACK_TOKEN_KEY) });
+      if (spec.callback.token !== undefined) secretData[CALLBACK_TOKEN_KEY] = spec.callback.token;
+      else {
+        warnings.push(
+          `callback: the token is not known yet; Secret ${sName} must hold key ${CALLBACK_TOKEN_KEY} (submit registers the job with the backend)`,
+        );
+      }
+    }
   }
   const st = spec.storage;
   if (st !== undefined) {
@@ -207,7 +218,13 @@ export function renderJob(spec: JobSpec): RenderedJob {
     };
   }
   const specHash = createHash("sha256")
-    .update(canonicalJson({ spec: trainJobSpec, code: spec.code ?? {}, secretKeys: Object.keys(secretData).sort() }))
+    .update(
+      canonicalJson({
+        spec: trainJobSpec,
+        code: spec.code ?? {},
+        secretKeys: [...new Set([...Object.keys(secretData), ...(spec.callback ? [CALLBACK_TOKEN_KEY] : [])])].sort(),
+      }),
+    )
     .digest("hex");
   const trainJob: K8sObject = {
     apiVersion: TRAINER_API_VERSION,

@@ -129,7 +129,8 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
       let spec = specIn;
       let rendered = renderJob(spec);
       const { namespace, name } = { namespace: spec.namespace, name: spec.name };
-      const warnings = [...rendered.warnings];
+      // submit takes care of an unknown token itself: it registers the job, or finds it created before, or fails.
+      const warnings = rendered.warnings.filter((w) => !w.startsWith("callback: the token is not known"));
       const result = (tj: K8sObject, created: boolean): SubmitResult => ({
         status: "success",
         trainjob_name: name,
@@ -169,7 +170,13 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         spec = { ...spec, callback: { ...spec.callback, token: registered.token } };
         rendered = renderJob(spec);
       } else if (spec.callback !== undefined && spec.callback.token === undefined) {
-        warnings.push("callback: no token and no backend to register with; the agent's callbacks will be rejected");
+        throw specInvalid([
+          {
+            field: "callback.token",
+            message:
+              "is required when no backend is configured to register the job with (TRAINJOB_BACKEND_URL or BACKEND_BASE_URL)",
+          },
+        ]);
       }
 
       let trainJob: K8sObject;

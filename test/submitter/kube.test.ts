@@ -163,6 +163,9 @@ describe("submit", () => {
           registered.push(job);
           return { id: job.id, token: "registered-jwt" };
         },
+        issueToken: async () => {
+          throw new Error("not expected");
+        },
       },
     });
     const result = await withBackend.submit(spec({ callback: { base_url: "http://backend:8000" } }));

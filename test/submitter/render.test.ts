@@ -326,6 +326,8 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
     const withToken = (token: string) =>
       render({ ...SEED_PYTORCH, callback: { base_url: "http://b", token } }).specHash;
     expect(withToken("one")).toBe(withToken("two"));
+    // ... nor is knowing it: a re-submit (token registered earlier, unknown now) is the same job.
+    expect(render({ ...SEED_PYTORCH, callback: { base_url: "http://b" } }).specHash).toBe(withToken("one"));
   });
 
   it("the strict CRD check catches what the API server would silently prune", () => {
