@@ -235,6 +235,28 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(py.stdout.trim()).toBe(join(target, "trainer_agent.py"));
   });
 
+  it.each(["images/pytorch/Dockerfile", "images/tensorflow/Dockerfile"])(
+    "%s: its RUN step, run as written, puts an importable helper in python's site-packages",
+    async (dockerfile) => {
+      // A venv stands in for the framework image's python (its site-packages is the first one on sys.path),
+      // and the single file is `trainer-agent` on PATH, as COPY --from=agent puts it in /usr/local/bin.
+      const venv = join(work, `venv-${dockerfile.split("/")[1]}`);
+      await exec("/usr/bin/python3", ["-m", "venv", "--without-pip", venv]);
+      const { instructions } = parseDockerfile(await readFile(join(REPO_ROOT, dockerfile), "utf8"));
+      const runs = instructions.filter((i) => i.keyword === "RUN");
+      expect(runs).toHaveLength(1);
+      const result = await runBare("/bin/sh", ["-c", runs[0]!.rest], {
+        PATH: `${join(work, "alone")}:${join(venv, "bin")}:/usr/bin:/bin`,
+      });
+      expect(result.stderr).toContain("trainer-agent: wrote");
+      expect(result.code).toBe(0);
+      const site = (await readdir(join(venv, "lib"))).map((d) => join(venv, "lib", d, "site-packages"));
+      expect(await readFile(join(site[0]!, "trainer_agent.py"), "utf8")).toBe(
+        await readFile(join(REPO_ROOT, HELPER_PATH), "utf8"),
+      );
+    },
+  );
+
   it("fails install with INSTALL_FAILED (73) when the target is a file", async () => {
     const file = join(work, "not-a-dir");
     await writeFile(file, "x");
