@@ -134,6 +134,24 @@ async function spawnLatency(argv: string[]): Promise<number> {
   });
 }
 
+/** user + sys seconds of a command, from /usr/bin/time. */
+function cpuTime(argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("/usr/bin/time", ["-f", "CPU %U %S", ...argv], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { PATH: process.env.PATH ?? "" },
+    });
+    let err = "";
+    p.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    p.on("error", reject);
+    p.on("close", () => {
+      const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (m === null) reject(new Error(`no CPU time from ${argv.join(" ")}`));
+      else resolve(Number(m[1]) + Number(m[2]));
+    });
+  });
+}
+
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
 const p90 = (v: number[]) => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor(v.length * 0.9))] ?? NaN;
 const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(d));
@@ -202,6 +220,27 @@ export default async function agentBench(): Promise<void> {
       `+${f(median(samples) - median(base))} ms`,
       `node -e alone: ${f(median(nodeStart))} ms; target < 150 ms; ${RUNS} runs`,
     ]);
+  }
+
+  // CPU time is far less sensitive to other load on the machine than wall time: user+sys of a whole
+  // `run -- true` (start, spawn, wait, exit) against node's own start.
+  if (existsSync("/usr/bin/time")) {
+    const cpuOf = async (argv: string[]) => {
+      const samples: number[] = [];
+      for (let i = 0; i < RUNS; i++) samples.push(await cpuTime(argv));
+      return median(samples);
+    };
+    const nodeCpu = await cpuOf([node, "-e", "0"]);
+    for (const [name, argv] of forms) {
+      const c = await cpuOf([...argv, "run", "--", "true"]);
+      rows.push([
+        `CPU user+sys of run -- true, ${name}`,
+        `node -e 0: ${f(nodeCpu * 1000)} ms`,
+        `${f(c * 1000)} ms`,
+        `+${f((c - nodeCpu) * 1000)} ms`,
+        "median; wall time above is this plus waiting for a CPU",
+      ]);
+    }
   }
 
   const header = ["measure", "alone", "through trainer-agent", "overhead", "notes"];
