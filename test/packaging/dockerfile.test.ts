@@ -21,6 +21,8 @@ import {
 } from "../../src/packaging/dockerfile/check.ts";
 import { parseDockerIgnore } from "../../src/packaging/dockerfile/ignore.ts";
 import { IMAGES } from "../../src/packaging/images.ts";
+import { DEFAULT_INSTALL_DIR } from "../../src/packaging/install.ts";
+import { parseAllDocuments } from "yaml";
 import { flag, parseDockerfile, splitWords } from "../../src/packaging/dockerfile/parse.ts";
 
 describe("the repository's Dockerfiles", () => {
@@ -125,6 +127,62 @@ describe("image names", () => {
     }
   });
 });
+
+describe("runtimes and the agent image agree", () => {
+  it("each init container of astrago/trainer-agent runs the image's install into the volume the node mounts", async () => {
+    const { instructions } = parseDockerfile(await readFile(join(REPO_ROOT, "Dockerfile"), "utf8"));
+    const entrypoint = instructions.findLast((i) => i.keyword === "ENTRYPOINT")?.json ?? [];
+    const [, ...installArgs] = entrypoint;
+    const installDir = installArgs.at(-1)!;
+    expect(installDir).toBe(DEFAULT_INSTALL_DIR);
+    const files = (await readdir(join(REPO_ROOT, "runtimes"), { recursive: true })).filter((f) => /\.ya?ml$/.test(f));
+    let seen = 0;
+    for (const file of files) {
+      for (const doc of parseAllDocuments(await readFile(join(REPO_ROOT, "runtimes", file), "utf8"))) {
+        for (const pod of podSpecs(doc.toJS())) {
+          for (const init of pod.initContainers ?? []) {
+            if (!init.image?.startsWith("astrago/trainer-agent:")) continue;
+            seen++;
+            // no command: the image's ENTRYPOINT; a command: the same program (by name, on PATH) and arguments
+            if (init.command !== undefined) {
+              expect(init.command[0]?.split("/").at(-1), file).toBe("trainer-agent");
+              expect([...init.command.slice(1), ...(init.args ?? [])], file).toEqual(installArgs);
+            }
+            const volume = init.volumeMounts?.find((m) => m.mountPath === installDir)?.name;
+            expect(volume, `${file}: init container mounts ${installDir}`).toBeDefined();
+            for (const container of pod.containers ?? []) {
+              if (container.command?.[0]?.startsWith(`${installDir}/`)) {
+                expect(container.volumeMounts, file).toContainEqual({ name: volume, mountPath: installDir });
+              }
+            }
+          }
+        }
+      }
+    }
+    expect(seen).toBeGreaterThanOrEqual(2); // pytorch and tensorflow
+  });
+});
+
+interface ContainerSpec {
+  image?: string;
+  command?: string[];
+  args?: string[];
+  volumeMounts?: Array<{ name: string; mountPath: string }>;
+}
+interface PodSpec {
+  initContainers?: ContainerSpec[];
+  containers?: ContainerSpec[];
+}
+
+/** Every object with a `containers` array, wherever the runtime nests its pod templates. */
+function podSpecs(value: unknown, found: PodSpec[] = []): PodSpec[] {
+  if (Array.isArray(value)) for (const v of value) podSpecs(v, found);
+  else if (typeof value === "object" && value !== null) {
+    if (Array.isArray((value as PodSpec).containers)) found.push(value as PodSpec);
+    for (const v of Object.values(value)) podSpecs(v, found);
+  }
+  return found;
+}
 
 describe("the checker catches what a docker build would trip on", () => {
   let root: string;
