@@ -88,7 +88,9 @@ class Reader {
     if (typeof got.value === "number" && Number.isFinite(got.value))
       return { field: got.field, value: String(got.value) };
     if (typeof got.value !== "string") {
-      this.problem(got.field, `must be a string, got ${describe(got.value)}`);
+      // Never echo what was given for a credential field, whatever its type.
+      const shown = /token|secret|password|key/i.test(got.field) ? "a value of another type" : describe(got.value);
+      this.problem(got.field, `must be a string, got ${shown}`);
       return undefined;
     }
     if (got.value.trim() === "") return undefined;
@@ -164,14 +166,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
   // nodes and processes
   const nodes =
     r.int(req, ["num_nodes", "numNodes", "nodes"], 1) ?? r.int(config, ["num_nodes", "numNodes"], 1, "config.");
-  if (
-    nodes === undefined &&
-    r.pick(req, ["num_nodes", "numNodes", "nodes"]) === undefined &&
-    config.num_nodes === undefined
-  ) {
-    // default 1 node, like the runtimes' mlPolicy.numNodes
-  }
-  const numNodes = nodes?.value ?? 1;
+  const numNodes = nodes?.value ?? 1; // like the runtimes' mlPolicy.numNodes
   const proc = r.int(req, ["proc_per_node", "procPerNode", "nproc_per_node", "numProcPerNode"], 1);
 
   // resources

@@ -452,6 +452,15 @@ describe("validation names the field at fault", () => {
     expect(e.message).toContain(field);
   });
 
+  it("never echoes a credential in an error", () => {
+    const e = specError({
+      ...SEED_PYTORCH,
+      storage: { access_key_id: "AKIAXYZ", secret_access_key: { value: "wJalrXUtnFEMI" } },
+    });
+    expect(e.fields).toContain("storage.secret_access_key");
+    expect(e.message).not.toMatch(/wJalrXUtnFEMI|AKIAXYZ/);
+  });
+
   it("reports every problem at once", () => {
     const e = specError({ framework: "mxnet", num_nodes: 0, user_id: "u", cpu_request: "x", gpu_count: -2 });
     expect(e.fields).toEqual(expect.arrayContaining(["framework", "num_nodes", "cpu_request", "gpu_count", "command"]));
