@@ -36,7 +36,13 @@ function logs() {
   return { logger: pino({ level: "debug" }, stream), text: () => text };
 }
 
-function client(url: string, over: Partial<CallbackConfig> = {}, backend?: TestBackend, maxRetries = 5) {
+function client(
+  url: string,
+  over: Partial<CallbackConfig> = {},
+  backend?: TestBackend,
+  maxRetries = 5,
+  maxPendingEvents?: number,
+) {
   const l = logs();
   const c = createCallbackClient({
     config: {
@@ -53,6 +59,7 @@ function client(url: string, over: Partial<CallbackConfig> = {}, backend?: TestB
     traceparent: TRACEPARENT,
     logger: l.logger,
     retryPolicy: { minDelayMs: 20, maxDelayMs: 200, maxRetries },
+    ...(maxPendingEvents !== undefined && { maxPendingEvents }),
   });
   open.push({ client: c, ...(backend !== undefined && { backend }) });
   return { c, logs: l };
@@ -142,6 +149,19 @@ describe("callback client against a real HTTP server", () => {
     expect(epochs[0]).toBe(1);
     expect(epochs.at(-1)).toBe(50);
     expect(epochs.filter((e) => e !== 1 && e !== 50)).toEqual([]);
+  });
+
+  it("bounds the event queue: the oldest waiting events give way, with a warning", async () => {
+    const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
+    const { c, logs: l } = client(b.url, { requestTimeoutSeconds: 0.5 }, b, 5, 5);
+    c.start();
+    c.event("e0");
+    await b.waitFor((r) => r.length === 1);
+    for (let i = 1; i <= 20; i++) c.event(`e${i}`);
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+    const types = b.of("event").map((r) => r.body.type);
+    expect(types.filter((t) => t !== "e0")).toEqual(["e16", "e17", "e18", "e19", "e20"]);
+    expect(l.text()).toContain("callback queue full");
   });
 
   it("re-reads CALLBACK_TOKEN_FILE before each request", async () => {
