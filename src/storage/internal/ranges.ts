@@ -109,9 +109,12 @@ export async function fetchRange(src: RangeSource, start: number, end: number): 
   }
 }
 
+/** Parts of an ordered stream are buffered whole, so they are kept smaller than plain download parts. */
+const ORDERED_PART = 4 * 1024 * 1024;
+
 /**
- * [start, end) in order, fetched as parallel ranged GETs of partSize with at most `window` parts buffered
- * (memory about window x partSize). For streaming formats (tar, gzip, a large zip entry).
+ * [start, end) in order, fetched as parallel ranged GETs of at most 4 MiB with at most `window` parts buffered
+ * (memory about window x 4 MiB). For streaming formats (tar, gzip, a large zip entry).
  */
 export async function* orderedChunks(
   src: RangeSource,
@@ -126,7 +129,7 @@ export async function* orderedChunks(
   const fill = (): void => {
     while (queue.length < window && next < end) {
       const s = next;
-      const e = Math.min(end, s + src.partSize);
+      const e = Math.min(end, s + Math.min(src.partSize, ORDERED_PART));
       next = e;
       const p = fetchRange(part, s, e);
       p.catch(() => {});
