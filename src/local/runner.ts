@@ -14,7 +14,7 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
@@ -109,6 +109,7 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
   };
 
   let interrupted: NodeJS.Signals | undefined;
+  const setup = new AbortController();
   let nodes: RunningNode[] = [];
   let forceKill = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -120,13 +121,14 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     }
     interrupted = signal;
     say(`trainer-agent local: ${signal}, stopping ${nodes.length} node(s) (send it again to kill them at once)`);
+    setup.abort(); // a dataset upload in flight stops
     for (const n of nodes) terminate(n);
   };
   signals.on("SIGINT", onSignal);
   signals.on("SIGTERM", onSignal);
 
   try {
-    const runDir = resolve(options.workdir ?? join(tmpdir(), `trainer-local-${Date.now().toString(36)}`));
+    const runDir = resolve(options.workdir ?? (await mkdtemp(join(tmpdir(), "trainer-local-"))));
     await mkdir(runDir, { recursive: true });
 
     // 1. Storage.
@@ -167,7 +169,17 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
       if (client === undefined || target === undefined)
         throw new AgentError("USAGE", "--dataset needs S3 storage (S3_ENDPOINT and S3_BUCKET) or none configured");
       const id = options.datasetId ?? datasetIdFor(options.dataset);
-      const seeded = await seedDataset(client, target.bucket, resolve(deps.cwd, options.dataset), id);
+      const seeded = await seedDataset(
+        client,
+        target.bucket,
+        resolve(deps.cwd, options.dataset),
+        id,
+        setup.signal,
+      ).catch((error: unknown) => {
+        if (interrupted !== undefined)
+          throw new AgentError("USAGE", `interrupted by ${interrupted} while uploading the dataset`, { cause: error });
+        throw error;
+      });
       agentEnv.DATASET_ID = id;
       datasetLabel = `${seeded.key} (${seeded.files} files, ${formatBytes(seeded.bytes)}) from ${options.dataset}`;
     } else if (deps.env.DATASET_ID !== undefined || deps.env.DATASET_URI !== undefined) {

@@ -65,6 +65,7 @@ export async function seedDataset(
   bucket: string,
   dir: string,
   id: string,
+  signal?: AbortSignal,
 ): Promise<{ key: string; bytes: number; files: number }> {
   const { stat } = await import("node:fs/promises");
   const info = await stat(dir).catch((error: unknown) => {
@@ -92,10 +93,17 @@ export async function seedDataset(
     ["."],
   );
   archive.pipe(counter);
-  await new Upload({
+  const upload = new Upload({
     client,
     params: { Bucket: bucket, Key: key, Body: counter, ContentType: "application/gzip" },
-  }).done();
+  });
+  const onAbort = (): void => void upload.abort().catch(() => undefined);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await upload.done();
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
   return { key, bytes, files };
 }
 
