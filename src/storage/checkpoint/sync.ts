@@ -110,7 +110,8 @@ export function startCheckpointSync(
       label: `checkpoint ${unit}`,
       total: files.reduce((n, f) => n + f.size, 0),
       logger: log,
-      stderr: ctx.stderr,
+      // Uploads run while the child writes to the same terminal: log lines, never a redrawn bar.
+      stderr: undefined,
       now: ctx.now,
     });
     const listed: ManifestFile[] = [];
