@@ -289,5 +289,29 @@ describe("the bundle inside it", () => {
     expect(code).not.toMatch(/\bimport\("\.{1,2}\//);
     expect(code).not.toMatch(/\bimport\.meta\b/);
     expect(result.packages.map((p) => p.name)).toContain("commander");
+    expect(result.packages.map((p) => p.name)).toContain("@aws-sdk/client-s3"); // bundled, yet lazy (below)
+  });
+
+  it.each([
+    ["--version", ["--version"]],
+    ["run with no storage or backend configured", ["run", "--", "/bin/true"]],
+  ])("keeps the HTTP and S3 stacks unloaded at %s: lazy import() survives bundling", async (_what, args) => {
+    // Which node built-ins the process loaded, printed at exit by a preload; the AWS SDK and undici load http,
+    // https, tls, zlib and http2 at their top level, so none of these may appear.
+    const preload = join(work, "print-builtins.cjs");
+    await writeFile(
+      preload,
+      'process.on("exit", () => require("node:fs").writeSync(2, "BUILTINS " + JSON.stringify(' +
+        'process.moduleLoadList.filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice(13))) + "\\n"));\n',
+    );
+    const bundle = join(work, "bundle.cjs");
+    if (!(await stat(bundle).catch(() => undefined))) await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), bundle);
+    const result = await runBare(process.execPath, ["-r", preload, bundle, ...args]);
+    expect(result.code).toBe(0);
+    const line = /^BUILTINS (.*)$/m.exec(result.stderr)?.[1];
+    expect(line).toBeDefined();
+    const loaded = JSON.parse(line!) as string[];
+    expect(loaded).toContain("child_process"); // the preload saw the agent's own modules
+    expect(loaded.filter((m) => ["http", "https", "tls", "zlib", "http2"].includes(m))).toEqual([]);
   });
 });
