@@ -136,7 +136,7 @@ def _emit(payload):
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-    except OSError as error:  # the agent went away (broken pipe): never crash the training for a report
+    except Exception as error:  # no stdout, or the agent went away (broken pipe): never crash the training
         _warn_once("write", "could not write a report (%s); further failures are silent" % error)
         return None
     return line

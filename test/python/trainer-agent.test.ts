@@ -182,6 +182,19 @@ print(repr(buf.getvalue()))
 `);
     expect(res.stdout).toBe(`'::trainer::{"epoch":1,"metrics":{"loss":0.5}}\\n'\n`);
   });
+
+  it("never crashes the training when stdout is gone: one warning, then silence", async () => {
+    const res = await py(`
+import sys
+import trainer_agent as ta
+sys.stdout = None
+results = [ta.report(epoch=i, loss=1.0) for i in range(3)]
+sys.stderr.write("results=%r\\n" % results)
+`);
+    expect(res.code).toBe(0);
+    expect(res.stderr.match(/could not write a report/g)).toHaveLength(1);
+    expect(res.stderr).toContain("results=[None, None, None]");
+  });
 });
 
 const haveTorch = existsSync(TORCHRUN);
