@@ -182,7 +182,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       const childEnv: Record<string, string> = { ...config.baseEnv };
       for (const name of STRIPPED_FROM_CHILD) delete childEnv[name];
       Object.assign(childEnv, common, translated, extraEnv, { TRACEPARENT: trace.traceparent, ASTRAGO_AGENT: "1" });
-      const onReport = (report: Report): void => handleReport(report);
+      let reportFailures = 0;
+      const onReport = (report: Report): void => {
+        // Reports run inside the relay: whatever goes wrong handling one must not stop the output.
+        try {
+          handleReport(report);
+        } catch (error) {
+          if (reportFailures++ === 0) log.warn({ err: error, kind: report.kind }, "handling a report failed");
+        }
+      };
       const handleReport = (report: Report): void => {
         if (report.kind === "epoch") {
           const hb = tracker.onEpoch(report);
@@ -215,7 +223,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
             : (line, source) => {
                 // A plugin bug must not take the relay (and the training's output) down with it.
                 try {
-                  for (const r of parseLine(line, { stream: source }) ?? []) handleReport(r);
+                  for (const r of parseLine(line, { stream: source }) ?? []) onReport(r);
                 } catch (error) {
                   if (parseLineFailures++ === 0)
                     log.warn(
