@@ -58,6 +58,26 @@ describe("keras example plugin", () => {
     ]);
   });
 
+  it("reads Keras 2 writing to a pipe (one line per update): train metrics at N/N, then again with val_ metrics", async () => {
+    const reports = runPluginOnOutput(kerasPlugin, await fixture("keras2-pipe.txt"));
+    expectReports(reports, [
+      { kind: "epoch", epoch: 1, totalEpochs: 2, metrics: { loss: 0.5123, accuracy: 0.8511 } },
+      {
+        kind: "epoch",
+        epoch: 1,
+        totalEpochs: 2,
+        metrics: { loss: 0.5123, accuracy: 0.8511, val_loss: 0.2871, val_accuracy: 0.9188 },
+      },
+      { kind: "epoch", epoch: 2, totalEpochs: 2, metrics: { loss: 0.269, accuracy: 0.9232 } },
+      {
+        kind: "epoch",
+        epoch: 2,
+        totalEpochs: 2,
+        metrics: { loss: 0.269, accuracy: 0.9232, val_loss: 0.2214, val_accuracy: 0.9371 },
+      },
+    ]);
+  });
+
   it("ignores progress lines before the first Epoch header and mid-epoch ETA lines", () => {
     const reports = runPluginOnOutput(kerasPlugin, [
       "313/313 [==============================] - 0s 1ms/step - loss: 0.1 - accuracy: 0.9",
