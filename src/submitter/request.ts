@@ -147,7 +147,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
   const r = new Reader();
   if (!isObj(input))
     throw specInvalid([{ field: "(request)", message: `must be a JSON object, got ${describe(input)}` }]);
-  const req = input;
+  const req = input.kind === "TrainJob" ? fromTrainJobDocument(input, r) : input;
   const config = isObj(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};
 
@@ -275,7 +275,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     numNodes,
   );
   const volumes = readVolumes(r, req.volumes, "volumes");
-  readOverrides(r, req, env, volumes, pod, numNodes);
+  readOverrides(r, req, env, volumes, pod, numNodes, code !== undefined);
   checkVolumes(r, volumes, code !== undefined, agent);
   checkEnvUnique(r, env);
 
@@ -643,6 +643,7 @@ function readOverrides(
   volumes: VolumeSpec[],
   pod: Record<string, unknown>,
   numNodes: number,
+  hasCode: boolean,
 ): void {
   for (const key of ["podTemplateOverrides", "podSpecOverrides", "pod_template_overrides"]) {
     const list = req[key] ?? (isObj(req.spec) ? req.spec[key] : undefined);
@@ -692,7 +693,7 @@ function readOverrides(
         spec.volumes.forEach((v, vi) => {
           const vf = `${f}.spec.volumes[${vi}]`;
           if (!isObj(v) || typeof v.name !== "string") return r.problem(vf, "must have a name");
-          if (v.name === CODE_VOLUME) {
+          if (v.name === CODE_VOLUME && hasCode) {
             r.warnings.push(`${vf}: "${CODE_VOLUME}" is made by the submitter from training_code; dropped`);
             mounts.delete(v.name);
             return;
@@ -713,7 +714,7 @@ function readOverrides(
         });
       }
       for (const [name, m] of mounts) {
-        if (name !== CODE_VOLUME)
+        if (name !== CODE_VOLUME || !hasCode)
           r.problem(m.field, `mounts volume ${describe(name)}, which the override does not define`);
       }
       if (Array.isArray(spec.initContainers) && spec.initContainers.length > 0) {
@@ -814,4 +815,69 @@ function readStorage(r: Reader, raw: unknown, fallback: StorageSpec | undefined)
     ...(accessKeyId === undefined ? {} : { accessKeyId }),
     ...(secretAccessKey === undefined ? {} : { secretAccessKey }),
   };
+}
+
+/**
+ * A TrainJob document of the seeds (v2.0/v2.1 form: `bash -c` with hand-written `export RANK=...` or
+ * `source .../tf_config.env` lines, podTemplateOverrides) as a request, so `trainjob render -f old.yaml` migrates
+ * it. The env-setup lines are dropped (the agent sets RANK/WORLD_SIZE/MASTER_* and TF_CONFIG); a script that
+ * then holds exactly one command becomes its argv, anything else stays `bash -c` as the user wrote it.
+ */
+function fromTrainJobDocument(doc: Obj, r: Reader): Obj {
+  const meta = isObj(doc.metadata) ? doc.metadata : {};
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  const trainer = isObj(spec.trainer) ? spec.trainer : {};
+  const runtime = isObj(spec.runtimeRef) && typeof spec.runtimeRef.name === "string" ? spec.runtimeRef.name : undefined;
+  const resources = isObj(trainer.resourcesPerNode) ? trainer.resourcesPerNode : {};
+  const requests = isObj(resources.requests) ? resources.requests : {};
+  const limits = isObj(resources.limits) ? resources.limits : {};
+  const gpu = limits["nvidia.com/gpu"] ?? requests["nvidia.com/gpu"];
+  const req: Obj = {
+    name: meta.name,
+    namespace: meta.namespace,
+    framework: runtime !== undefined && /tensorflow|(^|-)tf(-|$)/.test(runtime) ? "tensorflow" : "pytorch",
+    ...(runtime === undefined ? {} : { runtime }),
+    image: trainer.image,
+    num_nodes: trainer.numNodes,
+    cpu_request: requests.cpu,
+    cpu_limit: limits.cpu,
+    memory_request: requests.memory,
+    memory_limit: limits.memory,
+    ...(gpu === undefined ? {} : { gpu_count: gpu }),
+    ...(trainer.numProcPerNode === undefined || typeof trainer.numProcPerNode === "string"
+      ? {}
+      : { proc_per_node: trainer.numProcPerNode }),
+    env_vars: trainer.env,
+    podTemplateOverrides: spec.podTemplateOverrides,
+    podSpecOverrides: spec.podSpecOverrides,
+  };
+  const argv = [
+    ...(Array.isArray(trainer.command) ? trainer.command : []),
+    ...(Array.isArray(trainer.args) ? trainer.args : []),
+  ].map(String);
+  if (argv.length >= 3 && /^(\/bin\/|\/usr\/bin\/)?(ba)?sh$/.test(argv[0]!) && argv[1] === "-c") {
+    const kept = argv[2]!
+      .split("\n")
+      .map((line) => line.trim())
+      .filter((line) => line !== "" && !line.startsWith("#"))
+      .filter(
+        (line) =>
+          !/^(export\s+(RANK|LOCAL_RANK|WORLD_SIZE|MASTER_ADDR|MASTER_PORT|TF_CONFIG)=|source\s|\.\s|echo\s)/.test(
+            line,
+          ),
+      );
+    if (kept.length === 1 && argv.length === 3) {
+      req.command = kept[0];
+      r.warnings.push(
+        "command: the bash -c env-setup lines were dropped; trainer-agent sets RANK, WORLD_SIZE, MASTER_* and TF_CONFIG",
+      );
+    } else {
+      req.command = argv;
+      r.warnings.push(
+        "command: kept as bash -c as written; trainer-agent already sets RANK, WORLD_SIZE, MASTER_* and TF_CONFIG",
+      );
+    }
+  } else if (argv.length > 0) req.command = argv;
+  for (const key of Object.keys(req)) if (req[key] === undefined) delete req[key];
+  return req;
 }

@@ -9,7 +9,10 @@ import {
   type JobSpec,
   type K8sObject,
 } from "../../src/submitter/index.ts";
-import { loadCrd } from "./helpers/crd.ts";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import YAML from "yaml";
+import { loadCrd, sharedDir } from "./helpers/crd.ts";
 
 // Parsed once for the file: the CRD is ~0.5 MB of YAML.
 const trainJobCrd = loadCrd("trainer.kubeflow.org_trainjobs.yaml");
@@ -334,6 +337,50 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
     const tj = structuredClone(render(SEED_PYTORCH).trainJob);
     (tj.spec as Record<string, unknown>).podTemplateOverrides = [];
     expect(trainJobCrd.validate(tj).join("\n")).toMatch(/podTemplateOverrides/);
+  });
+});
+
+describe("migrating the seeds' TrainJob YAML (v2.1 form) with render -f", () => {
+  // The two TrainJob examples of ../shared/seeds/backend-guide.md, read as they are.
+  const guide = readFileSync(path.join(sharedDir, "seeds/backend-guide.md"), "utf8");
+  const seedDocs = [...guide.matchAll(/```yaml\n([\s\S]*?)```/g)]
+    .map((m) => m[1]!)
+    .filter((b) => b.includes("kind: TrainJob"));
+
+  it.each([
+    ["PyTorch", 0, "pytorch-simple", "pytorch", ["python", "/workspace/scripts/train.py"]],
+    ["TensorFlow", 1, "tensorflow-distributed", "tensorflow", ["python3", "/workspace/scripts/train.py"]],
+  ])(
+    "%s example: bash -c env setup dropped, overrides become runtimePatches, CRD-valid",
+    (_fw, i, runtime, fw, argv) => {
+      const doc = YAML.parse(seedDocs[i as number]!);
+      expect(doc.spec.podTemplateOverrides).toBeDefined(); // really the old form
+      const r = render(doc);
+      expect(trainJobCrd.validate(r.trainJob)).toEqual([]);
+      expect((r.trainJob.spec as any).runtimeRef.name).toBe(runtime); // eslint-disable-line @typescript-eslint/no-explicit-any
+      const t = trainer(r.trainJob);
+      expect(t.command).toEqual(["/opt/agent/trainer-agent", "run", "--framework", fw, "--", ...(argv as string[])]);
+      expect(t.resourcesPerNode?.limits?.["nvidia.com/gpu"]).toBe("1");
+      expect(t.env?.map((e) => e.name)).toEqual(expect.arrayContaining(["EPOCHS", "BATCH_SIZE"]));
+      // The user's own code ConfigMap (no training_code given) stays mounted where it was.
+      const patch = podPatch(r.trainJob);
+      expect(patch.volumes).toContainEqual({ name: "train-script", configMap: { name: "user-train-script" } });
+      expect(patch.containers[0].volumeMounts).toContainEqual({
+        name: "train-script",
+        mountPath: "/workspace/scripts",
+        readOnly: true,
+      });
+      expect(JSON.stringify(r.trainJob)).not.toMatch(/export RANK|tf_config\.env|podTemplateOverrides|PET_NNODES/);
+      expect(r.warnings.join("\n")).toMatch(/env-setup lines were dropped/);
+    },
+  );
+
+  it("keeps a bash -c script of several commands as written, with a warning", () => {
+    const doc = YAML.parse(seedDocs[0]!);
+    doc.spec.trainer.command[2] += "\npython /workspace/scripts/eval.py\n";
+    const r = render(doc);
+    expect(trainer(r.trainJob).command.slice(5, 7)).toEqual(["bash", "-c"]);
+    expect(r.warnings.join("\n")).toMatch(/kept as bash -c/);
   });
 });
 
