@@ -7,6 +7,7 @@ import {
   config,
   createBucket,
   makeTree,
+  memoryLogger,
   put,
   quietLogger,
   startFauxqs,
@@ -66,5 +67,44 @@ describe("dataset pull round trips (fauxqs)", () => {
     const siblings = await fs.readdir(path.dirname(dir));
     expect(siblings.sort()).toEqual([".dataset.trainer-dataset.json", "dataset"]);
     storage.close();
+  });
+});
+
+describe("progress", () => {
+  it("draws a bar on a TTY and logs structured lines (never a credential) otherwise", async () => {
+    const drawn: string[] = [];
+    const dir = path.join(await tmpDir(), "dataset");
+    const tty = await createStorage(
+      config(env({ DATASET_ID: "ds-zip", DATASET_DIR: dir, S3_SECRET_ACCESS_KEY: "sekrit-value" })),
+      {
+        logger: quietLogger(),
+        stderr: { isTTY: true, write: (s: string) => drawn.push(s) > 0 },
+        tuning,
+      },
+    );
+    const seen: number[] = [];
+    await tty.pullDataset({ onProgress: (p) => seen.push(p.bytes) });
+    expect(drawn.at(-1)).toMatch(
+      /^\rdataset s3:\/\/data\/datasets\/ds-zip\.zip \[#+\] \d+\/\d+ MiB \d+ MiB\/s \d+ files\n$/,
+    );
+    expect(seen.at(-1)).toBeGreaterThan(0);
+    tty.close();
+
+    const { logger, lines } = memoryLogger();
+    const dir2 = path.join(await tmpDir(), "dataset");
+    const plain = await createStorage(
+      config(env({ DATASET_ID: "ds-tgz", DATASET_DIR: dir2, S3_SECRET_ACCESS_KEY: "sekrit-value" })),
+      {
+        logger,
+        stderr: { isTTY: false, write: () => true },
+        tuning,
+      },
+    );
+    await plain.pullDataset({});
+    const ready = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "dataset ready");
+    expect(ready).toMatchObject({ files: Object.keys(expected).length });
+    expect(typeof ready?.mb_per_s).toBe("number");
+    expect(lines.join("")).not.toContain("sekrit-value");
+    plain.close();
   });
 });
