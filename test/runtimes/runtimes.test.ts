@@ -97,6 +97,12 @@ describe("ClusterTrainingRuntimes", () => {
       expect(job.template.metadata.labels["trainer.kubeflow.org/trainjob-ancestor-step"]).toBe("trainer");
       const node = podSpec(rt).containers.find((c: Obj) => c.name === "node");
       expect(node.command.slice(1, 5)).toEqual(["run", "--framework", fw, "--"]);
+      // SIGTERM: the child's grace ends well before the pod's, leaving the agent time to upload and report done.
+      const childGrace = Number(node.env.find((e: Obj) => e.name === "TERMINATION_GRACE_SECONDS").value);
+      expect(podSpec(rt).terminationGracePeriodSeconds - childGrace).toBeGreaterThanOrEqual(30);
+      // A failed pod restarts all ranks together (static rendezvous cannot take one new pod).
+      expect(job.template.spec.backoffLimit).toBe(0);
+      expect(rt.spec.template.spec.failurePolicy.maxRestarts).toBeGreaterThan(0);
     }
   });
 
