@@ -274,12 +274,34 @@
   }
 
   function doneCard(j) {
+    const nodes = j.node_done || [];
+    const nodeList = nodes.length
+      ? h(
+          "ul",
+          { class: "nodes" },
+          nodes.map((n) =>
+            h(
+              "li",
+              {},
+              `node ${n.node_rank}: `,
+              badge(n.status.toUpperCase()),
+              ` exit ${n.exit_code}, ${duration(n.duration_seconds)}`,
+            ),
+          ),
+        )
+      : null;
     if (!j.done)
       return h(
         "section",
         { class: "card side", id: "done" },
         h("h2", { text: "Result" }),
-        h("p", { class: "muted", text: "Not finished yet." }),
+        h("p", {
+          class: "muted",
+          text: nodes.length
+            ? `Waiting for the other nodes (${nodes.length} of ${nodes[0].nnodes} done).`
+            : "Not finished yet.",
+        }),
+        nodeList,
       );
     const d = j.done;
     return h(
@@ -310,6 +332,7 @@
             d.checkpoints.map((c) => h("li", {}, h("code", { text: c.key }), ` ${(c.bytes / 1048576).toFixed(1)} MiB`)),
           )
         : null,
+      nodeList,
       d.log_tail ? h("pre", { class: "logtail", text: d.log_tail }) : null,
     );
   }
@@ -330,7 +353,15 @@
         title: e.type,
         detail: e.message || "",
       });
-    if (j.done)
+    const nodes = j.node_done || [];
+    for (const d of nodes)
+      items.push({
+        at: d.received_at,
+        kind: d.status === "succeeded" ? "ok" : "error",
+        title: `node ${d.node_rank} done: ${d.status}`,
+        detail: d.reason || `exit code ${d.exit_code}`,
+      });
+    if (j.done && nodes.length === 0)
       items.push({
         at: j.done.received_at,
         kind: j.done.status === "succeeded" ? "ok" : "error",
@@ -435,6 +466,7 @@
     if (update.heartbeat) j.heartbeats.push(update.heartbeat);
     if (update.event) j.events.push(update.event);
     if (update.transition) j.transitions.push(update.transition);
+    if (update.node_done) j.node_done = [...(j.node_done || []), update.node_done];
     if (update.done) j.done = update.done;
     if (update.metric_series) {
       j.metric_series = update.metric_series;
@@ -443,8 +475,8 @@
     document.getElementById("job-state")?.replaceChildren(badge(j.state));
     document.getElementById("job-progress")?.replaceChildren(progressBar(j));
     document.getElementById("job-meta")?.replaceChildren(...metaItems(j));
-    if (update.event || update.transition || update.done) renderTimeline(j);
-    if (update.done) document.getElementById("done")?.replaceWith(doneCard(j));
+    if (update.event || update.transition || update.done || update.node_done) renderTimeline(j);
+    if (update.done || update.node_done) document.getElementById("done")?.replaceWith(doneCard(j));
     tick();
   }
 

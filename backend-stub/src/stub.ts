@@ -15,6 +15,7 @@ import {
   JobId,
   isTerminal,
   type CallbackKind,
+  type DonePayload,
   type JobState,
   type JobTokenResponse,
 } from "../../src/contract/index.ts";
@@ -187,7 +188,14 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     if (sse.listeners(`job:${job.id}`) > 0) {
       const update: Record<string, unknown> = { kind, job: summarize(job), transition: applied.transition ?? null };
       if (record.type === "report") {
-        update[record.kind] = applied.item;
+        if (record.kind !== "done") update[record.kind] = applied.item;
+        else {
+          // One node's done of a multi-node job is `node_done`; the done that ends the job (for several nodes:
+          // rank 0's when all succeeded) is `done`.
+          if (record.payload.node_rank !== undefined && (record.payload.nnodes ?? 1) > 1)
+            update.node_done = applied.item;
+          if (applied.transition !== undefined && isTerminal(applied.transition.to)) update.done = job.done;
+        }
         if (record.kind === "heartbeat" && Object.keys(record.payload.metrics).length > 0) {
           update.metric_series = metricSeries(job.heartbeats);
         }
@@ -329,13 +337,21 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     const at = isoNow();
     const records: JournalRecord[] = [];
     const job = store.get(jobId);
+    if (kind === "done") {
+      const bad = store.invalidNodeDone(job, payload as DonePayload);
+      if (bad !== undefined) {
+        throw new HttpError(400, "invalid_body", `invalid done body: ${bad.field}: ${bad.message}`, {
+          field: bad.field,
+        });
+      }
+    }
     if (job === undefined) {
       if (!autoCreate) throw new HttpError(404, "job_not_found", `no job ${JSON.stringify(jobId)}`);
       if (!JobId.safeParse(jobId).success)
         throw new HttpError(400, "invalid_job_id", `job id ${JSON.stringify(jobId)} is not a valid id`);
       records.push({ v: 1, type: "job_created", at, job_id: jobId, via: "callback" });
     } else {
-      const conflict = store.conflictForReport(job, kind);
+      const conflict = store.conflictForReport(job, { kind, payload });
       if (conflict !== undefined) throw new HttpError(409, "invalid_transition", conflict);
     }
     const report = { v: 1, type: "report", at, job_id: jobId, kind, payload } as ReportRecord;

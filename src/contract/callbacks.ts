@@ -65,6 +65,13 @@ export const DonePayload = z.object({
   final_metrics: metrics.optional(),
   checkpoints: z.array(StoredCheckpoint).default([]),
   duration_seconds: z.number().nonnegative(),
+  /**
+   * Multi-node jobs: the sending node's rank (PET_NODE_RANK) and the node count (PET_NNODES). With them the
+   * backend ends the job when every node has reported `succeeded`, or at the first `failed`/`cancelled`; without
+   * them the first `done` ends the job.
+   */
+  node_rank: nonNegativeInt.optional(),
+  nnodes: z.number().int().positive().optional(),
   timestamp: isoTimestamp,
 });
 export type DonePayload = z.infer<typeof DonePayload>;

@@ -225,6 +225,69 @@ describe("state machine", () => {
   });
 });
 
+describe("multi-node done", () => {
+  const done = (id: string, rank: number, nnodes: number, status = "succeeded") =>
+    doneBody(id, status, { node_rank: rank, nnodes, exit_code: status === "succeeded" ? 0 : 2 });
+
+  it("with 2 nodes the job goes on after node 1's done and ends SUCCEEDED with node 0's", async () => {
+    const job = await s.stub.createJob();
+    const post = (kind: "heartbeat" | "done", body: Record<string, unknown>) =>
+      call(s.url, "POST", callbackPath(job.id, kind), { token: job.token, body });
+    const first = await post("done", done(job.id, 1, 2));
+    expect(first).toMatchObject({ status: 200, body: { accepted: "done", state: "RUNNING" } });
+    expect((await post("heartbeat", heartbeatBody(job.id, { epoch: 3, metrics: { loss: 0.1 } }))).status).toBe(200);
+    const again = await post("done", done(job.id, 1, 2));
+    expect(again.status).toBe(409);
+    expect(again.body.error.message).toMatch(/node 1 .*already reported done/);
+    const last = await post("done", { ...done(job.id, 0, 2), final_metrics: { loss: 0.1 } });
+    expect(last.body.state).toBe("SUCCEEDED");
+    const view = (await s.stub.getJob(job.id))!;
+    expect(view.node_done.map((d) => d.node_rank)).toEqual([0, 1]);
+    expect(view.done).toMatchObject({ node_rank: 0, final_metrics: { loss: 0.1 } });
+    expect(view.transitions.map((t) => t.cause)).toEqual(["created", "done:node 1", "done:succeeded"]);
+    expect((await post("heartbeat", heartbeatBody(job.id))).status).toBe(409);
+  });
+
+  it("with 3 nodes the first failure ends the job FAILED; the others' done is then 409", async () => {
+    const job = await s.stub.createJob();
+    const post = (body: Record<string, unknown>) =>
+      call(s.url, "POST", callbackPath(job.id, "done"), { token: job.token, body });
+    expect((await post(done(job.id, 0, 3))).body.state).toBe("RUNNING");
+    const failed = await post(done(job.id, 2, 3, "failed"));
+    expect(failed.body.state).toBe("FAILED");
+    expect((await s.stub.getJob(job.id))!.done).toMatchObject({ node_rank: 2, exit_code: 2 });
+    expect((await post(done(job.id, 1, 3))).status).toBe(409);
+  });
+
+  it.each([
+    [{ node_rank: 1 }, "nnodes"],
+    [{ nnodes: 2 }, "node_rank"],
+    [{ node_rank: 2, nnodes: 2 }, "node_rank"],
+  ])("a malformed node done %j is 400 naming %s", async (extra, field) => {
+    const job = await s.stub.createJob();
+    const res = await call(s.url, "POST", callbackPath(job.id, "done"), {
+      token: job.token,
+      body: doneBody(job.id, "succeeded", extra),
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe(field);
+  });
+
+  it("a node count that differs from the other nodes' is 400", async () => {
+    const job = await s.stub.createJob();
+    await call(s.url, "POST", callbackPath(job.id, "done"), { token: job.token, body: done(job.id, 1, 2) });
+    const res = await call(s.url, "POST", callbackPath(job.id, "done"), { token: job.token, body: done(job.id, 0, 3) });
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe("nnodes");
+  });
+
+  it("a single-node done (nnodes 1 or absent) ends the job at once", async () => {
+    const job = await s.stub.createJob();
+    const res = await call(s.url, "POST", callbackPath(job.id, "done"), { token: job.token, body: done(job.id, 0, 1) });
+    expect(res.body.state).toBe("SUCCEEDED");
+  });
+});
+
 describe("idempotency", () => {
   it("a repeated Idempotency-Key is applied once and answered with the same 2xx", async () => {
     const job = await s.stub.createJob();

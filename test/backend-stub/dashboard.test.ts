@@ -150,4 +150,21 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in headless Chromium", () => {
     await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-done.png"), fullPage: true });
     expect(pageErrors).toEqual([]);
   });
+
+  it("a 2-node job shows node 1's done while it waits for node 0, then the result", async () => {
+    const job = await s.stub.createJob({ id: "ddp-2-nodes", name: "2 nodes" });
+    await page.goto(`${s.url}/jobs/ddp-2-nodes`);
+    await page.waitForSelector("#conn.on");
+    const node = (rank: number) =>
+      doneBody("ddp-2-nodes", "succeeded", { node_rank: rank, nnodes: 2, duration_seconds: 60 + rank });
+    await call(s.url, "POST", callbackPath("ddp-2-nodes", "done"), { token: job.token, body: node(1) });
+    await page.locator("#done", { hasText: "Waiting for the other nodes (1 of 2 done)" }).waitFor();
+    await page.locator(".tl", { hasText: "node 1 done: succeeded" }).waitFor();
+    expect(await page.getAttribute("#job-state [data-state]", "data-state")).toBe("RUNNING");
+    await call(s.url, "POST", callbackPath("ddp-2-nodes", "done"), { token: job.token, body: node(0) });
+    await page.locator('#job-state [data-state="SUCCEEDED"]').waitFor();
+    await page.locator("#done .nodes li", { hasText: "node 0" }).waitFor();
+    expect(await page.locator("#done .nodes li").count()).toBe(2);
+    expect(pageErrors).toEqual([]);
+  });
 });

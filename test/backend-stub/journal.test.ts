@@ -69,6 +69,35 @@ describe("journal", () => {
     }
   });
 
+  it("replay keeps a multi-node job waiting for its other nodes", async () => {
+    const first = await startStub({ dataDir });
+    const job = await first.stub.createJob({ id: "mn" });
+    const body = (rank: number) => ({
+      ...heartbeatBody("mn"),
+      status: "succeeded",
+      exit_code: 0,
+      checkpoints: [],
+      duration_seconds: 1,
+      node_rank: rank,
+      nnodes: 2,
+    });
+    expect(
+      (await call(first.url, "POST", callbackPath("mn", "done"), { token: job.token, body: body(1) })).body.state,
+    ).toBe("RUNNING");
+    await first.stop();
+    const second = await startStub({ dataDir });
+    try {
+      expect(
+        (await call(second.url, "POST", callbackPath("mn", "done"), { token: job.token, body: body(1) })).status,
+      ).toBe(409);
+      expect(
+        (await call(second.url, "POST", callbackPath("mn", "done"), { token: job.token, body: body(0) })).body.state,
+      ).toBe("SUCCEEDED");
+    } finally {
+      await second.stop();
+    }
+  });
+
   it("a torn last line is dropped and the journal stays appendable", async () => {
     const job = await seed();
     const file = path.join(dataDir, "journal.jsonl");

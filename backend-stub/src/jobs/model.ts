@@ -38,6 +38,9 @@ export interface Job {
   events: StoredEvent[];
   transitions: Transition[];
   done: StoredDone | undefined;
+  /** Multi-node jobs: each node's own `done` (by node rank) while the job waits for the rest. */
+  nodeDone: Map<number, StoredDone>;
+  nnodes: number | undefined;
   lastHeartbeatAt: string | undefined;
   idempotency: Map<string, IdempotencyEntry>;
 }
@@ -73,6 +76,8 @@ export interface JobView extends JobSummary {
   events: StoredEvent[];
   transitions: Transition[];
   done: StoredDone | null;
+  /** Multi-node jobs: every node's `done`, by node rank. */
+  node_done: StoredDone[];
   metric_series: MetricSeries;
 }
 
@@ -89,6 +94,8 @@ export function newJob(id: string, name: string | undefined, at: string, via: "a
     events: [],
     transitions: [{ from: null, to: "PENDING", at, cause: via === "api" ? "created" : "created_by_callback" }],
     done: undefined,
+    nodeDone: new Map(),
+    nnodes: undefined,
     lastHeartbeatAt: undefined,
     idempotency: new Map(),
   };
@@ -131,6 +138,7 @@ export function viewOf(job: Job): JobView {
     events: job.events,
     transitions: job.transitions,
     done: job.done ?? null,
+    node_done: [...job.nodeDone.values()].sort((a, b) => (a.node_rank ?? 0) - (b.node_rank ?? 0)),
     metric_series: metricSeries(job.heartbeats),
   };
 }

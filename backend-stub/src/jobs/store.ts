@@ -2,7 +2,13 @@
  * The jobs and the one reducer that changes them. Live requests are checked here first (`conflictFor*`: the state
  * machine), then turned into a record, applied with `apply` and journaled; replay at start-up calls `apply` alone.
  */
-import { canTransition, isTerminal, stateForDone, type JobState } from "../../../src/contract/index.ts";
+import {
+  canTransition,
+  isTerminal,
+  stateForDone,
+  type DonePayload,
+  type JobState,
+} from "../../../src/contract/index.ts";
 import { AgentError } from "../../../src/errors/index.ts";
 import {
   newJob,
@@ -36,10 +42,28 @@ export class JobStore {
     return this.jobs.get(id);
   }
 
-  /** Why a report of `kind` is refused in the job's state (409), or undefined when it is allowed. */
-  conflictForReport(job: Job, kind: ReportRecord["kind"]): string | undefined {
+  /** Why a report is refused in the job's state (409), or undefined when it is allowed. */
+  conflictForReport(job: Job, report: Pick<ReportRecord, "kind" | "payload">): string | undefined {
     if (isTerminal(job.state)) {
-      return `job ${job.id} already ended (${job.state}); no ${kind} is accepted after the end`;
+      return `job ${job.id} already ended (${job.state}); no ${report.kind} is accepted after the end`;
+    }
+    if (report.kind === "done") {
+      const rank = multiNodeRank(report.payload as DonePayload);
+      if (rank !== undefined && job.nodeDone.has(rank)) return `node ${rank} of job ${job.id} already reported done`;
+    }
+    return undefined;
+  }
+
+  /** Why a multi-node `done` is malformed (400: field and message), or undefined. */
+  invalidNodeDone(job: Job | undefined, done: DonePayload): { field: string; message: string } | undefined {
+    if (done.node_rank === undefined && done.nnodes === undefined) return undefined;
+    if (done.nnodes === undefined) return { field: "nnodes", message: "is required with node_rank" };
+    if (done.node_rank === undefined) return { field: "node_rank", message: "is required with nnodes" };
+    if (done.node_rank >= done.nnodes) {
+      return { field: "node_rank", message: `must be below nnodes (${done.nnodes}), got ${done.node_rank}` };
+    }
+    if (job?.nnodes !== undefined && job.nnodes !== done.nnodes) {
+      return { field: "nnodes", message: `must match the ${job.nnodes} the job's other nodes reported` };
     }
     return undefined;
   }
@@ -94,10 +118,26 @@ export class JobStore {
         job.events.push(item);
         if (record.payload.type === "started") wake("event:started");
         break;
-      case "done":
-        item = job.done = { ...record.payload, received_at: record.at };
-        transition = move(job, stateForDone(record.payload.status), record.at, `done:${record.payload.status}`);
+      case "done": {
+        const done: StoredDone = { ...record.payload, received_at: record.at };
+        item = done;
+        const rank = multiNodeRank(done);
+        if (rank !== undefined) {
+          // One node of several: the job ends at the first failure, or when every node has succeeded.
+          job.nodeDone.set(rank, done);
+          job.nnodes = done.nnodes;
+          const succeeded = [...job.nodeDone.values()].filter((d) => d.status === "succeeded").length;
+          if (done.status === "succeeded" && succeeded < done.nnodes!) {
+            wake(`done:node ${rank}`);
+            break;
+          }
+          job.done = done.status === "succeeded" ? (job.nodeDone.get(0) ?? done) : done;
+        } else {
+          job.done = done;
+        }
+        transition = move(job, stateForDone(done.status), record.at, `done:${done.status}`);
         break;
+      }
     }
     job.traceId ??= record.payload.trace_id;
     const answer: CallbackAnswer = { status: 200, body: { accepted: record.kind, job_id: job.id, state: job.state } };
@@ -110,6 +150,11 @@ export class JobStore {
     }
     return { job, transition, answer, item };
   }
+}
+
+/** The node rank of a `done` from one node of a multi-node job, or undefined for a whole-job `done`. */
+function multiNodeRank(done: DonePayload): number | undefined {
+  return done.nnodes !== undefined && done.nnodes > 1 && done.node_rank !== undefined ? done.node_rank : undefined;
 }
 
 function move(job: Job, to: JobState, at: string, cause: string): Transition {
