@@ -4,6 +4,7 @@
  * carries everything: the CLI, the lazily imported implementations, the Python helper.
  */
 import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +76,7 @@ beforeAll(async () => {
   await mkdir(alone);
   agent = join(alone, "trainer-agent");
   await copyFile(built, agent);
+  await copyFile(`${built}.sha256`, join(work, "trainer-agent.sha256"));
   await rm(join(work, "build"), { recursive: true });
 }, 180_000);
 
@@ -89,6 +91,14 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(info.mode & 0o111).toBe(0o111);
     const head = await readFile(agent).then((b) => b.subarray(0, 4));
     expect(head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))).toBe(true);
+  });
+
+  it("comes with its SHA-256 in sha256sum format", async () => {
+    const line = await readFile(join(work, "trainer-agent.sha256"), "utf8");
+    const digest = createHash("sha256")
+      .update(await readFile(agent))
+      .digest("hex");
+    expect(line).toBe(`${digest}  trainer-agent\n`);
   });
 
   it("prints --help and --version without node on PATH", async () => {

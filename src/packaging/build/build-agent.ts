@@ -5,9 +5,11 @@
  * result with an empty environment. The output appears by rename only when every step passed.
  */
 import { execFile } from "node:child_process";
-import { access, mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { access, mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ASSETS } from "../sea.ts";
@@ -44,6 +46,8 @@ export interface BuildAgentOptions {
 export interface BuildAgentResult {
   output: string;
   bytes: number;
+  /** Hex SHA-256 of the file, also written to `<output>.sha256` in `sha256sum` format. */
+  sha256: string;
   nodeVersion: string;
   stripped: boolean;
   helperEmbedded: boolean;
@@ -58,8 +62,12 @@ export async function buildAgent(options: BuildAgentOptions = {}): Promise<Build
   const started = performance.now();
   const output = resolve(options.output ?? join(REPO_ROOT, DEFAULT_OUTPUT));
   const node = options.node ?? process.execPath;
-  if (process.platform !== "linux" || process.arch !== "x64") {
-    log(`warning: building on ${process.platform}-${process.arch}: the result runs there, not on linux-x64 pods`);
+  if (process.platform !== "linux") {
+    log(
+      `warning: building on ${process.platform}: the result is a ${process.platform} program, not one for Linux pods`,
+    );
+  } else if (process.arch !== "x64") {
+    log(`note: building on linux-${process.arch}: the result runs on linux-${process.arch} nodes`);
   }
   const helper = join(REPO_ROOT, HELPER_PATH);
   const helperEmbedded = await exists(helper);
@@ -117,13 +125,18 @@ export async function buildAgent(options: BuildAgentOptions = {}): Promise<Build
       throw error;
     });
     timings.smoke = performance.now() - t;
+    const sha256 = await fileSha256(partial);
     await rename(partial, output);
+    // `sha256sum -c trainer-agent.sha256` next to the file checks a copy (a release asset, an image layer)
+    await writeFile(`${output}.sha256`, `${sha256}  ${basename(output)}\n`);
     const bytes = (await stat(output)).size;
     timings.total = performance.now() - started;
     log(`built ${output}: ${mib(bytes)}, agent ${version}, node ${await nodeVersion(node)}, in ${ms(timings.total)}`);
+    log(`sha256 ${sha256} (${basename(output)}.sha256)`);
     return {
       output,
       bytes,
+      sha256,
       nodeVersion: await nodeVersion(node),
       stripped,
       helperEmbedded,
@@ -152,6 +165,12 @@ async function smokeRun(file: string): Promise<string> {
 async function nodeVersion(node: string): Promise<string> {
   if (node === process.execPath) return process.version;
   return (await run(node, ["--version"])).stdout.trim();
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 async function exists(path: string): Promise<boolean> {
