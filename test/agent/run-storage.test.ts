@@ -27,7 +27,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function pod(name: string, jobId: string, extra: Record<string, string> = {}) {
+function pod(name: string, jobId: string, extra: Record<string, string> = {}, child: string[] = [CHILD]) {
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     STORAGE_TYPE: "file",
@@ -40,7 +40,7 @@ function pod(name: string, jobId: string, extra: Record<string, string> = {}) {
     CALLBACK_TOKEN: "tok",
     ...extra,
   };
-  const p = spawn(process.execPath, [BIN, "run", "--", CHILD], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const p = spawn(process.execPath, [BIN, "run", "--", ...child], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   p.stdout.on("data", (c: Buffer) => {
@@ -85,6 +85,19 @@ describe("trainer-agent run with storage", () => {
     expect(b.of("event").filter((r) => r.body.job_id === "j1" && r.body.type === "checkpoint_restored")).toHaveLength(
       1,
     );
+  });
+
+  it("a final checkpoint upload that fails for good after a clean child: exit 74, done failed", async () => {
+    // A file where the job's checkpoint folder must go: every upload fails, whatever is retried.
+    await mkdir(join(dir, "broken/checkpoints"), { recursive: true });
+    await writeFile(join(dir, "broken/checkpoints/job-j4"), "not a folder");
+    await mkdir(join(dir, "pod4/ck"), { recursive: true });
+    const script = 'echo w > "$CHECKPOINT_DIR/e1.pt"; echo "::trainer::{\\"checkpoint\\":\\"$CHECKPOINT_DIR/e1.pt\\"}"';
+    const run = await pod("pod4", "j4", { STORAGE_PATH: join(dir, "broken"), DATASET_ID: "" }, ["sh", "-c", script]);
+    expect(run.code).toBe(74);
+    expect(run.stderr).toMatch(/^trainer-agent: CHECKPOINT_UPLOAD_FAILED: .*$/m);
+    expect(doneOf("j4")).toMatchObject({ status: "failed", exit_code: 74 });
+    expect(String(doneOf("j4")?.reason)).toContain("CHECKPOINT_UPLOAD_FAILED");
   });
 
   it("a missing dataset: exit 66, one-line reason, done failed, the child never runs", async () => {
