@@ -15,10 +15,22 @@ import signal
 import sys
 import time
 
-import torch
-import torch.distributed as dist
-import torch.nn as nn
-import torch.nn.functional as F
+stop_requested = False
+
+
+def request_stop(signum, frame):
+    # The agent forwards SIGTERM (pod deletion, preemption): finish the epoch, save, and exit.
+    global stop_requested
+    stop_requested = True
+
+
+# Installed before the slow torch import, so an early SIGTERM is not lost either.
+signal.signal(signal.SIGTERM, request_stop)
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 try:
     import trainer_agent
@@ -62,15 +74,6 @@ LEARNING_RATE = env_float("LEARNING_RATE", 0.05)
 SAMPLES = env_int("SAMPLES", 2048)
 SEED = env_int("SEED", 0)
 CHECKPOINT_DIR = os.environ.get("CHECKPOINT_DIR", "/workspace/checkpoints")
-
-stop_requested = False
-
-
-def request_stop(signum, frame):
-    # The agent forwards SIGTERM (pod deletion, preemption): finish the batch, save, and exit.
-    global stop_requested
-    stop_requested = True
-
 
 class Net(nn.Module):
     def __init__(self):
@@ -119,7 +122,6 @@ def save_checkpoint(model, optimizer, epoch):
 
 
 def main():
-    signal.signal(signal.SIGTERM, request_stop)
     rank = env_int("RANK", 0)
     world_size = env_int("WORLD_SIZE", 1)
     local_rank = env_int("LOCAL_RANK", 0)
@@ -146,6 +148,7 @@ def main():
 
     x, y = synthetic_data(rank, world_size)
     x, y = x.to(device), y.to(device)
+    stopping = False
     for epoch in range(start_epoch, EPOCHS + 1):
         started = time.time()
         model.train()
@@ -160,22 +163,25 @@ def main():
             optimizer.step()
             total_loss += loss.item() * len(idx)
             correct += (out.argmax(dim=1) == y[idx]).sum().item()
-        stats = torch.tensor([total_loss, correct, len(x)], dtype=torch.float64, device=device)
+        # The stop flag travels with the metrics: every rank stops after the same epoch (one rank leaving
+        # early would leave the others waiting in the next all_reduce).
+        stats = torch.tensor([total_loss, correct, len(x), float(stop_requested)], dtype=torch.float64, device=device)
         if world_size > 1:
             dist.all_reduce(stats)
         loss_avg, accuracy = (stats[0] / stats[2]).item(), (stats[1] / stats[2]).item()
+        stopping = stats[3].item() > 0
         trainer_agent.report(epoch=epoch, total_epochs=EPOCHS, loss=round(loss_avg, 5), accuracy=round(accuracy, 4))
         print("epoch %d/%d loss %.4f accuracy %.4f (%.2fs)" % (epoch, EPOCHS, loss_avg, accuracy, time.time() - started), flush=True)
         if rank == 0:
             net = model.module if world_size > 1 else model
             save_checkpoint(net, optimizer, epoch)
-        if stop_requested:
+        if stopping:
             print("SIGTERM: checkpoint of epoch %d saved, stopping" % epoch, flush=True)
             break
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return 143 if stop_requested else 0
+    return 143 if stopping else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
@@ -222,6 +223,48 @@ describe("train.py examples", () => {
     expect(second.stdout).toMatch(/resumed from .*epoch-2\.pt \(epoch 2\)/);
     expect(second.stdout).not.toMatch(/epoch 1\/3/);
     expect((await readdir(checkpoints)).sort()).toEqual(["epoch-1.pt", "epoch-2.pt", "epoch-3.pt"]);
+  });
+
+  it("on SIGTERM to the agent the PyTorch example saves the epoch it is in and exits 143", async () => {
+    const checkpoints = path.join(tmp, "sigterm");
+    const child = spawn(
+      process.execPath,
+      [
+        path.join(repoRoot, "bin/trainer-agent.js"),
+        "run",
+        "--framework",
+        "pytorch",
+        "--",
+        "/usr/bin/python3",
+        "runtimes/pytorch/train.py",
+      ],
+      {
+        cwd: repoRoot,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: tmp,
+          EPOCHS: "1000000",
+          SAMPLES: "256",
+          CHECKPOINT_DIR: checkpoints,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const exited = once(child, "exit");
+    await expect
+      .poll(() => existsSync(path.join(checkpoints, "epoch-2.pt")), { timeout: 60_000, interval: 50 })
+      .toBe(true);
+    child.kill("SIGTERM");
+    const [code] = await exited;
+    expect(code).toBe(143);
+    const stopped = /SIGTERM: checkpoint of epoch (\d+) saved, stopping/.exec(stdout);
+    expect(stopped).not.toBeNull();
+    const files = await readdir(checkpoints);
+    const newest = Math.max(...files.map((f) => Number(/^epoch-(\d+)\.pt$/.exec(f)?.[1] ?? -1)));
+    expect(newest).toBe(Number(stopped![1]));
+    expect(files.filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
   it("two agents given the PET_* variables of a 2-node TrainJob train one DDP model together (gloo)", async () => {
