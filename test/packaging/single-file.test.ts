@@ -150,6 +150,15 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stdout).toContain("from-child\n");
   });
 
+  it("ignores NODE_OPTIONS itself and passes it on to the command unchanged", async () => {
+    const result = await runBare(agent, ["run", "--", "/bin/sh", "-c", 'echo "child sees $NODE_OPTIONS"'], {
+      NODE_OPTIONS: "--require=/nonexistent/preload.js",
+    });
+    expect(result.stderr).not.toContain("Cannot find module");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("child sees --require=/nonexistent/preload.js\n");
+  });
+
   it("exits 128+signal when the command dies of a signal", async () => {
     const result = await runBare(agent, ["run", "--", "/bin/sh", "-c", "kill -TERM $$"]);
     expect(result.code).toBe(143);

@@ -25,6 +25,10 @@ export function seaConfig(options: SeaBlobOptions): Record<string, unknown> {
     output: options.output,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
+    // The agent ignores NODE_OPTIONS: a training image may set it for its own node tools, and a stray --require
+    // there must not break the pod's command. The child still gets NODE_OPTIONS in its environment.
+    execArgv: [],
+    execArgvExtension: "none",
     useCodeCache: options.useCodeCache,
     assets: options.assets,
   };
