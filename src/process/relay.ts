@@ -123,6 +123,22 @@ export class ReportRelay {
     }
   }
 
+  /**
+   * True when the only bytes held back are a possible start of the marker (a chunk ended in ':' or '::tr'):
+   * the caller flushes them after a short quiet time, so a prompt such as `Password:` is not kept from the user.
+   */
+  get holdsMarkerPrefix(): boolean {
+    return this.#held !== null && this.#held.length < ML && !this.#dropLineEnd;
+  }
+
+  /** Writes held marker-prefix bytes now (see holdsMarkerPrefix); false on backpressure. */
+  flushMarkerPrefix(): boolean {
+    if (!this.holdsMarkerPrefix) return true;
+    const held = this.#held as Buffer;
+    this.#held = null;
+    return this.#emit(held, 0, held.length);
+  }
+
   /** The stream ended: writes whatever was held back unchanged and hands a last unterminated line to onLine. */
   end(): boolean {
     let ok = true;

@@ -15,6 +15,9 @@ import { LogTail } from "./tail.ts";
 
 export type StreamName = "stdout" | "stderr";
 
+/** Quiet time after which bytes held as a possible marker start are written anyway, ms. */
+const PREFIX_FLUSH_MS = 50;
+
 /** How the child ended. The same shape whether it succeeded, failed, was killed or never started. */
 export interface ChildResult {
   /** The child's exit code, 128 + signal number when a signal ended it, 127/126 when it could not start. */
@@ -132,14 +135,26 @@ export function supervise(options: SuperviseOptions): Supervised {
       const finish = (): void => {
         if (finished) return;
         finished = true;
+        if (prefixTimer !== undefined) clearTimeout(prefixTimer);
         relay.end();
         dest.off("error", onDestError);
         resolve();
       };
       let waiting = false;
+      let prefixTimer: NodeJS.Timeout | undefined;
       source.on("data", (chunk: Buffer) => {
         lastData = now();
-        if (!relay.push(chunk) && !destBroken && !waiting) {
+        if (prefixTimer !== undefined) clearTimeout(prefixTimer);
+        const ok = relay.push(chunk);
+        // A chunk that ended in what may be the start of `::trainer::` (a prompt ending in ':') is written
+        // after a short quiet time rather than held until more output comes.
+        prefixTimer = relay.holdsMarkerPrefix
+          ? setTimeout(() => {
+              prefixTimer = undefined;
+              relay.flushMarkerPrefix();
+            }, PREFIX_FLUSH_MS)
+          : undefined;
+        if (!ok && !destBroken && !waiting) {
           // Backpressure: the child blocks on its full pipe until our reader catches up, as without the agent.
           waiting = true;
           pausedStreams++;

@@ -105,6 +105,21 @@ describe("ReportRelay", () => {
     expect(r.lines).toEqual(["Epoch 3/10", "foobar", "last"]);
   });
 
+  it("holds a chunk's trailing marker prefix until told to flush it (a prompt is not kept back)", () => {
+    const out: Buffer[] = [];
+    const relay = new ReportRelay({
+      write: (c) => out.push(Buffer.from(c)) > 0,
+      onReport: () => {},
+      onMalformed: () => {},
+    });
+    relay.push(Buffer.from("Password:"));
+    expect(Buffer.concat(out).toString()).toBe("Password");
+    expect(relay.holdsMarkerPrefix).toBe(true);
+    relay.flushMarkerPrefix();
+    expect(Buffer.concat(out).toString()).toBe("Password:");
+    expect(relay.holdsMarkerPrefix).toBe(false);
+  });
+
   it("reports backpressure from the destination", () => {
     const relay = new ReportRelay({ write: () => false, onReport: () => {}, onMalformed: () => {} });
     expect(relay.push(Buffer.from("x\n"))).toBe(false);

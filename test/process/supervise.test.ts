@@ -144,6 +144,13 @@ describe("supervise (real child processes)", () => {
     expect(err.text()).toBe("still alive on stderr\n");
   });
 
+  it("shows a prompt that ends in ':' while the child waits, not only when it writes more", async () => {
+    const { sup, out } = start(["sh", "-c", "printf 'Password:'; sleep 5"]);
+    await waitFor(() => out.text() === "Password:", 4_000);
+    sup.terminate("SIGTERM", "test done");
+    await sup.result;
+  });
+
   it("reports 128+signal for a child killed by a signal", async () => {
     const { sup } = start(["sh", "-c", "kill -SEGV $$"]);
     const res = await sup.result;
