@@ -201,6 +201,9 @@ async function buildSpec(
   if (opts.code.length > 0) {
     const files: Record<string, string> = {};
     for (const file of opts.code) {
+      if (files[basename(file)] !== undefined) {
+        throw new AgentError("USAGE", `--code ${file}: another --code file is also named ${basename(file)}`);
+      }
       try {
         files[basename(file)] = await readFile(file, "utf8");
       } catch (error) {

@@ -268,16 +268,17 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
 
   // env, volumes, seed overrides
   const pod: { -readonly [K in keyof PodPatchSpec]: PodPatchSpec[K] } = {};
+  const envSeen: EnvSeen = new Map();
   const env = readEnv(
     r,
     req.env_vars ?? req.env ?? req.envVars,
     req.env_vars !== undefined ? "env_vars" : req.env !== undefined ? "env" : "envVars",
     numNodes,
+    envSeen,
   );
   const volumes = readVolumes(r, req.volumes, "volumes");
-  readOverrides(r, req, env, volumes, pod, numNodes, code !== undefined);
+  readOverrides(r, req, env, volumes, pod, numNodes, code !== undefined, envSeen);
   checkVolumes(r, volumes, code !== undefined, agent);
-  checkEnvUnique(r, env);
 
   // callback, storage, dataset
   const callback = readCallback(r, req, name, defaults.callback);
@@ -426,7 +427,10 @@ function readCode(r: Reader, req: Obj): Readonly<Record<string, string>> | undef
   return files;
 }
 
-function readEnv(r: Reader, raw: unknown, field: string, numNodes: number): EnvVarSpec[] {
+/** Env names already read, with the field that set them: a name set twice (in any list) is a problem. */
+type EnvSeen = Map<string, string>;
+
+function readEnv(r: Reader, raw: unknown, field: string, numNodes: number, seen: EnvSeen): EnvVarSpec[] {
   if (raw === undefined || raw === null) return [];
   const out: EnvVarSpec[] = [];
   const entries: Array<{ f: string; item: Obj }> = [];
@@ -452,6 +456,12 @@ function readEnv(r: Reader, raw: unknown, field: string, numNodes: number): EnvV
     }
     const name = nameRaw;
     const valueRaw = item.value;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      r.problem(`${f}.name`, `${name} is already set by ${first}`);
+      continue;
+    }
+    seen.set(name, f);
     if (RESERVED_ENV.includes(name)) {
       if (name === "PET_NNODES" && String(valueRaw) === String(numNodes)) {
         r.warnings.push(
@@ -498,14 +508,6 @@ function readEnv(r: Reader, raw: unknown, field: string, numNodes: number): EnvV
     out.push({ name, value: valueRaw === undefined || valueRaw === null ? "" : String(valueRaw) });
   }
   return out;
-}
-
-function checkEnvUnique(r: Reader, env: readonly EnvVarSpec[]): void {
-  const seen = new Set<string>();
-  env.forEach((e, i) => {
-    if (seen.has(e.name)) r.problem(`env[${i}].name`, `${e.name} is set twice`);
-    seen.add(e.name);
-  });
 }
 
 /** Whether a literal env value should travel in the job's Secret instead of the spec. */
@@ -644,6 +646,7 @@ function readOverrides(
   pod: Record<string, unknown>,
   numNodes: number,
   hasCode: boolean,
+  envSeen: EnvSeen,
 ): void {
   for (const key of ["podTemplateOverrides", "podSpecOverrides", "pod_template_overrides"]) {
     const list = req[key] ?? (isObj(req.spec) ? req.spec[key] : undefined);
@@ -673,7 +676,7 @@ function readOverrides(
             );
             return;
           }
-          env.push(...readEnv(r, c.env, `${cf}.env`, numNodes));
+          env.push(...readEnv(r, c.env, `${cf}.env`, numNodes, envSeen));
           if (Array.isArray(c.volumeMounts)) {
             c.volumeMounts.forEach((m, mi) => {
               if (isObj(m) && typeof m.name === "string" && typeof m.mountPath === "string") {

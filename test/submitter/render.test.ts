@@ -454,7 +454,7 @@ describe("validation names the field at fault", () => {
     ["env_vars[0].name", { env_vars: [{ name: "PET_NODE_RANK", value: "0" }] }],
     ["env_vars[0].name", { env_vars: [{ name: "PET_NNODES", value: "5" }] }],
     [
-      "env[1].name",
+      "env_vars[1].name",
       {
         env_vars: [
           { name: "A", value: "1" },
@@ -506,6 +506,20 @@ describe("validation names the field at fault", () => {
     });
     expect(e.fields).toContain("storage.secret_access_key");
     expect(e.message).not.toMatch(/wJalrXUtnFEMI|AKIAXYZ/);
+  });
+
+  it("names both places when a seed override sets an env var the request already set", () => {
+    const e = specError({
+      ...SEED_PYTORCH,
+      podTemplateOverrides: [
+        {
+          targetJobs: [{ name: "node" }],
+          spec: { containers: [{ name: "node", env: [{ name: "EPOCHS", value: "5" }] }] },
+        },
+      ],
+    });
+    expect(e.fields).toEqual(["podTemplateOverrides[0].spec.containers[0].env[0].name"]);
+    expect(e.message).toMatch(/EPOCHS is already set by env_vars\[0\]/);
   });
 
   it("reports every problem at once", () => {
