@@ -4,7 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -21,7 +21,9 @@ export interface SeaBlobOptions {
 
 export function seaConfig(options: SeaBlobOptions): Record<string, unknown> {
   return {
-    main: options.main,
+    // Relative to workDir (the cwd of the blob step): stack traces then read "trainer-agent.cjs:LINE", not a
+    // temporary build folder.
+    main: relative(options.workDir, options.main),
     output: options.output,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
