@@ -41,7 +41,7 @@ export interface RunDeps {
   cwd?: string;
   stdout?: Writable;
   stderr?: Writable;
-  /** Where SIGTERM/SIGINT arrive (the process by default). */
+  /** Where SIGTERM/SIGINT and uncaught errors arrive (the process by default). */
   signals?: Pick<NodeJS.Process, "on" | "off">;
   /** Where agent log lines go (fd 2 by default). */
   logDestination?: DestinationStream;
@@ -107,6 +107,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   const onInt = onSignal("SIGINT");
   signals.on("SIGTERM", onTerm);
   signals.on("SIGINT", onInt);
+  // A bug in the agent (or a plugin's callback) must not kill the relay: without it the child's next write
+  // fails with EPIPE and hours of training end without their last checkpoint. Log it and keep supervising.
+  let internalErrors = 0;
+  const onCrash = (error: unknown): void => {
+    if (internalErrors++ < 10)
+      log.error({ code: "INTERNAL", err: error }, "agent internal error; supervising the training goes on");
+  };
+  signals.on("uncaughtException", onCrash);
+  signals.on("unhandledRejection", onCrash);
 
   let sync: CheckpointSync | undefined;
   let storage: (Storage & { close?(): void }) | undefined;
@@ -270,6 +279,8 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     liveness?.stop();
     signals.off("SIGTERM", onTerm);
     signals.off("SIGINT", onInt);
+    signals.off("uncaughtException", onCrash);
+    signals.off("unhandledRejection", onCrash);
   }
 
   // 5. The verdict.

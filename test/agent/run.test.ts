@@ -143,6 +143,17 @@ describe("trainer-agent run (real process)", () => {
     expect(b.of("done")[0]?.body).toMatchObject({ status: "succeeded" });
   });
 
+  it("keeps relaying and finishes the run after an uncaught error inside the agent", async () => {
+    const b = await backend();
+    const script = "echo async-boom; sleep 0.3; echo 'Epoch 3/3'; echo after";
+    const run = await agent(["--plugin", fixture("epochs-plugin.mjs"), "--", "sh", "-c", script], cb(b));
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("async-boom\nEpoch 3/3\nafter\n");
+    expect(run.stderr).toContain("agent internal error; supervising the training goes on");
+    expect(run.stderr).toContain("async plugin bug");
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "succeeded" });
+  });
+
   it("works with callbacks off and answers 127 for a missing command", async () => {
     const run = await agent(["--", "no-such-command-xyz"], {});
     expect(run.code).toBe(127);
