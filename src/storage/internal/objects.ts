@@ -9,7 +9,7 @@ import type { ObjectStore } from "../store/types.ts";
 import type { StorageContext } from "./context.ts";
 import { rangeSource } from "./context.ts";
 import { forEachLimit } from "./pool.ts";
-import { downloadToFile, rangeChunks } from "./ranges.ts";
+import { downloadToFile, rangeChunks, writeChunksAt } from "./ranges.ts";
 
 export interface ObjectToFile {
   key: string;
@@ -39,12 +39,13 @@ export async function downloadObjects(
         const md5 = opts.verifyMd5 !== false && /^[0-9a-f]{32}$/.test(o.etag) ? createHash("md5") : undefined;
         const release = await ctx.pool.acquire();
         try {
-          let at = 0;
-          for await (const chunk of rangeChunks(src, 0, o.size)) {
-            md5?.update(chunk);
-            await fh.write(chunk, 0, chunk.length, at);
-            at += chunk.length;
-          }
+          const hashed = async function* (): AsyncGenerator<Buffer> {
+            for await (const chunk of rangeChunks(src, 0, o.size)) {
+              md5?.update(chunk);
+              yield chunk;
+            }
+          };
+          await writeChunksAt(fh, hashed(), 0);
         } finally {
           release();
         }

@@ -38,18 +38,18 @@ function isFatal(error: unknown): boolean {
 }
 
 async function* withIdleTimeout(stream: Readable, idleMs: number, what: string): AsyncGenerator<Buffer> {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = (): void => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      stream.destroy(new AgentError("STORAGE_FAILED", `${what}: no data for ${Math.round(idleMs / 1000)} s`));
-    }, idleMs);
-  };
+  // Counts only time spent waiting for the server, not time the consumer holds a chunk (a slow disk).
+  let consuming = false;
+  const timer = setTimeout(function check() {
+    if (consuming) timer.refresh();
+    else stream.destroy(new AgentError("STORAGE_FAILED", `${what}: no data for ${Math.round(idleMs / 1000)} s`));
+  }, idleMs);
   try {
-    arm();
     for await (const chunk of stream) {
-      arm();
+      consuming = true;
       yield chunk as Buffer;
+      consuming = false;
+      timer.refresh(); // re-arms the same timer: cheaper than a new one per chunk
     }
   } finally {
     clearTimeout(timer);
@@ -159,11 +159,7 @@ export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<
       parts.map(async ([s, e]) => {
         const release = await src.pool.acquire();
         try {
-          let at = s;
-          for await (const chunk of rangeChunks(part, s, e)) {
-            await fh.write(chunk, 0, chunk.length, at);
-            at += chunk.length;
-          }
+          await writeChunksAt(fh, rangeChunks(part, s, e), s);
         } finally {
           release();
         }
@@ -173,4 +169,40 @@ export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<
     stop.abort();
     throw error;
   }
+}
+
+const WRITE_BATCH = 1024 * 1024;
+
+/**
+ * Writes a stream of chunks at consecutive positions, batched into ~1 MiB writev calls that overlap with the
+ * next reads: one thread-pool round trip per MiB instead of one per socket chunk.
+ */
+export async function writeChunksAt(fh: FileHandle, chunks: AsyncIterable<Buffer>, start: number): Promise<number> {
+  let at = start;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+  const flush = async (bufs: Buffer[], pos: number, len: number): Promise<void> => {
+    const { bytesWritten } = await fh.writev(bufs, pos);
+    if (bytesWritten !== len) {
+      // Short vectored write (rare on regular files): finish it plainly.
+      const rest = Buffer.concat(bufs).subarray(bytesWritten);
+      for (let done = 0; done < rest.length;)
+        done += (await fh.write(rest, done, rest.length - done, pos + bytesWritten + done)).bytesWritten;
+    }
+  };
+  for await (const chunk of chunks) {
+    batch.push(chunk);
+    batchBytes += chunk.length;
+    if (batchBytes >= WRITE_BATCH) {
+      await inFlight;
+      inFlight = flush(batch, at, batchBytes);
+      at += batchBytes;
+      batch = [];
+      batchBytes = 0;
+    }
+  }
+  await inFlight;
+  if (batchBytes > 0) await flush(batch, at, batchBytes);
+  return at + batchBytes - start;
 }
