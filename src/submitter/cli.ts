@@ -2,6 +2,7 @@
  * The `trainjob` command line: render, submit, status, logs, delete, serve. The entry (src/cli/trainjob.ts)
  * hands it process.env; Kubernetes and HTTP code load only for the commands that need them.
  */
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { Command, Option } from "commander";
@@ -410,16 +411,20 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
       if (opts.port !== undefined && !/^\d+$/.test(opts.port))
         throw new AgentError("USAGE", `--port must be a number, got ${JSON.stringify(opts.port)}`);
       const { createApiServer, listen } = await import("./http/server.ts");
+      const { createLogger } = await import("../log/index.ts");
+      // One JSON line per request on stderr (pretty on a terminal); never bodies, headers or tokens.
+      const logger = await createLogger({ traceId: randomBytes(16).toString("hex"), base: { name: "trainjob" } });
       const connected = await connect(opts);
       const server = createApiServer({
         submitter: connected.submitter,
         ...(c.apiToken === undefined ? {} : { authToken: c.apiToken }),
         normalize: normalizeOptionsFrom(c, namespaceOf(opts, c, connected)),
-        onRequest: (e) => io.stderr.write(`${new Date().toISOString()} ${e.method} ${e.path} ${e.status} ${e.ms}ms\n`),
+        onRequest: (e) => logger.info({ method: e.method, path: e.path, status: e.status, ms: e.ms }, "request"),
       });
       const url = await listen(server, opts.port === undefined ? c.port : Number(opts.port), opts.host ?? c.host);
-      io.stderr.write(
-        `trainjob: serving the TrainJob API on ${url}${c.apiToken === undefined ? " (no auth: set TRAINJOB_API_TOKEN)" : " (bearer auth)"}\n`,
+      logger.info(
+        { url, auth: c.apiToken === undefined ? "none (set TRAINJOB_API_TOKEN)" : "bearer" },
+        "serving the TrainJob API",
       );
       await new Promise<void>((resolve) => {
         const close = (): void => {

@@ -242,11 +242,9 @@ describe("trainjob serve", () => {
     });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    await expect
-      .poll(() => /serving the TrainJob API on (http:\/\/\S+)/.exec(stderr), { timeout: 20_000 })
-      .not.toBeNull();
-    const url = /serving the TrainJob API on (http:\/\/\S+)/.exec(stderr)![1]!;
-    expect(stderr).toContain("(bearer auth)");
+    const started = /"url":"(http:\/\/[^"]+)","auth":"bearer","msg":"serving the TrainJob API"/;
+    await expect.poll(() => started.exec(stderr), { timeout: 20_000 }).not.toBeNull();
+    const url = started.exec(stderr)![1]!;
     expect(stderr).not.toContain("serve-token");
     expect((await fetch(`${url}/api/trainjob/x/status`)).status).toBe(401);
     const res = await fetch(`${url}/api/trainjob/create`, {
@@ -259,6 +257,19 @@ describe("trainjob serve", () => {
     child.kill("SIGTERM");
     const [code] = await once(child, "exit");
     expect(code).toBe(0);
-    expect(stderr).toMatch(/POST \/api\/trainjob\/create 200/);
+    const logged = stderr
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        name: "trainjob",
+        method: "POST",
+        path: "/api/trainjob/create",
+        status: 200,
+        msg: "request",
+      }),
+    );
+    expect(logged).toContainEqual(expect.objectContaining({ method: "GET", status: 401 }));
   });
 });
