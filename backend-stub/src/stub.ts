@@ -35,6 +35,7 @@ import { JobStore, type Applied } from "./jobs/store.ts";
 import { Journal } from "./journal/journal.ts";
 import { DEFAULT_MAX_BODY_BYTES, parseJson, readBody } from "./http/body.ts";
 import { HttpError, sendError, sendJson } from "./http/respond.ts";
+import { Metrics } from "./http/metrics.ts";
 import { SseHub } from "./http/sse.ts";
 import { defaultPublicDir, loadAssets, type Asset } from "./http/static.ts";
 import { validateBody } from "./http/validate.ts";
@@ -120,6 +121,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
 
   const store = new JobStore();
   const sse = new SseHub();
+  const metrics = new Metrics();
   const listeners = new Set<(update: JobUpdate) => void>();
   let journal: Journal | undefined;
   let assets = new Map<string, Asset>();
@@ -306,6 +308,8 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     jobId: string,
     kind: CallbackKind,
   ): Promise<void> {
+    const started = performance.now();
+    res.once("finish", () => metrics.observeCallback(kind, res.statusCode, performance.now() - started));
     const check = tokens.verify(bearerToken(req.headers.authorization), jobId, now());
     if (!check.ok) {
       const challenge =
@@ -446,6 +450,17 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }
 
     if (method !== "GET" && method !== "HEAD") throw methodNotAllowed("GET");
+    if (pathname === "/metrics") {
+      const text = metrics.render({
+        jobs: store.jobs.values(),
+        journalSyncs: journal?.syncs ?? 0,
+        journalFailed: journal?.failed === true,
+        streams: sse.size,
+      });
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" });
+      res.end(text);
+      return;
+    }
     if (pathname === "/healthz") {
       const ok = journal?.failed !== true;
       return sendJson(res, ok ? 200 : 503, {

@@ -533,6 +533,29 @@ describe("job management", () => {
   });
 });
 
+describe("GET /metrics", () => {
+  it("counts callbacks by kind and status, with a latency histogram and jobs by state", async () => {
+    const m = await startStub();
+    try {
+      const job = await m.stub.createJob();
+      await call(m.url, "POST", callbackPath(job.id, "heartbeat"), { token: job.token, body: heartbeatBody(job.id) });
+      await call(m.url, "POST", callbackPath(job.id, "heartbeat"), { token: job.token, body: heartbeatBody(job.id) });
+      await call(m.url, "POST", callbackPath(job.id, "event"), { body: eventBody(job.id, "x") });
+      const res = await fetch(`${m.url}/metrics`);
+      expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0.0.4/);
+      const text = await res.text();
+      expect(text).toContain('backend_callbacks_total{kind="heartbeat",status="200"} 2');
+      expect(text).toContain('backend_callbacks_total{kind="event",status="401"} 1');
+      expect(text).toContain('backend_callback_duration_seconds_bucket{le="+Inf"} 3');
+      expect(text).toContain("backend_callback_duration_seconds_count 3");
+      expect(text).toContain('backend_jobs{state="RUNNING"} 1');
+      expect(text).toMatch(/backend_journal_syncs_total [1-9]/);
+    } finally {
+      await m.stop();
+    }
+  });
+});
+
 describe("with BACKEND_ADMIN_TOKEN", () => {
   let g: Running;
   beforeAll(async () => {

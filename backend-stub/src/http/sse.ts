@@ -16,6 +16,13 @@ export class SseHub {
     this.#timer.unref();
   }
 
+  /** Number of open streams, all topics. */
+  get size(): number {
+    let n = 0;
+    for (const set of this.#topics.values()) n += set.size;
+    return n;
+  }
+
   /** Number of open streams on a topic (work to build an update is skipped when nobody listens). */
   listeners(topic: string): number {
     return this.#topics.get(topic)?.size ?? 0;
