@@ -233,11 +233,14 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stdout).toBe(await readFile(join(REPO_ROOT, HELPER_PATH), "utf8"));
   });
 
-  it("prints the helper into a pipe the reader closes early without an error (helper --print | true)", async () => {
-    const result = await runBare("/bin/bash", ["-c", 'set -o pipefail; "$0" helper --print | true', agent]);
-    expect(result.stderr).toBe("");
-    expect(result.code).toBe(0);
-  });
+  it.each([["helper", "--print"], ["--help"], ["env", "--format", "sh"]])(
+    "writes into a pipe the reader closes early without an error: %s ... | true",
+    async (...args) => {
+      const result = await runBare("/bin/bash", ["-c", 'set -o pipefail; "$0" "$@" | true', agent, ...args]);
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+    },
+  );
 
   it("installs itself and the helper into a directory, twice, and the copy runs", async () => {
     const target = join(work, "volume", "agent");

@@ -33,12 +33,7 @@ Examples:
         const path = await writeHelper(options.write, source);
         process.stderr.write(`trainer-agent: wrote ${path}\n`);
       }
-      if (options.print === true) {
-        // `trainer-agent helper --print | head` closes the pipe early: that is the reader's choice, not an error
-        process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-          if (error.code !== "EPIPE") throw error;
-        });
-        process.stdout.write(source);
-      }
+      // a reader closing the pipe early (`helper --print | head`) is handled in trainer-agent.ts
+      if (options.print === true) process.stdout.write(source);
     });
 }
