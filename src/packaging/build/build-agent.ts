@@ -115,18 +115,22 @@ export async function buildAgent(options: BuildAgentOptions = {}): Promise<Build
     t = performance.now();
     await mkdir(dirname(output), { recursive: true });
     const partial = `${output}.partial-${process.pid}`;
-    const { stripped } = await injectBlob({ node, blob, target: partial, strip: options.strip ?? true });
-    timings.inject = performance.now() - t;
-    log(`inject: into ${stripped ? "a stripped" : "a"} copy of ${node} in ${ms(timings.inject)}`);
-
-    t = performance.now();
-    const version = await smokeRun(partial).catch(async (error: unknown) => {
-      await rm(partial, { force: true });
+    let stripped: boolean;
+    let version: string;
+    let sha256: string;
+    try {
+      ({ stripped } = await injectBlob({ node, blob, target: partial, strip: options.strip ?? true }));
+      timings.inject = performance.now() - t;
+      log(`inject: into ${stripped ? "a stripped" : "a"} copy of ${node} in ${ms(timings.inject)}`);
+      t = performance.now();
+      version = await smokeRun(partial);
+      timings.smoke = performance.now() - t;
+      sha256 = await fileSha256(partial);
+      await rename(partial, output);
+    } catch (error) {
+      await rm(partial, { force: true }); // never leave a half-made executable next to the output
       throw error;
-    });
-    timings.smoke = performance.now() - t;
-    const sha256 = await fileSha256(partial);
-    await rename(partial, output);
+    }
     // `sha256sum -c trainer-agent.sha256` next to the file checks a copy (a release asset, an image layer)
     await writeFile(`${output}.sha256`, `${sha256}  ${basename(output)}\n`);
     const bytes = (await stat(output)).size;
