@@ -1,0 +1,80 @@
+/** Reading a request field by field: each problem is collected with the field's name, none is thrown early. */
+import { AgentError } from "../../errors/index.ts";
+
+export interface Problem {
+  readonly field: string;
+  readonly message: string;
+}
+
+/** The SPEC_INVALID error for a list of problems: one line per problem in the message, all in `details`. */
+export function specInvalid(problems: readonly Problem[]): AgentError {
+  const lines = problems.map((p) => `${p.field}: ${p.message}`);
+  const message = problems.length === 1 ? lines[0]! : `invalid job spec:\n  ${lines.join("\n  ")}`;
+  return new AgentError("SPEC_INVALID", message, { details: { problems, field: problems[0]?.field } });
+}
+
+export type Obj = Record<string, unknown>;
+
+export class Reader {
+  readonly problems: Problem[] = [];
+  readonly warnings: string[] = [];
+
+  problem(field: string, message: string): void {
+    this.problems.push({ field, message });
+  }
+
+  /** The first of several spellings present in `obj`, with the spelling used (for error messages). */
+  pick(obj: Obj, names: readonly string[], prefix = ""): { field: string; value: unknown } | undefined {
+    for (const name of names) {
+      if (obj[name] !== undefined && obj[name] !== null) return { field: prefix + name, value: obj[name] };
+    }
+    return undefined;
+  }
+
+  string(obj: Obj, names: readonly string[], prefix = ""): { field: string; value: string } | undefined {
+    const got = this.pick(obj, names, prefix);
+    if (got === undefined) return undefined;
+    if (typeof got.value === "number" && Number.isFinite(got.value))
+      return { field: got.field, value: String(got.value) };
+    if (typeof got.value !== "string") {
+      // Never echo what was given for a credential field, whatever its type.
+      const shown = /token|secret|password|key/i.test(got.field) ? "a value of another type" : describe(got.value);
+      this.problem(got.field, `must be a string, got ${shown}`);
+      return undefined;
+    }
+    if (got.value.trim() === "") return undefined;
+    return { field: got.field, value: got.value.trim() };
+  }
+
+  int(obj: Obj, names: readonly string[], min: number, prefix = ""): { field: string; value: number } | undefined {
+    const got = this.pick(obj, names, prefix);
+    if (got === undefined) return undefined;
+    const n = typeof got.value === "string" && /^\s*[+-]?\d+\s*$/.test(got.value) ? Number(got.value) : got.value;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min) {
+      this.problem(got.field, `must be an integer >= ${min}, got ${describe(got.value)}`);
+      return undefined;
+    }
+    return { field: got.field, value: n };
+  }
+
+  bool(obj: Obj, names: readonly string[], prefix = ""): boolean | undefined {
+    const got = this.pick(obj, names, prefix);
+    if (got === undefined) return undefined;
+    if (typeof got.value === "boolean") return got.value;
+    if (got.value === "true" || got.value === "false") return got.value === "true";
+    this.problem(got.field, `must be true or false, got ${describe(got.value)}`);
+    return undefined;
+  }
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 80 ? value.slice(0, 77) + "..." : value);
+  if (Array.isArray(value)) return "a list";
+  if (value === null) return "null";
+  if (typeof value === "object") return "an object";
+  return String(value);
+}
+
+export function isObj(value: unknown): value is Obj {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
