@@ -11,6 +11,10 @@
  * follows closes the epoch: one report per epoch with the losses and precision, recall, mAP50, mAP50-95. An epoch
  * whose validation is skipped is reported when the next epoch starts. The final re-validation of best.pt after
  * training (another `all` row with no new training row before it) is not an epoch and is ignored.
+ *
+ * `Optimizer stripped from runs/detect/train/weights/best.pt, 6.5MB` (printed after the final weights are written)
+ * becomes a checkpoint report; the agent uploads it when it lies in CHECKPOINT_DIR (`yolo train
+ * project=$CHECKPOINT_DIR ...`).
  */
 import type { EpochReport, Report } from "../../contract/index.ts";
 import { definePlugin } from "../define.ts";
@@ -21,6 +25,8 @@ const NUMBER = /^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const ROW = /^\s*(\d{1,9})\/(\d{1,9})\s+(.*)$/;
 const DEFAULT_TRAIN_COLUMNS = ["GPU_mem", "box_loss", "cls_loss", "dfl_loss", "Instances", "Size"];
 const DEFAULT_VAL_COLUMNS = ["precision", "recall", "mAP50", "mAP50-95"];
+const STRIPPED = "Optimizer stripped from ";
+const SIZE_SUFFIX = /, \d{1,9}(?:\.\d{1,9})?MB\s*$/;
 const VAL_NAMES: Readonly<Record<string, string>> = { P: "precision", R: "recall" };
 
 /** The table part of a row: everything before tqdm's `: 100%|...` suffix, split on whitespace. */
@@ -72,6 +78,12 @@ export function ultralyticsPlugin(): TrainerPlugin {
       if (line.length === 0) return undefined;
       const text = visibleText(line);
       const trimmed = text.trimStart();
+      if (trimmed.startsWith(STRIPPED)) {
+        const rest = trimmed.slice(STRIPPED.length).replace(SIZE_SUFFIX, "");
+        const savedAs = rest.indexOf(", saved as ");
+        const path = (savedAs >= 0 ? rest.slice(savedAs + ", saved as ".length) : rest).trim();
+        return path === "" ? undefined : [{ kind: "checkpoint", path }];
+      }
       if (trimmed.startsWith("Epoch ") && trimmed.includes("GPU_mem")) {
         trainColumns = cells(text).slice(1);
         return undefined;

@@ -78,6 +78,31 @@ describe("keras example plugin", () => {
     ]);
   });
 
+  it("reports ModelCheckpoint's file once Keras prints again on stdout (the save is done by then)", () => {
+    const reports = runPluginOnOutput(kerasPlugin, [
+      "Epoch 1/2",
+      "375/375 [==============================] - 3s 7ms/step - loss: 0.51 - val_loss: 0.29",
+      "",
+      "Epoch 1: val_loss improved from inf to 0.28710, saving model to /ckpt/best model.keras",
+      "Epoch 2/2",
+      "375/375 [==============================] - 3s 7ms/step - loss: 0.27 - val_loss: 0.22",
+      "",
+      "Epoch 00002: saving model to /ckpt/epoch-02.h5",
+      "done",
+    ]);
+    expectReports(reports, [
+      { kind: "epoch", epoch: 1, metrics: { loss: 0.51, val_loss: 0.29 } },
+      { kind: "checkpoint", path: "/ckpt/best model.keras" },
+      { kind: "epoch", epoch: 2, metrics: { loss: 0.27, val_loss: 0.22 } },
+      { kind: "checkpoint", path: "/ckpt/epoch-02.h5" },
+    ]);
+    // A TensorFlow warning on stderr during the save does not count as Keras printing again.
+    const plugin = kerasPlugin();
+    plugin.parseLine!("Epoch 1: saving model to /c/x.keras", { stream: "stdout" });
+    expect(plugin.parseLine!("W tensorflow/core/...: saving", { stream: "stderr" })).toBeUndefined();
+    expect(plugin.parseLine!("", { stream: "stdout" })).toEqual([{ kind: "checkpoint", path: "/c/x.keras" }]);
+  });
+
   it("ignores progress lines before the first Epoch header and mid-epoch ETA lines", () => {
     const reports = runPluginOnOutput(kerasPlugin, [
       "313/313 [==============================] - 0s 1ms/step - loss: 0.1 - accuracy: 0.9",

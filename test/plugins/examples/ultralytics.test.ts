@@ -1,14 +1,19 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { ultralyticsPlugin } from "../../../src/plugins/examples/ultralytics.ts";
-import { checkPluginConformance, expectReports, runPluginOnOutput } from "../../../src/plugins/testkit.ts";
+import { checkPluginConformance, epochsOf, expectReports, runPluginOnOutput } from "../../../src/plugins/testkit.ts";
 
 const fixture = (name: string) => readFile(new URL(`./fixtures/${name}`, import.meta.url), "utf8");
 
 describe("ultralytics example plugin", () => {
   it("turns the detect training table and the 'all' validation rows into one report per epoch", async () => {
     const reports = runPluginOnOutput(ultralyticsPlugin, await fixture("ultralytics-detect.txt"));
-    expectReports(reports, [
+    const checkpoints = reports.filter((r) => r.kind === "checkpoint");
+    expect(checkpoints).toEqual([
+      { kind: "checkpoint", path: "runs/detect/train/weights/last.pt" },
+      { kind: "checkpoint", path: "runs/detect/train/weights/best.pt" },
+    ]);
+    expectReports(epochsOf(reports), [
       {
         kind: "epoch",
         epoch: 1,
@@ -89,6 +94,15 @@ describe("ultralytics example plugin", () => {
         },
       },
     ]);
+  });
+
+  it("reads the 'saved as' form of the stripped-weights line", () => {
+    expect(
+      runPluginOnOutput(ultralyticsPlugin, [
+        "Optimizer stripped from runs/train/weights/last.pt, saved as /ckpt/final.pt, 22.5MB",
+        "Optimizer stripped from , 1MB",
+      ]),
+    ).toEqual([{ kind: "checkpoint", path: "/ckpt/final.pt" }]);
   });
 
   it("ignores 'all' rows with no training row before them and rows that are not epochs", () => {
