@@ -333,6 +333,23 @@ time.sleep(3 if rank == 1 else 0)
     expect(job!.events.filter((e) => e.type === "dataset_ready")).toHaveLength(2);
   }, 60_000);
 
+  it("ends the job FAILED itself when every agent died before reporting done", async () => {
+    const dir = join(tmp, "crash");
+    await mkdir(dir, { recursive: true });
+    // A plugin whose module kills the agent while it loads: no agent gets to send `done`.
+    await writeFile(join(dir, "crash.mjs"), "process.exit(9);\n");
+    const o = sink();
+    const result = await runLocal(
+      options({ dataset: undefined, plugin: join(dir, "crash.mjs"), command: ["python3", "-c", "pass"] }),
+      deps(o.out),
+    );
+    expect(result.exitCode, o.text()).toBe(9);
+    const job = await stub.getJob(result.jobId);
+    expect(job?.state).toBe("FAILED");
+    expect(job?.done?.reason).toMatch(/^node[01] exited 9 before reporting done \(see its output\.log\)$/);
+    expect(o.text()).toContain("run folder "); // kept after a failure, for the logs
+  }, 60_000);
+
   it("an external plugin written to a temp folder is loaded with --plugin and its reports reach the backend", async () => {
     const dir = join(tmp, "plugin");
     await mkdir(dir, { recursive: true });
