@@ -132,7 +132,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       cwd: deps.cwd ?? process.cwd(),
     });
     const common = commonChildEnv(config, trace.traceId);
-    const ctx: PluginContext = { config, env: common, nodeRank: config.distributed.nodeRank };
+    const ctx: PluginContext = { config, env: common, nodeRank: config.distributed.nodeRank, argv };
     const translated = plugin.env === undefined ? {} : await plugin.env(ctx);
     const launchCtx: PluginContext = { ...ctx, env: { ...common, ...translated } };
     const launch = plugin.command === undefined ? { argv } : await plugin.command(argv, launchCtx);
@@ -141,7 +141,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       command: launch.argv[0],
       node_rank: config.distributed.nodeRank,
       nnodes: config.distributed.nnodes,
-      ...(translated.WORLD_SIZE !== undefined && { world_size: Number(translated.WORLD_SIZE) }),
+      ...(worldSize(translated, config) !== undefined && { world_size: worldSize(translated, config) }),
     });
 
     // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR.
@@ -416,4 +416,11 @@ function toAgentError(error: unknown, cancelReason: string | undefined): AgentEr
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** World size for the `started` event: the plain-python translation's, else nnodes x a numeric nproc_per_node. */
+function worldSize(translated: Record<string, string>, config: AgentConfig): number | undefined {
+  if (translated.WORLD_SIZE !== undefined) return Number(translated.WORLD_SIZE);
+  const { nnodes, nprocPerNode } = config.distributed;
+  return typeof nprocPerNode === "number" ? nnodes * nprocPerNode : undefined;
 }
