@@ -97,8 +97,10 @@ export function renderJob(spec: JobSpec): RenderedJob {
 
   for (const e of spec.env) env.push(...userEnv(e, spec, fromSecret, warnings));
 
+  // Always set: the callback API needs it, and the agent's default checkpoint prefix is checkpoints/job-{JOB_ID}/,
+  // so a job submitted again under the same name resumes from its own checkpoints.
+  setManaged("JOB_ID", spec.callback?.jobId ?? spec.name);
   if (spec.callback !== undefined) {
-    setManaged("JOB_ID", spec.callback.jobId);
     setManaged("BACKEND_BASE_URL", spec.callback.baseUrl);
     // Always referenced, so the rendered job is the same whether or not the token is known yet (the submitter
     // registers the job with the backend and fills the Secret; an idempotent re-submit does not know it).

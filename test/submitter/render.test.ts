@@ -148,6 +148,7 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
     expect(t.env).toEqual([
       { name: "EPOCHS", value: "10" },
       { name: "BATCH_SIZE", value: "64" },
+      { name: "JOB_ID", value: tj.metadata.name },
     ]);
     const patch = podPatch(tj);
     expect(patch.volumes).toEqual([
@@ -191,6 +192,7 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
     expect(t.env).toEqual([
       { name: "EPOCHS", value: "10" },
       { name: "BATCH_SIZE", value: "64" },
+      { name: "JOB_ID", value: "user-job-12345" },
     ]);
     const patch = podPatch(r.trainJob);
     expect(patch.volumes.map((v: { name: string }) => v.name)).toEqual(["train-script", "dataset", "models"]);
@@ -267,7 +269,7 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
       { name: "scratch", emptyDir: { sizeLimit: "10Gi" } },
       { name: "host", hostPath: { path: "/mnt/data" } },
     ]);
-    expect(trainer(r.trainJob).env?.map((e) => e.name)).toEqual(["A", "FROM_CM", "POD_NAME"]);
+    expect(trainer(r.trainJob).env?.map((e) => e.name)).toEqual(["A", "FROM_CM", "POD_NAME", "JOB_ID"]);
     expect(r.configMap).toBeUndefined();
   });
 
