@@ -150,3 +150,11 @@ describe("keras example plugin", () => {
     expect(result.reports).toBeGreaterThanOrEqual(10);
   });
 });
+
+describe("EXAMPLE_PLUGINS", () => {
+  it("names each example by its plugin name", async () => {
+    const { EXAMPLE_PLUGINS } = await import("../../../src/plugins/examples/index.ts");
+    for (const [name, factory] of Object.entries(EXAMPLE_PLUGINS)) expect(factory().name).toBe(name);
+    expect(Object.keys(EXAMPLE_PLUGINS).sort()).toEqual(["keras", "ultralytics"]);
+  });
+});
