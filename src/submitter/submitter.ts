@@ -278,8 +278,8 @@ export async function findWorkerPod(k: KubeClient, namespace: string, name: stri
   if (mine.length === 0) {
     throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name}: no pod for worker ${worker} yet`);
   }
-  mine.sort((a, b) =>
-    String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")),
-  );
+  // client-node turns creationTimestamp into a Date; a raw JSON answer has the RFC 3339 string. Both parse.
+  const created = (p: K8sObject): number => new Date(p.metadata.creationTimestamp as string | Date).getTime() || 0;
+  mine.sort((a, b) => created(b) - created(a));
   return mine[0]!.metadata.name;
 }

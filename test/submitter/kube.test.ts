@@ -270,12 +270,15 @@ describe("logs", () => {
   it("picks the newest pod of a worker after a JobSet restart", async () => {
     fake.addPod(
       "team-a",
-      workerPod("mnist", 0, { suffix: "old11", created: "2026-01-01T00:00:00Z" }),
+      workerPod("mnist", 0, { suffix: "old11", created: "2026-01-01T00:00:00Z" /* a Thursday */ }),
       "first attempt\n",
     );
     fake.addPod(
       "team-a",
-      workerPod("mnist", 0, { suffix: "new22", created: "2026-01-01T01:00:00Z" }),
+      workerPod("mnist", 0, {
+        suffix: "new22",
+        created: "2026-01-05T00:00:00Z" /* the Monday after: order by time, not by text */,
+      }),
       "second attempt\n",
     );
     expect(await submitter.logs("team-a", "mnist", 0)).toBe("second attempt\n");

@@ -169,7 +169,9 @@ export function createApiServer(options: ApiServerOptions): Server {
         if (error instanceof HttpError) return send(res, error.status, { detail: error.message });
         if (isAgentError(error)) {
           const field = error.details?.field;
-          return send(res, STATUS_FOR[error.code] ?? 500, {
+          // The API server's 400 on a pod log means the container has not started yet: a state, not a failure.
+          const notReady = error.code === "K8S_FAILED" && error.details?.status === 400;
+          return send(res, notReady ? 409 : (STATUS_FOR[error.code] ?? 500), {
             detail: error.message,
             code: error.code,
             ...(typeof field === "string" ? { field } : {}),

@@ -172,6 +172,15 @@ describe("status, logs, delete", () => {
     expect(bad.status).toBe(422);
     expect((await json(bad)).field).toBe("worker");
 
+    // A container that has not started yet is a 409 with the API server's reason, not a gateway failure.
+    fake.addPod("user-123", {
+      ...workerPod(name, 0, { suffix: "zzzzz", created: "2027-01-01T00:00:00Z" }),
+      status: { phase: "Pending" },
+    });
+    const pending = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=0`);
+    expect(pending.status).toBe(409);
+    expect((await json(pending)).detail).toMatch(/waiting to start/);
+
     const follow = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1&follow=true`);
     expect(follow.headers.get("content-type")).toMatch(/text\/plain/);
     const reader = follow.body!.getReader();
