@@ -64,6 +64,7 @@ export interface LocalDeps {
   helperSource?: () => Promise<string>;
   stdout: Writable;
   stderr: Writable;
+  /** Output is a terminal: colours and live progress. */
   color: boolean;
   signals?: Pick<NodeJS.Process, "on" | "off">;
   spawn?: (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
@@ -169,17 +170,29 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
       if (client === undefined || target === undefined)
         throw new AgentError("USAGE", "--dataset needs S3 storage (S3_ENDPOINT and S3_BUCKET) or none configured");
       const id = options.datasetId ?? datasetIdFor(options.dataset);
+      // On a terminal, one line that counts up while the archive streams to the bucket.
+      let shown = 0;
+      const progress = deps.color
+        ? (bytes: number): void => {
+            const now = Date.now();
+            if (now - shown < 250) return;
+            shown = now;
+            out.write(`\r  dataset    packing and uploading ${options.dataset}: ${formatBytes(bytes)}   `);
+          }
+        : undefined;
       const seeded = await seedDataset(
         client,
         target.bucket,
         resolve(deps.cwd, options.dataset),
         id,
         setup.signal,
+        progress,
       ).catch((error: unknown) => {
         if (interrupted !== undefined)
           throw new AgentError("USAGE", `interrupted by ${interrupted} while uploading the dataset`, { cause: error });
         throw error;
       });
+      if (shown > 0) out.write("\r\u001b[2K");
       agentEnv.DATASET_ID = id;
       datasetLabel = `${seeded.key} (${seeded.files} files, ${formatBytes(seeded.bytes)}) from ${options.dataset}`;
     } else if (deps.env.DATASET_ID !== undefined || deps.env.DATASET_URI !== undefined) {

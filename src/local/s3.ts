@@ -66,6 +66,7 @@ export async function seedDataset(
   dir: string,
   id: string,
   signal?: AbortSignal,
+  onProgress?: (bytes: number) => void,
 ): Promise<{ key: string; bytes: number; files: number }> {
   const { stat } = await import("node:fs/promises");
   const info = await stat(dir).catch((error: unknown) => {
@@ -79,7 +80,10 @@ export async function seedDataset(
   let files = 0;
   let bytes = 0;
   const counter = new PassThrough();
-  counter.on("data", (b: Buffer) => (bytes += b.length));
+  counter.on("data", (b: Buffer) => {
+    bytes += b.length;
+    onProgress?.(bytes);
+  });
   const archive = tar.create(
     {
       gzip: true,
