@@ -204,6 +204,7 @@ export async function pullDataset(
     }
     await replaceDir(tmp, dir);
   } catch (error) {
+    await tree.flush().catch(() => {}); // no background write may land after the removal
     await fs.rm(tmp, { recursive: true, force: true });
     progress.done();
     if (error instanceof AgentError) throw error;

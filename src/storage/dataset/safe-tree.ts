@@ -4,7 +4,6 @@
  * Links are created last, after every regular file, so no entry is ever written through a link. Every byte
  * written is counted against DATASET_MAX_BYTES and the expansion ratio (zip bombs, tar.gz bombs).
  */
-import { closeSync, openSync, writeSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { AgentError } from "../../errors/index.ts";
@@ -25,6 +24,10 @@ export class SafeTree {
   readonly #files = new Set<string>();
   bytes = 0;
   files = 0;
+  readonly #writes = new Set<Promise<void>>();
+  readonly #writing = new Map<string, Promise<void>>();
+  #writeBytes = 0;
+  #writeError: unknown;
 
   constructor(root: string, limits: TreeLimits) {
     this.root = root;
@@ -100,6 +103,39 @@ export class SafeTree {
     return this.abs(rel);
   }
 
+  /**
+   * Writes a small file in the background: many small files are bound by file creation, which the thread pool
+   * runs in parallel (about 2x faster than one at a time on a busy 2-core node). At most 32 writes / 64 MiB are
+   * outstanding; a failure surfaces on the next call or in flush().
+   */
+  async writeFile(rel: string, data: Buffer, mode: number): Promise<void> {
+    if (this.#writeError !== undefined) throw this.#writeError;
+    const file = await this.prepareFile(rel);
+    while (this.#writes.size >= 32 || this.#writeBytes > 64 * 1024 * 1024) await Promise.race(this.#writes);
+    if (this.#writeError !== undefined) throw this.#writeError;
+    this.#writeBytes += data.length;
+    // A later entry with the same name (tar appends) must land after the earlier one.
+    const before = this.#writing.get(file);
+    const p: Promise<void> = (before ?? Promise.resolve())
+      .then(() => fs.writeFile(file, data, { mode }))
+      .catch((error: unknown) => {
+        this.#writeError ??= error;
+      })
+      .finally(() => {
+        this.#writeBytes -= data.length;
+        this.#writes.delete(p);
+        if (this.#writing.get(file) === p) this.#writing.delete(file);
+      });
+    this.#writes.add(p);
+    this.#writing.set(file, p);
+  }
+
+  /** Waits for background writes; rethrows the first failure. */
+  async flush(): Promise<void> {
+    while (this.#writes.size > 0) await Promise.all(this.#writes);
+    if (this.#writeError !== undefined) throw this.#writeError;
+  }
+
   /** Records a symbolic link; created at the end. Its target must stay inside the root. */
   symlink(rel: string, target: string): void {
     const refuse = (why: string): AgentError =>
@@ -140,6 +176,7 @@ export class SafeTree {
 
   /** Creates the recorded links; a link whose name is also a file, or a hard link to a non-file, is refused. */
   async finish(): Promise<void> {
+    await this.flush();
     for (const link of this.#links) {
       if (this.#files.has(link.name) || this.#dirs.has(link.name))
         throw new AgentError("ARCHIVE_UNSAFE_ENTRY", `archive has both a link and a file or folder named ${link.name}`);
@@ -162,17 +199,4 @@ export class SafeTree {
 /** Permission bits kept from an archive: rwx for user/group/other, never setuid/setgid/sticky; owner can always write. */
 export function safeMode(mode: number | undefined, fallback: number): number {
   return mode === undefined || mode === 0 ? fallback : (mode & 0o777) | 0o600;
-}
-
-/**
- * Writes a small file synchronously: for datasets of many small files the three thread-pool round trips of an
- * async open/write/close cost more than the write itself (unzip and tar write the same way).
- */
-export function writeSmallFile(file: string, data: Buffer, mode: number): void {
-  const fd = openSync(file, "w", mode);
-  try {
-    for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -12,7 +12,7 @@ import zlib from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import { AgentError } from "../../errors/index.ts";
 import { orderedChunks, type RangeSource } from "../internal/ranges.ts";
-import { safeMode, writeSmallFile, type SafeTree } from "./safe-tree.ts";
+import { safeMode, type SafeTree } from "./safe-tree.ts";
 
 const SMALL_FILE = 1024 * 1024;
 const MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
@@ -70,7 +70,7 @@ export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean
               await ended;
               const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
               if (data.length !== size) throw corrupt(`entry ${entry.path} is truncated`);
-              writeSmallFile(await tree.prepareFile(rel), data, mode);
+              await tree.writeFile(rel, data, mode);
             });
           } else {
             entry.pause();

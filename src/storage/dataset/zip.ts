@@ -12,7 +12,7 @@ import { AgentError } from "../../errors/index.ts";
 import { ChunkReader } from "../internal/chunk-reader.ts";
 import { forEachLimit } from "../internal/pool.ts";
 import { fetchRange, orderedChunks, rangeChunks, type RangeSource } from "../internal/ranges.ts";
-import { safeMode, writeSmallFile, type SafeTree } from "./safe-tree.ts";
+import { safeMode, type SafeTree } from "./safe-tree.ts";
 
 interface ZipEntry {
   name: string;
@@ -217,7 +217,7 @@ async function extractEntry(src: RangeSource, tree: SafeTree, e: ZipEntry, reade
       return used;
     }
     tree.account(data.length);
-    writeSmallFile(await tree.prepareFile(rel), data, safeMode(e.mode, 0o644));
+    await tree.writeFile(rel, data, safeMode(e.mode, 0o644));
     return used;
   }
   const file = await tree.prepareFile(rel);
