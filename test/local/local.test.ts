@@ -84,10 +84,9 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     expect(res.stdout).toMatch(/^\[node0\] rank 0\/2: 1000 points/m);
     expect(res.stdout).toMatch(/^\[node1\] rank 1\/2: 1000 points/m);
     expect(res.stdout).toMatch(/state SUCCEEDED/);
-    // Epochs shown come from the backend. Node 1 may report `done` before node 0's last heartbeat arrives, which the
-    // stub then refuses (409, job already ended): the count is checked exactly in the race-free test below.
-    expect(res.stdout).toMatch(/epochs {5}[1-3]\/3/);
-    expect(res.stdout).toMatch(/metrics {4}loss=0\.0\d+/);
+    // No check of the summary's epochs here: node 1 (whose rank sends no heartbeats) may report `done` before node
+    // 0's heartbeats arrive, and the stub refuses reports for an ended job (409). The race-free test below checks
+    // that every epoch reaches the backend.
     expect(res.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/job-[\w-]+\/epoch-3\.json/);
     expect(res.stdout).toMatch(/dataset {4}datasets\/data\.tar\.gz \(2 files/);
     // The helper was on PYTHONPATH: its reports went to the agent (no "not running under trainer-agent").
@@ -202,6 +201,8 @@ describe.skipIf(!haveTorch)("trainer-agent local with torchrun workers (--nproc-
         join(ROOT, "examples/ddp_train.py"),
         "--epochs",
         "2",
+        "--epoch-seconds", // epoch 1's heartbeat lands well before any node reports done
+        "0.5",
       ],
       // Debian's torch 1.13 torchrun needs these to relay its workers' output (tests and demos only).
       { ...baseEnv(), PET_REDIRECTS: "9:1", PET_TEE: "9:1" },
