@@ -55,6 +55,11 @@ export function formatSummary(s: SummaryInput): string {
   }
   lines.push(`dashboard  ${s.dashboardUrl}${s.kept ? "" : " (closed when this command ends; --keep keeps it up)"}`);
   if (s.runDir !== undefined) lines.push(`run folder ${s.runDir} (per-node output.log, dataset, checkpoints)`);
+  const failed = s.nodes.filter((n) => n.exitCode !== 0 && n.exitCode !== undefined && !n.terminatedByRunner);
+  if (snap?.state === "SUCCEEDED" && failed.length > 0)
+    lines.push(
+      `warning    the backend kept the first node's done (succeeded), but ${failed.map((n) => n.label).join(", ")} failed`,
+    );
   if (s.interrupted !== undefined) lines.push(`interrupted by ${s.interrupted}`);
   lines.push(`exit code  ${s.exitCode}`);
   return `${lines.join("\n")}\n`;

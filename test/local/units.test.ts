@@ -127,6 +127,34 @@ describe("local run helpers", () => {
     expect(text).toContain("exit code  1");
   });
 
+  it("warns when the backend says SUCCEEDED but a node failed (an earlier node's done won)", () => {
+    const text = formatSummary({
+      jobId: "j2",
+      dashboardUrl: "http://x/jobs/j2",
+      snapshot: {
+        state: "SUCCEEDED",
+        epoch: null,
+        totalEpochs: null,
+        metrics: {},
+        reason: null,
+        heartbeats: 0,
+        events: [],
+      },
+      nodes: [
+        { label: "node0", exitCode: 1, signal: undefined, terminatedByRunner: false },
+        { label: "node1", exitCode: 0, signal: undefined, terminatedByRunner: false },
+      ],
+      checkpointKeys: [],
+      bucket: "b",
+      exitCode: 1,
+      interrupted: undefined,
+      runDir: undefined,
+      kept: false,
+    });
+    expect(text).toContain("warning    the backend kept the first node's done (succeeded), but node0 failed");
+    expect(text).toContain("epochs     none reported  (0 heartbeat(s))");
+  });
+
   it("picks the torch example only when torch imports", () => {
     const dir = fileURLToPath(new URL("../../examples/", import.meta.url));
     expect(findTorchPython(["/nope/python", "/usr/bin/python3"], (p) => p === "/usr/bin/python3")).toBe(
