@@ -6,11 +6,14 @@ import { createServer, type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import { normalizeJobRequest, renderJob } from "../../src/submitter/index.ts";
 import { formatObjects, renderedObjects } from "../../src/submitter/cli.ts";
 import { loadCrd, repoRoot } from "../submitter/helpers/crd.ts";
+
+// Real torch runs through the agent (seconds alone, far more on a loaded CI machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 const run = promisify(execFile);
 

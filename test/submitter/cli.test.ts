@@ -7,10 +7,13 @@ import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import { repoRoot } from "./helpers/crd.ts";
 import { startFakeKube, workerPod, type FakeKube } from "./helpers/fake-kube.ts";
+
+// Several real CLI processes per test (about 1 s each alone, far more on a loaded CI machine).
+vi.setConfig({ testTimeout: 120_000 });
 
 const BIN = path.join(repoRoot, "bin/trainjob.js");
 let tmp: string;
