@@ -105,13 +105,13 @@ export class SafeTree {
 
   /**
    * Writes a small file in the background: many small files are bound by file creation, which the thread pool
-   * runs in parallel (about 2x faster than one at a time on a busy 2-core node). At most 32 writes / 64 MiB are
+   * runs in parallel (about 2x faster than one at a time on a busy 2-core node). At most 32 writes / 16 MiB are
    * outstanding; a failure surfaces on the next call or in flush().
    */
   async writeFile(rel: string, data: Buffer, mode: number): Promise<void> {
     if (this.#writeError !== undefined) throw this.#writeError;
     const file = await this.prepareFile(rel);
-    while (this.#writes.size >= 32 || this.#writeBytes > 64 * 1024 * 1024) await Promise.race(this.#writes);
+    while (this.#writes.size >= 32 || this.#writeBytes > 16 * 1024 * 1024) await Promise.race(this.#writes);
     if (this.#writeError !== undefined) throw this.#writeError;
     this.#writeBytes += data.length;
     // A later entry with the same name (tar appends) must land after the earlier one.

@@ -15,7 +15,7 @@ import { orderedChunks, type RangeSource } from "../internal/ranges.ts";
 import { safeMode, type SafeTree } from "./safe-tree.ts";
 
 const SMALL_FILE = 1024 * 1024;
-const MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
+const MAX_BACKLOG_BYTES = 16 * 1024 * 1024;
 const MAX_BACKLOG_FILES = 64;
 
 export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean, window: number): Promise<void> {
