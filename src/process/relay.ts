@@ -23,7 +23,7 @@ const CR = 0x0d;
 const MARKER_BYTES = new Set(MARKER);
 /** Longest report accepted; a longer "report" is relayed as ordinary output. */
 export const MAX_REPORT_BYTES = 1024 * 1024;
-/** Longest line handed to a plugin's parseLine; longer lines are cut (the relay itself never cuts). */
+/** Longest line handed to a plugin's parseLine; longer lines keep their last bytes (the relay itself never cuts). */
 export const MAX_PARSED_LINE_BYTES = 64 * 1024;
 
 export interface RelayHandlers {
@@ -179,12 +179,20 @@ export class ReportRelay {
     }
   }
 
+  /**
+   * Keeps the END of an over-long line: progress bars redraw in place with `\r`, so the newest state of a
+   * Keras or tqdm line is its last bytes.
+   */
   #addLinePart(piece: Buffer): void {
-    const room = MAX_PARSED_LINE_BYTES - this.#lineBytes;
-    if (room <= 0 || piece.length === 0) return;
-    const kept = piece.length > room ? piece.subarray(0, room) : piece;
+    if (piece.length === 0) return;
+    const kept = piece.length > MAX_PARSED_LINE_BYTES ? piece.subarray(piece.length - MAX_PARSED_LINE_BYTES) : piece;
     this.#lineParts.push(kept);
     this.#lineBytes += kept.length;
+    while (
+      this.#lineParts.length > 1 &&
+      this.#lineBytes - (this.#lineParts[0] as Buffer).length >= MAX_PARSED_LINE_BYTES
+    )
+      this.#lineBytes -= (this.#lineParts.shift() as Buffer).length;
   }
 
   #flushLine(): void {
@@ -194,7 +202,7 @@ export class ReportRelay {
         ? ""
         : parts.length === 1
           ? (parts[0] as Buffer).toString("utf8")
-          : Buffer.concat(parts).toString("utf8");
+          : Buffer.concat(parts).subarray(-MAX_PARSED_LINE_BYTES).toString("utf8");
     this.#lineParts = [];
     this.#lineBytes = 0;
     if (line.endsWith("\r")) line = line.slice(0, -1);

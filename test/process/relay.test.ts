@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ReportRelay, MAX_REPORT_BYTES } from "../../src/process/relay.ts";
+import { ReportRelay, MAX_REPORT_BYTES, MAX_PARSED_LINE_BYTES } from "../../src/process/relay.ts";
 import type { Report } from "../../src/contract/report.ts";
 
 function run(chunks: (string | Buffer)[], withLines = false) {
@@ -103,6 +103,22 @@ describe("ReportRelay", () => {
   it("hands plugins complete lines without reports, and the last unterminated one", () => {
     const r = run(['Epoch 3/10\nfoo::trainer::{"epoch":1}bar\n::trainer::{"epoch":2}\nlast'], true);
     expect(r.lines).toEqual(["Epoch 3/10", "foobar", "last"]);
+  });
+
+  it("hands plugins the END of an over-long line (a progress bar redrawn with \\r ends in its newest state)", () => {
+    const redraw = (i: number) => `\r${String(i).padStart(5, "0")}/20000 [====] - loss: ${(1 / (i + 1)).toFixed(6)}`;
+    const pieces: string[] = [];
+    for (let i = 0; i < 20_000; i++) pieces.push(redraw(i));
+    const bar = pieces.join("");
+    expect(bar.length).toBeGreaterThan(MAX_PARSED_LINE_BYTES * 2);
+    const chunks: string[] = [];
+    for (let i = 0; i < bar.length; i += 4_000) chunks.push(bar.slice(i, i + 4_000));
+    const r = run([...chunks, "\n"], true);
+    expect(r.lines).toHaveLength(1);
+    const line = r.lines[0] as string;
+    expect(line.length).toBeLessThanOrEqual(MAX_PARSED_LINE_BYTES);
+    expect(line.endsWith(redraw(19_999))).toBe(true);
+    expect(r.out.toString()).toBe(`${bar}\n`); // the relay itself never cuts
   });
 
   it("holds a chunk's trailing marker prefix until told to flush it (a prompt is not kept back)", () => {
