@@ -189,11 +189,11 @@ describe("journal write failure", () => {
     let writes = 0;
     // A fake append handle: the one fault (ENOSPC on the 2nd write) a real file system cannot be made to give here.
     const { journal } = await Journal.open(dataDir, { debug() {}, info() {}, warn() {}, error() {} }, async () => ({
-      write: (async (buffer: Buffer) => {
+      write: (buffer: Buffer) => {
         writes += 1;
         if (writes === 2) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
-        return { bytesWritten: buffer.length, buffer };
-      }) as never,
+        expect(buffer.length).toBeGreaterThan(0);
+      },
       datasync: async () => {},
       close: async () => {},
     }));

@@ -6,13 +6,39 @@
  * (group commit): one fdatasync covers many reports, which is what lets a single disk keep up with 100 jobs.
  * Lines are written in `append` order, so a report is never durable before one it was decided after.
  */
-import { open, readFile, truncate, mkdir, type FileHandle } from "node:fs/promises";
+import { close, fdatasync, openSync, writeSync } from "node:fs";
+import { open, readFile, truncate, mkdir } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import { AgentError } from "../../../src/errors/index.ts";
 import { JOURNAL_VERSION, RECORD_TYPES, type JournalRecord } from "../jobs/records.ts";
 import type { StubLogger } from "../logger.ts";
 
 export const JOURNAL_FILE = "journal.jsonl";
+
+/** The append end of the journal file. */
+export interface JournalFile {
+  /** Writes all of `buffer` (a synchronous write to the page cache by default: microseconds, one hop fewer). */
+  write(buffer: Buffer): void | Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const fdatasyncAsync = promisify(fdatasync);
+const closeAsync = promisify(close);
+
+/** The real file: appends with writeSync (page cache), durability with an asynchronous fdatasync. */
+function openJournalFile(file: string): JournalFile {
+  const fd = openSync(file, "a");
+  return {
+    write(buffer) {
+      let offset = 0;
+      while (offset < buffer.length) offset += writeSync(fd, buffer, offset, buffer.length - offset);
+    },
+    datasync: () => fdatasyncAsync(fd),
+    close: () => closeAsync(fd),
+  };
+}
 
 interface Pending {
   line: string;
@@ -22,15 +48,17 @@ interface Pending {
 
 export class Journal {
   readonly file: string;
-  readonly #handle: Pick<FileHandle, "write" | "datasync" | "close">;
+  readonly #handle: JournalFile;
   #pending: Pending[] = [];
-  #flushing: Promise<void> | undefined;
+  /** Whether a flush loop runs; set and cleared synchronously, so an append never waits on a finished loop. */
+  #active = false;
+  #current: Promise<void> = Promise.resolve();
   #failure: AgentError | undefined;
   #closed = false;
   /** Number of fdatasync calls so far (the bench reports reports per sync). */
   syncs = 0;
 
-  private constructor(file: string, handle: Pick<FileHandle, "write" | "datasync" | "close">) {
+  private constructor(file: string, handle: JournalFile) {
     this.file = file;
     this.#handle = handle;
   }
@@ -44,7 +72,7 @@ export class Journal {
     dir: string,
     logger: StubLogger,
     /** Opens the append handle; tests pass one whose writes fail (a full disk cannot be staged here). */
-    openAppend: (file: string) => Promise<Pick<FileHandle, "write" | "datasync" | "close">> = (file) => open(file, "a"),
+    openAppend: (file: string) => JournalFile | Promise<JournalFile> = openJournalFile,
   ): Promise<{ journal: Journal; records: JournalRecord[] }> {
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, JOURNAL_FILE);
@@ -88,7 +116,10 @@ export class Journal {
     if (this.#closed) return Promise.reject(new AgentError("JOURNAL_FAILED", "the journal is closed"));
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ line: `${JSON.stringify(record)}\n`, resolve, reject });
-      this.#flushing ??= this.#flush();
+      if (!this.#active) {
+        this.#active = true;
+        this.#current = this.#flush();
+      }
     });
   }
 
@@ -99,11 +130,7 @@ export class Journal {
         this.#pending = [];
         try {
           const buffer = Buffer.from(batch.map((p) => p.line).join(""), "utf8");
-          let offset = 0;
-          while (offset < buffer.length) {
-            const { bytesWritten } = await this.#handle.write(buffer, offset, buffer.length - offset);
-            offset += bytesWritten;
-          }
+          await this.#handle.write(buffer);
           await this.#handle.datasync();
           this.syncs += 1;
           for (const p of batch) p.resolve();
@@ -116,7 +143,7 @@ export class Journal {
         }
       }
     } finally {
-      this.#flushing = undefined;
+      this.#active = false;
     }
   }
 
@@ -128,7 +155,7 @@ export class Journal {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    while (this.#flushing !== undefined) await this.#flushing;
+    while (this.#active) await this.#current;
     await this.#handle.close();
   }
 }
