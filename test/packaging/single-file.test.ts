@@ -197,7 +197,7 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.stdout).toContain("rank 0 dataset data");
     expect(result.stdout).toContain("rank 1 dataset data");
     expect(result.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/.*\/epoch-1\.pt\s+\(7000 B\)/);
-  });
+  }, 120_000); // real subprocesses on a shared 2-core machine
 
   it("serves the backend stub's dashboard from its embedded assets (local --keep)", async () => {
     const child = spawn("/usr/bin/env", ["-i", agent, "local", "--keep", "--nodes", "1", "--", "/bin/true"], {
@@ -225,7 +225,7 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
       child.kill("SIGINT");
       await closed;
     }
-  });
+  }, 120_000); // real subprocesses on a shared 2-core machine
 
   it("prints the Python helper it carries, byte for byte", async () => {
     const result = await runBare(agent, ["helper", "--print"]);
@@ -261,7 +261,7 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
       PYTHONPATH: target,
     });
     expect(py.stdout.trim()).toBe(join(target, "trainer_agent.py"));
-  });
+  }, 120_000); // real subprocesses on a shared 2-core machine
 
   it.each(["images/pytorch/Dockerfile", "images/tensorflow/Dockerfile"])(
     "%s: its RUN step, run as written, puts an importable helper in python's site-packages",
@@ -318,28 +318,32 @@ describe("the bundle inside it", () => {
     expect(code).not.toMatch(/\bimport\.meta\b/);
     expect(result.packages.map((p) => p.name)).toContain("commander");
     expect(result.packages.map((p) => p.name)).toContain("@aws-sdk/client-s3"); // bundled, yet lazy (below)
-  });
+  }, 120_000); // real subprocesses on a shared 2-core machine
 
   it.each([
     ["--version", ["--version"]],
     ["run with no storage or backend configured", ["run", "--", "/bin/true"]],
-  ])("keeps the HTTP and S3 stacks unloaded at %s: lazy import() survives bundling", async (_what, args) => {
-    // Which node built-ins the process loaded, printed at exit by a preload; the AWS SDK and undici load http,
-    // https, tls, zlib and http2 at their top level, so none of these may appear.
-    const preload = join(work, "print-builtins.cjs");
-    await writeFile(
-      preload,
-      'process.on("exit", () => require("node:fs").writeSync(2, "BUILTINS " + JSON.stringify(' +
-        'process.moduleLoadList.filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice(13))) + "\\n"));\n',
-    );
-    const bundle = join(work, "bundle.cjs");
-    if (!(await stat(bundle).catch(() => undefined))) await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), bundle);
-    const result = await runBare(process.execPath, ["-r", preload, bundle, ...args]);
-    expect(result.code).toBe(0);
-    const line = /^BUILTINS (.*)$/m.exec(result.stderr)?.[1];
-    expect(line).toBeDefined();
-    const loaded = JSON.parse(line!) as string[];
-    expect(loaded).toContain("child_process"); // the preload saw the agent's own modules
-    expect(loaded.filter((m) => ["http", "https", "tls", "zlib", "http2"].includes(m))).toEqual([]);
-  });
+  ])(
+    "keeps the HTTP and S3 stacks unloaded at %s: lazy import() survives bundling",
+    async (_what, args) => {
+      // Which node built-ins the process loaded, printed at exit by a preload; the AWS SDK and undici load http,
+      // https, tls, zlib and http2 at their top level, so none of these may appear.
+      const preload = join(work, "print-builtins.cjs");
+      await writeFile(
+        preload,
+        'process.on("exit", () => require("node:fs").writeSync(2, "BUILTINS " + JSON.stringify(' +
+          'process.moduleLoadList.filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice(13))) + "\\n"));\n',
+      );
+      const bundle = join(work, "bundle.cjs");
+      if (!(await stat(bundle).catch(() => undefined))) await bundleAgent(join(REPO_ROOT, AGENT_ENTRY), bundle);
+      const result = await runBare(process.execPath, ["-r", preload, bundle, ...args]);
+      expect(result.code).toBe(0);
+      const line = /^BUILTINS (.*)$/m.exec(result.stderr)?.[1];
+      expect(line).toBeDefined();
+      const loaded = JSON.parse(line!) as string[];
+      expect(loaded).toContain("child_process"); // the preload saw the agent's own modules
+      expect(loaded.filter((m) => ["http", "https", "tls", "zlib", "http2"].includes(m))).toEqual([]);
+    },
+    120_000,
+  ); // real subprocesses on a shared 2-core machine
 });
