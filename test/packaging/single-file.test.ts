@@ -164,6 +164,25 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.code).toBe(143);
   });
 
+  it("forwards SIGTERM to the command, which saves and exits on its own (pod termination)", async () => {
+    const script = 'trap "echo got-TERM; exit 0" TERM; echo ready; while :; do sleep 0.05; done';
+    const child = spawn("/usr/bin/env", ["-i", agent, "run", "--", "/bin/sh", "-c", script], {
+      cwd: work,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    const closed = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      child.stdout.on("data", (b: Buffer) => {
+        out += b.toString("utf8");
+        if (out.includes("ready\n")) resolve();
+      });
+    });
+    child.kill("SIGTERM"); // env exec()s the agent, so this is the agent's pid
+    expect(await closed).toBe(0);
+    expect(out).toContain("got-TERM\n");
+  }, 120_000);
+
   it("runs local end to end from the one file: dataset pull, helper reports, checkpoint upload (bundled S3 SDK)", async () => {
     const dataset = join(work, "dataset");
     await mkdir(dataset);
