@@ -14,7 +14,12 @@ const SECRET_FILE = "callback-jwt-secret";
 async function main(): Promise<void> {
   const config = loadBackendConfig(process.env);
   const destination = process.stdout.isTTY
-    ? (await import("pino-pretty")).default({ sync: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" })
+    ? (await import("pino-pretty")).default({
+        sync: true,
+        singleLine: true,
+        translateTime: "SYS:HH:MM:ss",
+        ignore: "pid,hostname,component",
+      })
     : pino.destination({ fd: 1, sync: true });
   const logger = pino(
     {

@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import {
   CALLBACK_SCHEMAS,
   CreateJobRequest,
+  JOB_STATES,
   JobId,
   isTerminal,
   type CallbackKind,
@@ -404,7 +405,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       if (parts[1] === "jobs") {
         if (parts.length === 2) {
           if (method === "POST") return handleCreate(req, res);
-          if (method === "GET") return sendJson(res, 200, { jobs: await listJobs() });
+          if (method === "GET") return sendJson(res, 200, { jobs: filterJobs(await listJobs(), rawUrl, q) });
           throw methodNotAllowed("GET, POST");
         }
         const id = decodeSegment(parts[2]!);
@@ -597,6 +598,40 @@ function fingerprint(kind: CallbackKind, payload: { timestamp: string }): string
   return createHash("sha256")
     .update(`${kind}\n${JSON.stringify(rest)}`)
     .digest("base64url");
+}
+
+/** `GET /v1/jobs?state=RUNNING,QUEUED&limit=20`: state filter (any of a comma list) and a count limit. */
+function filterJobs(jobs: JobSummary[], rawUrl: string, q: number): JobSummary[] {
+  if (q === -1) return jobs;
+  const params = new URLSearchParams(rawUrl.slice(q + 1));
+  const states = params.get("state");
+  let out = jobs;
+  if (states !== null && states !== "") {
+    const wanted = states.split(",").map((st) => st.trim().toUpperCase());
+    const unknown = wanted.filter((st) => !(JOB_STATES as readonly string[]).includes(st));
+    if (unknown.length > 0) {
+      throw new HttpError(
+        400,
+        "invalid_query",
+        `state must be any of ${JOB_STATES.join(", ")}, got ${unknown.join(", ")}`,
+        {
+          field: "state",
+        },
+      );
+    }
+    out = out.filter((j) => wanted.includes(j.state));
+  }
+  const limit = params.get("limit");
+  if (limit !== null) {
+    const n = Number(limit);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new HttpError(400, "invalid_query", `limit must be a positive integer, got ${JSON.stringify(limit)}`, {
+        field: "limit",
+      });
+    }
+    out = out.slice(0, n);
+  }
+  return out;
 }
 
 function digest(value: string): Buffer {

@@ -508,6 +508,25 @@ describe("job management", () => {
     expect((await call(s.url, "GET", "/v1/jobs/nope")).status).toBe(404);
   });
 
+  it("GET /v1/jobs filters by state and limits the count; a bad filter is 400 naming it", async () => {
+    const f = await startStub();
+    try {
+      const a = await f.stub.createJob({ name: "a" });
+      await f.stub.createJob({ name: "b" });
+      await f.stub.queueJob(a.id);
+      const queued = await call(f.url, "GET", "/v1/jobs?state=queued");
+      expect(queued.body.jobs.map((j: { id: string }) => j.id)).toEqual([a.id]);
+      expect((await call(f.url, "GET", "/v1/jobs?state=PENDING,QUEUED")).body.jobs).toHaveLength(2);
+      expect((await call(f.url, "GET", "/v1/jobs?limit=1")).body.jobs).toHaveLength(1);
+      const bad = await call(f.url, "GET", "/v1/jobs?state=DONE");
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.field).toBe("state");
+      expect((await call(f.url, "GET", "/v1/jobs?limit=0")).body.error.field).toBe("limit");
+    } finally {
+      await f.stop();
+    }
+  });
+
   it("a validly signed callback for an unknown job registers it", async () => {
     const token = jwt.sign({ job_id: "from-submitter", iat: nowSec(), exp: nowSec() + 60 }, SECRET, {
       algorithm: "HS256",
