@@ -1,0 +1,243 @@
+/**
+ * The spec flags shared by `render` and `submit`, and their translation into a request: a file (the seed API's
+ * body, JSON or YAML) with flags on top, validated by normalizeJobRequest like any other request.
+ */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import type { Command } from "commander";
+import { Option } from "commander";
+import { AgentError } from "../../errors/index.ts";
+import { normalizeOptionsFrom, type SubmitterConfig } from "../config.ts";
+import { normalizeJobRequest } from "../request.ts";
+import type { JobSpec } from "../spec.ts";
+import type { Submitter } from "../submitter.ts";
+
+export interface CliIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly stdin?: NodeJS.ReadableStream;
+  readonly now?: () => Date;
+  /** Replaces the Kubernetes-backed submitter (tests). */
+  readonly submitter?: (opts: KubeOpts, config: SubmitterConfig) => Promise<Connected>;
+}
+
+export interface KubeOpts {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+  runtimeCheck?: boolean;
+}
+
+export interface SpecOpts extends KubeOpts {
+  file?: string;
+  name?: string;
+  userId?: string;
+  framework?: string;
+  image?: string;
+  nodes?: string;
+  procPerNode?: string;
+  cpu?: string;
+  cpuLimit?: string;
+  memory?: string;
+  memoryLimit?: string;
+  gpu?: string;
+  env: string[];
+  volume: string[];
+  code: string[];
+  command?: string;
+  runtime?: string;
+  agent?: string;
+  backendUrl?: string;
+  jobId?: string;
+  datasetId?: string;
+  checkpointUri?: string;
+  storageSecret?: string;
+  s3Endpoint?: string;
+  s3Bucket?: string;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+export function specOptions(cmd: Command): Command {
+  return cmd
+    .option("-f, --file <path>", "job request as JSON or YAML (the seed API's body is accepted as is); - reads stdin")
+    .option("--name <name>", "TrainJob name (default <user-id>-job-<UTC timestamp>)")
+    .option("--user-id <id>", "user id, used for the generated name and a label")
+    .option(
+      "-n, --namespace <ns>",
+      "namespace (default: TRAINJOB_NAMESPACE, else the kubeconfig context's on submit, default on render)",
+    )
+    .option("--framework <fw>", "pytorch or tensorflow")
+    .option("--image <image>", "container image (default: the runtime's)")
+    .option("--nodes <n>", "number of nodes (pods)")
+    .option("--proc-per-node <n>", "processes per node (pytorch; default: GPUs per node, or 1)")
+    .option("--cpu <q>", "CPU request per node, e.g. 2 or 500m")
+    .option("--cpu-limit <q>", "CPU limit per node")
+    .option("--memory <q>", "memory request per node, e.g. 8Gi")
+    .option("--memory-limit <q>", "memory limit per node")
+    .option("--gpu <n>", "GPUs per node (nvidia.com/gpu, requests = limits)")
+    .option(
+      "-e, --env <NAME=VALUE>",
+      "environment variable (repeatable); credential-looking names go into the job's Secret",
+      collect,
+      [],
+    )
+    .option("-v, --volume <NAME:PVC:/PATH[:ro]>", "mount a PersistentVolumeClaim (repeatable)", collect, [])
+    .option(
+      "--code <file>",
+      "training code file put in a ConfigMap at /workspace/scripts/<file name> (repeatable)",
+      collect,
+      [],
+    )
+    .option("-c, --command <line>", "training command, split with shell quoting rules (or give the argv after --)")
+    .option("--runtime <name>", "ClusterTrainingRuntime (default pytorch-simple / tensorflow-distributed)")
+    .addOption(
+      new Option(
+        "--agent <mode>",
+        "how the pod gets trainer-agent: init (runtime's init container) or baked (image)",
+      ).choices(["init", "baked"]),
+    )
+    .option("--backend-url <url>", "callback API base URL for the agent (default BACKEND_BASE_URL)")
+    .option("--job-id <id>", "backend job id (default: the TrainJob name)")
+    .option("--dataset-id <id>", "DATASET_ID for the agent")
+    .option("--checkpoint-uri <uri>", "CHECKPOINT_URI for the agent (s3://bucket/prefix/)")
+    .option("--storage-secret <name>", "existing Secret with keys access-key-id and secret-access-key for S3")
+    .option("--s3-endpoint <url>", "S3 endpoint for the agent")
+    .option("--s3-bucket <bucket>", "S3 bucket for the agent");
+}
+
+export function kubeOptions(cmd: Command): Command {
+  return cmd
+    .option("--kubeconfig <path>", "kubeconfig file (default KUBECONFIG, ~/.kube/config or in-cluster)")
+    .option("--context <name>", "kubeconfig context");
+}
+
+async function readInput(path: string, io: CliIo): Promise<unknown> {
+  let text: string;
+  if (path === "-") {
+    if (io.stdin === undefined) throw new AgentError("USAGE", "--file -: no stdin");
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(Buffer.from(chunk as Buffer));
+    text = Buffer.concat(chunks).toString("utf8");
+  } else {
+    try {
+      text = await readFile(path, "utf8");
+    } catch (error) {
+      throw new AgentError(
+        "USAGE",
+        `--file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+  try {
+    const YAML = await import("yaml");
+    return YAML.parse(text);
+  } catch (error) {
+    throw new AgentError(
+      "SPEC_INVALID",
+      `--file ${path}: not valid JSON or YAML: ${(error as Error).message.split("\n")[0]}`,
+    );
+  }
+}
+
+export async function buildSpec(
+  opts: SpecOpts,
+  argv: string[],
+  config: SubmitterConfig,
+  io: CliIo,
+  namespace?: string,
+): Promise<JobSpec> {
+  const fromFile = opts.file === undefined ? {} : await readInput(opts.file, io);
+  if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
+    throw new AgentError("SPEC_INVALID", `--file ${opts.file}: must hold a JSON/YAML object`);
+  }
+  const req: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
+  const set = (key: string, value: unknown): void => {
+    if (value !== undefined) req[key] = value;
+  };
+  set("name", opts.name);
+  set("user_id", opts.userId);
+  set("namespace", opts.namespace);
+  set("framework", opts.framework);
+  set("image", opts.image);
+  set("num_nodes", opts.nodes);
+  set("proc_per_node", opts.procPerNode);
+  set("cpu_request", opts.cpu);
+  set("cpu_limit", opts.cpuLimit);
+  set("memory_request", opts.memory);
+  set("memory_limit", opts.memoryLimit);
+  set("gpu_count", opts.gpu);
+  set("runtime", opts.runtime);
+  set("agent", opts.agent);
+  set("dataset_id", opts.datasetId);
+  set("checkpoint_uri", opts.checkpointUri);
+  if (req.framework === undefined && opts.file === undefined) req.framework = "pytorch";
+  if (opts.command !== undefined && argv.length > 0)
+    throw new AgentError("USAGE", "give the command either with --command or after --, not both");
+  if (opts.command !== undefined) req.command = opts.command;
+  if (argv.length > 0) req.command = argv;
+  if (opts.env.length > 0) {
+    const env = Array.isArray(req.env_vars) ? [...(req.env_vars as unknown[])] : [];
+    for (const item of opts.env) {
+      const eq = item.indexOf("=");
+      if (eq <= 0) throw new AgentError("USAGE", `--env ${JSON.stringify(item.split("=")[0])}: expected NAME=VALUE`);
+      env.push({ name: item.slice(0, eq), value: item.slice(eq + 1) });
+    }
+    req.env_vars = env;
+  }
+  if (opts.volume.length > 0) {
+    const volumes = Array.isArray(req.volumes) ? [...(req.volumes as unknown[])] : [];
+    for (const item of opts.volume) {
+      const parts = item.split(":");
+      if (parts.length < 3 || parts.length > 4 || (parts[3] !== undefined && parts[3] !== "ro" && parts[3] !== "rw")) {
+        throw new AgentError("USAGE", `--volume ${item}: expected NAME:PVC:/PATH[:ro]`);
+      }
+      volumes.push({ name: parts[0], pvc: parts[1], mountPath: parts[2], readOnly: parts[3] === "ro" });
+    }
+    req.volumes = volumes;
+  }
+  if (opts.code.length > 0) {
+    const files: Record<string, string> = {};
+    for (const file of opts.code) {
+      if (files[basename(file)] !== undefined) {
+        throw new AgentError("USAGE", `--code ${file}: another --code file is also named ${basename(file)}`);
+      }
+      try {
+        files[basename(file)] = await readFile(file, "utf8");
+      } catch (error) {
+        throw new AgentError(
+          "USAGE",
+          `--code ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+          { cause: error },
+        );
+      }
+    }
+    req.training_code = files;
+  }
+  if (opts.backendUrl !== undefined || opts.jobId !== undefined) {
+    req.callback = {
+      ...((req.callback as object | undefined) ?? {}),
+      ...(opts.backendUrl === undefined ? {} : { base_url: opts.backendUrl }),
+      ...(opts.jobId === undefined ? {} : { job_id: opts.jobId }),
+    };
+  }
+  if (opts.storageSecret !== undefined || opts.s3Endpoint !== undefined || opts.s3Bucket !== undefined) {
+    req.storage = {
+      ...((req.storage as object | undefined) ?? config.storage ?? {}),
+      ...(opts.storageSecret === undefined ? {} : { credentials_secret: opts.storageSecret }),
+      ...(opts.s3Endpoint === undefined ? {} : { endpoint: opts.s3Endpoint }),
+      ...(opts.s3Bucket === undefined ? {} : { bucket: opts.s3Bucket }),
+    };
+  }
+  return normalizeJobRequest(req, {
+    ...normalizeOptionsFrom(config, namespace),
+    ...(io.now === undefined ? {} : { now: io.now }),
+  });
+}
+
+/** A submitter and the kubeconfig context's namespace (the default, as for kubectl). */
+export interface Connected {
+  readonly submitter: Submitter;
+  readonly currentNamespace: string;
+}
