@@ -22,6 +22,7 @@ import {
 import { parseDockerIgnore } from "../../src/packaging/dockerfile/ignore.ts";
 import { IMAGES } from "../../src/packaging/images.ts";
 import { DEFAULT_INSTALL_DIR } from "../../src/packaging/install.ts";
+import { AGENT_DIR } from "../../src/submitter/spec.ts";
 import { parseAllDocuments } from "yaml";
 import { flag, parseDockerfile, splitWords } from "../../src/packaging/dockerfile/parse.ts";
 
@@ -135,6 +136,7 @@ describe("runtimes and the agent image agree", () => {
     const [, ...installArgs] = entrypoint;
     const installDir = installArgs.at(-1)!;
     expect(installDir).toBe(DEFAULT_INSTALL_DIR);
+    expect(AGENT_DIR).toBe(DEFAULT_INSTALL_DIR); // where trainjob's rendered pods expect the agent
     const files = (await readdir(join(REPO_ROOT, "runtimes"), { recursive: true })).filter((f) => /\.ya?ml$/.test(f));
     let seen = 0;
     for (const file of files) {
