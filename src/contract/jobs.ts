@@ -8,11 +8,9 @@ import { JOB_STATES } from "./job-state.ts";
 /** A job id: safe in a URL path segment, an S3 key (`checkpoints/job-{id}/`) and a Kubernetes label value. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 
-export const JobId = z
-  .string()
-  .regex(JOB_ID_PATTERN, {
-    message: "must be 1-63 letters, digits, '.', '_' or '-', starting and ending alphanumeric",
-  });
+export const JobId = z.string().regex(JOB_ID_PATTERN, {
+  message: "must be 1-63 letters, digits, '.', '_' or '-', starting and ending alphanumeric",
+});
 
 /** `POST /v1/jobs` body (optional). */
 export const CreateJobRequest = z.object({
