@@ -36,6 +36,8 @@ export async function resolvePlugin(options: ResolvePluginOptions): Promise<Trai
   const builtinOptions = options.probe === undefined ? {} : { probe: options.probe };
   if (options.plugin === undefined || options.plugin.trim() === "") {
     const name = framework ?? "python";
+    const bundled = isBuiltinFramework(name) ? undefined : await bundledPlugin(name);
+    if (bundled !== undefined) return guard(bundled, builtinPlugin("python", builtinOptions));
     if (!isBuiltinFramework(name))
       throw new AgentError(
         "PLUGIN_NOT_FOUND",
@@ -45,7 +47,7 @@ export async function resolvePlugin(options: ResolvePluginOptions): Promise<Trai
   }
 
   const spec = options.plugin.trim();
-  const external = await loadPlugin(spec, options.cwd, framework);
+  const external = (await bundledPlugin(spec)) ?? (await loadPlugin(spec, options.cwd, framework));
   let fallback: BuiltinFramework = "python";
   if (framework !== undefined && framework !== external.name) {
     if (!isBuiltinFramework(framework))
@@ -59,6 +61,17 @@ export async function resolvePlugin(options: ResolvePluginOptions): Promise<Trai
     fallback = framework;
   }
   return guard(external, builtinPlugin(fallback, builtinOptions));
+}
+
+/**
+ * The example plugins shipped with the agent (`keras`, `ultralytics`), by bare name: they work from the single
+ * file and an installed package alike. A bare name that is not one of them is looked up as a package.
+ */
+async function bundledPlugin(spec: string): Promise<TrainerPlugin | undefined> {
+  if (!/^[a-z][a-z0-9._-]*$/.test(spec)) return undefined;
+  const { EXAMPLE_PLUGINS } = await import("./examples/index.ts");
+  const factory = Object.hasOwn(EXAMPLE_PLUGINS, spec) ? EXAMPLE_PLUGINS[spec] : undefined;
+  return factory === undefined ? undefined : definePlugin(factory());
 }
 
 /** Imports a plugin module and validates its default export (a plugin, or a factory returning one). */

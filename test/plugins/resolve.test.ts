@@ -81,6 +81,18 @@ describe("resolvePlugin: built-ins", () => {
     expect((await resolvePlugin({ framework: "PyTorch", cwd: dir, probe })).name).toBe("pytorch");
   });
 
+  it("resolves the bundled example plugins by bare name, as --plugin or as --framework", async () => {
+    const asPlugin = await resolvePlugin({ framework: "pytorch", plugin: "ultralytics", cwd: dir, probe });
+    expect(asPlugin.name).toBe("ultralytics");
+    expect(asPlugin.parseLine).toBeTypeOf("function");
+    const asFramework = await resolvePlugin({ framework: "keras", cwd: dir, probe });
+    expect(asFramework.name).toBe("keras");
+    const reports = asFramework.parseLine?.("Epoch 3/10", { stream: "stdout" });
+    expect(reports ?? []).toEqual([]); // the epoch header alone is not a report: the metrics line completes it
+    const env = await asFramework.env?.(ctx({ PET_NNODES: "2", PET_NODE_RANK: "1" }));
+    expect(env).toMatchObject({ RANK: "1", WORLD_SIZE: "2" }); // falls back to the python built-in
+  });
+
   it("defaults to python", async () => {
     const p = await resolvePlugin({ cwd: dir, probe });
     expect(p.name).toBe("python");
