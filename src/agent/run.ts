@@ -315,26 +315,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   if (callbacks !== undefined) {
     const finalMetrics = tracker.finalMetrics();
     const logTail = result?.logTail.join("\n");
-    const { nodeRank, nnodes } = config.distributed;
-    if (status === "succeeded" && nodeRank !== 0 && nnodes > 1) {
-      // Only node rank 0 may end a multi-node job as succeeded: a worker that finishes first would otherwise
-      // close the job before rank 0's last epochs and checkpoints arrive. A failure on any node still ends it.
-      await callbacks.finishWithEvent("node_succeeded", `node ${nodeRank} finished`, {
-        node_rank: nodeRank,
-        exit_code: exitCode,
-        checkpoints,
-        duration_seconds: Math.max(0, (now() - startedAt) / 1000),
-      });
-    } else
-      await callbacks.done({
-        status,
-        exit_code: exitCode,
-        ...(reason !== undefined && { reason }),
-        ...(logTail !== undefined && logTail !== "" && { log_tail: logTail }),
-        ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
-        checkpoints,
-        duration_seconds: Math.max(0, (now() - startedAt) / 1000),
-      });
+    await callbacks.done({
+      status,
+      exit_code: exitCode,
+      ...(reason !== undefined && { reason }),
+      ...(logTail !== undefined && logTail !== "" && { log_tail: logTail }),
+      ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
+      checkpoints,
+      duration_seconds: Math.max(0, (now() - startedAt) / 1000),
+    });
     await callbacks.close();
   }
   log.info({ status, exit_code: exitCode, duration_seconds: (now() - startedAt) / 1000 }, "agent done");

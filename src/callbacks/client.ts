@@ -32,11 +32,6 @@ export interface CallbackClient {
   event(type: string, message?: string, data?: Record<string, unknown>): void;
   /** Sends the pending events, then `done`; resolves true when the backend accepted `done` before the deadline. */
   done(fields: DoneFields): Promise<boolean>;
-  /**
-   * Like `done`, but the last report is an event: how a worker node (node rank > 0) of a multi-node job says it
-   * finished cleanly without ending the whole job, whose success only node rank 0 can declare.
-   */
-  finishWithEvent(type: string, message?: string, data?: Record<string, unknown>): Promise<boolean>;
   /** Starts delivering (reports queued before are kept). Called once the child runs, to keep start-up lean. */
   start(): void;
   /** Stops delivering and releases connections. */
@@ -275,18 +270,43 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       kick();
     },
     async done(fields) {
+      if (closed) return false;
+      const deadlineMs = config.doneDeadlineSeconds * 1000;
+      finishing = { deadline: now() + deadlineMs, signal: AbortSignal.timeout(Math.max(1, deadlineMs)) };
+      currentWait?.abort(new Error("done started"));
+      started = true;
       const body: Record<string, unknown> = { checkpoints: [], ...fields };
       if (typeof fields.log_tail === "string" && fields.log_tail.length > MAX_LOG_TAIL)
         body.log_tail = fields.log_tail.slice(-MAX_LOG_TAIL);
       if (typeof fields.reason === "string" && fields.reason.length > 4_096)
         body.reason = `${fields.reason.slice(0, 4_093)}...`;
-      return finish({ kind: "done", body: stamp(body), key: randomUUID() });
-    },
-    async finishWithEvent(type, message, data) {
-      const body: Record<string, unknown> = { type };
-      if (message !== undefined) body.message = message;
-      if (data !== undefined) body.data = data;
-      return finish({ kind: "event", body: stamp(body), key: randomUUID() });
+      const item: Item = { kind: "done", body: stamp(body), key: randomUUID() };
+      const { signal } = finishing;
+      if (sending !== null) await Promise.race([sending, new Promise((r) => signal.addEventListener("abort", r))]);
+      sending = null;
+      await pump();
+      if (signal.aborted) {
+        log.warn(
+          { code: "CALLBACK_FAILED", deadline_seconds: config.doneDeadlineSeconds },
+          "done not delivered before the deadline",
+        );
+        return false;
+      }
+      const ok =
+        (await deliver(
+          item,
+          {
+            ...basePolicy,
+            maxRetries: Infinity,
+            maxDelayMs: Math.min(basePolicy.maxDelayMs, 5_000),
+            deadlineMs: Math.max(0, finishing.deadline - now()),
+            retryOn: (error) => !closed && isRetryableCallbackError(error),
+            retryAfterMs: (e) => (e instanceof CallbackHttpError ? e.retryAfterMs : undefined),
+          },
+          signal,
+        )) === "ok";
+      if (ok) log.debug("done delivered");
+      return ok;
     },
     start() {
       started = true;
@@ -298,41 +318,6 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       await transport.close();
     },
   };
-
-  /** The last report: pending reports get one try each, then `item` is retried until the done deadline. */
-  async function finish(item: Item): Promise<boolean> {
-    if (closed) return false;
-    const deadlineMs = config.doneDeadlineSeconds * 1000;
-    finishing = { deadline: now() + deadlineMs, signal: AbortSignal.timeout(Math.max(1, deadlineMs)) };
-    currentWait?.abort(new Error("done started"));
-    started = true;
-    const { signal } = finishing;
-    if (sending !== null) await Promise.race([sending, new Promise((r) => signal.addEventListener("abort", r))]);
-    sending = null;
-    await pump();
-    if (signal.aborted) {
-      log.warn(
-        { code: "CALLBACK_FAILED", deadline_seconds: config.doneDeadlineSeconds },
-        "done not delivered before the deadline",
-      );
-      return false;
-    }
-    const ok =
-      (await deliver(
-        item,
-        {
-          ...basePolicy,
-          maxRetries: Infinity,
-          maxDelayMs: Math.min(basePolicy.maxDelayMs, 5_000),
-          deadlineMs: Math.max(0, finishing.deadline - now()),
-          retryOn: (error) => !closed && isRetryableCallbackError(error),
-          retryAfterMs: (e) => (e instanceof CallbackHttpError ? e.retryAfterMs : undefined),
-        },
-        signal,
-      )) === "ok";
-    if (ok) log.debug({ kind: item.kind }, "final report delivered");
-    return ok;
-  }
 }
 
 function describe(error: unknown): string {

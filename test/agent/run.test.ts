@@ -130,26 +130,6 @@ describe("trainer-agent run (real process)", () => {
     });
   });
 
-  it("a worker node (rank 1 of 2) that succeeds ends with a node_succeeded event, not done; a failing one sends done", async () => {
-    const b = await backend();
-    const worker = { PET_NNODES: "2", PET_NODE_RANK: "1" };
-    const ok = await agent(["--", "/bin/sh", "-c", "exit 0"], cb(b, worker));
-    expect(ok.code).toBe(0);
-    expect(b.of("done")).toHaveLength(0);
-    expect(
-      b
-        .of("event")
-        .map((r) => r.body)
-        .at(-1),
-    ).toMatchObject({
-      type: "node_succeeded",
-      data: { node_rank: 1, exit_code: 0 },
-    });
-    const failed = await agent(["--", "/bin/sh", "-c", "exit 4"], cb(b, worker));
-    expect(failed.code).toBe(4);
-    expect(b.of("done").map((r) => r.body)).toMatchObject([{ status: "failed", exit_code: 4 }]);
-  });
-
   it("hands ordinary lines to a --plugin's parseLine and survives a plugin that throws", async () => {
     const b = await backend();
     const run = await agent(
