@@ -323,6 +323,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
       checkpoints,
       duration_seconds: Math.max(0, (now() - startedAt) / 1000),
+      // A multi-node job ends when every node has succeeded, or at the first failure: the backend needs both.
+      ...(config.distributed.nnodes > 1 && {
+        node_rank: config.distributed.nodeRank,
+        nnodes: config.distributed.nnodes,
+      }),
     });
     await callbacks.close();
   }

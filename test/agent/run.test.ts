@@ -130,6 +130,16 @@ describe("trainer-agent run (real process)", () => {
     });
   });
 
+  it("a node of a multi-node job says which node it is in done (the backend ends the job once all succeeded)", async () => {
+    const b = await backend();
+    const single = await agent(["--", "/bin/sh", "-c", "exit 0"], cb(b));
+    expect(single.code).toBe(0);
+    expect(b.of("done")[0]?.body).not.toHaveProperty("node_rank");
+    const worker = await agent(["--", "/bin/sh", "-c", "exit 4"], cb(b, { PET_NNODES: "2", PET_NODE_RANK: "1" }));
+    expect(worker.code).toBe(4);
+    expect(b.of("done")[1]?.body).toMatchObject({ status: "failed", exit_code: 4, node_rank: 1, nnodes: 2 });
+  });
+
   it("hands ordinary lines to a --plugin's parseLine and survives a plugin that throws", async () => {
     const b = await backend();
     const run = await agent(
