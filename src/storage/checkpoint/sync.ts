@@ -24,6 +24,7 @@ import {
   type CheckpointManifest,
   type ManifestFile,
 } from "./layout.ts";
+import { Md5Pool } from "../internal/md5-pool.ts";
 import { FileChangedError, uploadFile } from "./upload.ts";
 
 /** What is already in the bucket, by absolute local path (shared with restore, so a restored file is not re-sent). */
@@ -93,6 +94,7 @@ export function startCheckpointSync(
   let running: Promise<void> | undefined;
   let closed = false;
   let seq = 0;
+  const md5 = new Md5Pool();
 
   const unitOf = (p: string): string | undefined => {
     const abs = path.resolve(root, p);
@@ -131,6 +133,7 @@ export function startCheckpointSync(
         minPartSize: ctx.config.partSizeBytes,
         signal: stop.signal,
         onBytes: (n) => progress.add(n),
+        md5,
       });
       progress.add(0, 1);
       known.set(f.abs, { size: up.size, mtimeMs: up.mtimeMs, key, etag: up.etag, partSize: up.partSize });
@@ -287,6 +290,7 @@ export function startCheckpointSync(
         if (!reportsSeen) await scan(true);
         while (running) await running;
       } finally {
+        await md5.close();
         signal?.removeEventListener("abort", onAbort);
       }
       const list = [...stored.values()];
@@ -306,6 +310,7 @@ export function startCheckpointSync(
       halt();
       stop.abort();
       await running?.catch(() => {});
+      await md5.close();
     },
   };
 }

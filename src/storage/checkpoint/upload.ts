@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import { AgentError } from "../../errors/index.ts";
+import type { Md5Pool } from "../internal/md5-pool.ts";
 import type { Pool } from "../internal/pool.ts";
 import type { ObjectStore } from "../store/types.ts";
 
@@ -42,6 +43,8 @@ export async function uploadFile(opts: {
   minPartSize: number;
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
+  /** Hashes parts off the event loop when given. */
+  md5?: Md5Pool;
 }): Promise<UploadedFile> {
   const { store, pool, file, key } = opts;
   const fh = await fs.open(file, "r");
@@ -96,8 +99,10 @@ export async function uploadFile(opts: {
             .run(async () => {
               signal.throwIfAborted();
               const offset = i * partSize;
-              const body = await readPart(offset, Math.min(partSize, size - offset));
-              const digest = createHash("md5").update(body).digest();
+              const read = await readPart(offset, Math.min(partSize, size - offset));
+              const { digest, body } = opts.md5
+                ? await opts.md5.digest(read)
+                : { digest: createHash("md5").update(read).digest(), body: read };
               digests[i] = digest;
               etags[i] = await upload.uploadPart({ partNumber: i + 1, body, md5: digest.toString("base64") }, signal);
               opts.onBytes?.(body.length);
