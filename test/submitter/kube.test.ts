@@ -347,6 +347,26 @@ describe("delete", () => {
   });
 });
 
+describe("an API server that cannot be reached", () => {
+  it("is K8S_FAILED saying so, without the bearer token", async () => {
+    const k8s = await import("@kubernetes/client-node");
+    const kc = new k8s.KubeConfig();
+    const closed = fake.url; // this test's stand-in, closed below
+    await fake.close();
+    kc.loadFromOptions({
+      clusters: [{ name: "gone", server: closed, skipTLSVerify: true }],
+      users: [{ name: "u", token: "secret-bearer-value" }],
+      contexts: [{ name: "gone", cluster: "gone", user: "u" }],
+      currentContext: "gone",
+    });
+    const gone = createSubmitter({ kube: await createKubeClient({ kubeConfig: kc }) });
+    const error = await expectCode(gone.status("team-a", "x"), "K8S_FAILED");
+    expect(error.message).toMatch(/cannot reach the Kubernetes API: .*ECONNREFUSED/);
+    expect(error.message).not.toContain("secret-bearer-value");
+    fake = await startFakeKube(); // for afterEach
+  });
+});
+
 describe("RBAC (runtimes/rbac.yaml) is least privilege", () => {
   it("grants every verb the operations use, and nothing they do not use", async () => {
     fake.addPod("team-a", workerPod("mnist", 0), "x\n");

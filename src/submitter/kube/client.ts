@@ -49,7 +49,15 @@ export function kubeError(error: unknown, what: string): AgentError {
   const e = error as { code?: unknown; body?: unknown; message?: unknown };
   const status = typeof e.code === "number" ? e.code : undefined;
   if (status === undefined) {
-    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    // fetch says only "fetch failed"; the socket error (ECONNREFUSED, ENOTFOUND, a TLS error) is in the causes.
+    let reason = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+    for (
+      let c = (error as { cause?: unknown }).cause, depth = 0;
+      c instanceof Error && depth < 4;
+      c = c.cause, depth += 1
+    ) {
+      reason += `: ${(c as NodeJS.ErrnoException).code ?? c.message.split("\n")[0]}`;
+    }
     return new AgentError("K8S_FAILED", `${what}: cannot reach the Kubernetes API: ${reason}`, { cause: error });
   }
   let body: { message?: unknown; reason?: unknown } = {};
