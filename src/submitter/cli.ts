@@ -131,6 +131,7 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
           follow: opts.follow,
           out: io.stdout as unknown as import("node:stream").Writable,
           signal: abort.signal,
+          onWaiting: (reason) => io.stderr.write(`trainjob: waiting for worker ${opts.worker} to start (${reason})\n`),
           ...(opts.tail === undefined ? {} : { tailLines: Number(opts.tail) }),
         });
         io.stdout.write(text);

@@ -46,6 +46,8 @@ export interface LogsOptions {
   readonly signal?: AbortSignal;
   /** With follow: how long to wait for the worker's pod to start (ms, default 300 000). */
   readonly waitMs?: number;
+  /** With follow: called once when the pod is not there or not started yet, with the reason. */
+  readonly onWaiting?: (reason: string) => void;
 }
 
 export interface SubmitterDeps {
@@ -221,6 +223,7 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         ]);
       }
       const deadline = Date.now() + (options.waitMs ?? 300_000);
+      let waited = false;
       for (;;) {
         try {
           const pod = await findWorkerPod(k, namespace, name, worker);
@@ -235,6 +238,8 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
             isAgentError(error, "K8S_NOT_FOUND") ||
             (isAgentError(error, "K8S_FAILED") && error.details?.status === 400);
           if (!options.follow || !waitable || Date.now() >= deadline || options.signal?.aborted) throw error;
+          if (!waited) options.onWaiting?.((error as Error).message);
+          waited = true;
           await sleep(2000, options.signal).catch(() => undefined);
           if (options.signal?.aborted) return "";
         }

@@ -294,8 +294,11 @@ describe("logs", () => {
     let text = "";
     out.on("data", (d: Buffer) => (text += d.toString()));
     fake.addPod("team-a", workerPod("mnist", 1, { phase: "Pending" }));
-    const following = submitter.logs("team-a", "mnist", 1, { follow: true, out });
-    await expect.poll(() => sleeps.length).toBeGreaterThan(0); // 400 "waiting to start": retried after a sleep
+    const waiting: string[] = [];
+    const following = submitter.logs("team-a", "mnist", 1, { follow: true, out, onWaiting: (r) => waiting.push(r) });
+    await expect.poll(() => sleeps.length).toBeGreaterThan(1); // 400 "waiting to start": retried after a sleep
+    expect(waiting).toHaveLength(1); // told once, not on every retry
+    expect(waiting[0]).toMatch(/waiting to start/);
     fake.store.get("pods")!.get("team-a/mnist-node-0-1-abcde")!.status.phase = "Running";
     await expect
       .poll(() => fake.requests.filter((r) => r.path.endsWith("/log") && r.query.follow === "true").length)
