@@ -1,3 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly (Node >= 22.18 strips types); dist/trainer-agent is the bundled single file.
-import "../src/cli/trainer-agent.ts";
+// From a checkout Node runs the TypeScript sources directly (Node >= 22.18 strips types). Node refuses to strip
+// types under node_modules, so an installed package runs the JavaScript that `npm run build:lib` made (prepack).
+// dist/trainer-agent is the other form: one file with no Node.js needed.
+const installed = import.meta.url.includes("/node_modules/");
+await import(installed ? "../dist/lib/cli/trainer-agent.js" : "../src/cli/trainer-agent.ts");

@@ -6,13 +6,16 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { AgentError } from "../errors/index.ts";
 import { ASSETS, isSingleExecutable, readEmbeddedText } from "./sea.ts";
+import { packagePath } from "./package-root.ts";
 
 /** File name the helper must have to be importable as `trainer_agent`. */
 export const HELPER_FILE_NAME = "trainer_agent.py";
 
 /** Where the helper lives in the source tree (also what the build embeds). */
 export function helperSourcePath(): string {
-  return fileURLToPath(new URL("../../python/trainer_agent.py", import.meta.url));
+  return (
+    packagePath("python", HELPER_FILE_NAME) ?? fileURLToPath(new URL("../../python/trainer_agent.py", import.meta.url))
+  );
 }
 
 export interface HelperSourceOptions {

@@ -6,7 +6,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as sea from "node:sea";
-import { fileURLToPath } from "node:url";
+import { packagePath } from "../../../src/packaging/package-root.ts";
 
 export interface Asset {
   body: Buffer;
@@ -59,11 +59,8 @@ function embeddedAssets(): Map<string, Asset> {
 
 /** Default location of `backend-stub/public/`; undefined where the module has no file URL (a bundled build). */
 export function defaultPublicDir(): string | undefined {
-  try {
-    return fileURLToPath(new URL("../../public/", import.meta.url));
-  } catch {
-    return undefined;
-  }
+  const dir = packagePath("backend-stub", "public");
+  return dir === undefined ? undefined : `${dir}/`;
 }
 
 function uplotDistDir(): string | undefined {

@@ -68,12 +68,11 @@ Examples:
         if (command.length > 0)
           throw new AgentError("USAGE", "--example runs its own command: drop the command after --");
         const { exampleRun, findTorchPython } = await import("../../local/example.ts");
-        const { fileURLToPath } = await import("node:url");
         const { isSingleExecutable } = await import("../../packaging/sea.ts");
         // The single-file build carries no examples (and no module URL): they live in the source checkout.
         const examplesDir = isSingleExecutable()
           ? `${process.cwd()}/examples/`
-          : fileURLToPath(new URL("../../../examples/", import.meta.url));
+          : `${(await import("../../packaging/package-root.ts")).packagePath("examples") ?? `${process.cwd()}/examples`}/`;
         const example = exampleRun(examplesDir, findTorchPython());
         process.stdout.write(`trainer-agent local: example: ${example.description}\n`);
         run = {
