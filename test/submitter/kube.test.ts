@@ -19,6 +19,8 @@ import {
 import { startFakeKube, workerPod, type FakeKube, type RecordedRequest } from "./helpers/fake-kube.ts";
 import { repoRoot } from "./helpers/crd.ts";
 
+/** Generous: a loaded 2-core CI machine can take far longer than vitest's 1 s default. */
+const POLL = { timeout: 15_000, interval: 20 };
 const TJ_PATH = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs";
 const REQUEST = {
   name: "mnist",
@@ -296,15 +298,15 @@ describe("logs", () => {
     fake.addPod("team-a", workerPod("mnist", 1, { phase: "Pending" }));
     const waiting: string[] = [];
     const following = submitter.logs("team-a", "mnist", 1, { follow: true, out, onWaiting: (r) => waiting.push(r) });
-    await expect.poll(() => sleeps.length).toBeGreaterThan(1); // 400 "waiting to start": retried after a sleep
+    await expect.poll(() => sleeps.length, POLL).toBeGreaterThan(1); // 400 "waiting to start": retried after a sleep
     expect(waiting).toHaveLength(1); // told once, not on every retry
     expect(waiting[0]).toMatch(/waiting to start/);
     fake.store.get("pods")!.get("team-a/mnist-node-0-1-abcde")!.status.phase = "Running";
     await expect
-      .poll(() => fake.requests.filter((r) => r.path.endsWith("/log") && r.query.follow === "true").length)
+      .poll(() => fake.requests.filter((r) => r.path.endsWith("/log") && r.query.follow === "true").length, POLL)
       .toBeGreaterThan(1);
     fake.appendLog("team-a", "mnist-node-0-1-abcde", "epoch 1\n");
-    await expect.poll(() => text).toBe("epoch 1\n");
+    await expect.poll(() => text, POLL).toBe("epoch 1\n");
     fake.appendLog("team-a", "mnist-node-0-1-abcde", "epoch 2\n", true);
     await following;
     expect(text).toBe("epoch 1\nepoch 2\n");
@@ -315,7 +317,7 @@ describe("logs", () => {
     const out = new PassThrough();
     const abort = new AbortController();
     const following = submitter.logs("team-a", "mnist", 0, { follow: true, out, signal: abort.signal });
-    await expect.poll(() => fake.requests.some((r) => r.path.endsWith("/log"))).toBe(true);
+    await expect.poll(() => fake.requests.some((r) => r.path.endsWith("/log")), POLL).toBe(true);
     abort.abort();
     await following;
   });
