@@ -11,6 +11,7 @@ import {
 } from "../../src/submitter/index.ts";
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { parse as shellQuoteParse } from "shell-quote";
 import YAML from "yaml";
 import { loadCrd, sharedDir } from "./helpers/crd.ts";
 
@@ -427,6 +428,22 @@ describe("the command is an argv, never shell text", () => {
       expect(e.fields).toEqual(["command"]);
     },
   );
+
+  it.each([
+    `python t.py --msg "hello world" --q 'it''s'`,
+    `python t.py "a \\"quoted\\" word"`,
+    "a\\ b c",
+    `x 'a"b' "c'd" ""`,
+    "torchrun --nproc-per-node=4 train.py --config=/etc/cfg.yaml",
+  ])("agrees with shell-quote where the command has only words and quotes: %s", (line) => {
+    expect(splitCommand(line)).toEqual(shellQuoteParse(line));
+  });
+
+  it("is not shell-quote where that one would leak operator objects or expand $VAR to nothing", () => {
+    expect(shellQuoteParse("python t.py; rm -rf /")).toContainEqual({ op: ";" });
+    expect(shellQuoteParse("echo $HOME")).toEqual(["echo", ""]);
+    expect(splitCommand("echo $HOME")).toEqual(["echo", "$HOME"]);
+  });
 
   it("takes a list as the argv as is", () => {
     const r = render({ ...SEED_PYTORCH, command: ["python", "t.py", "a b", ";", "$(x)"] });
