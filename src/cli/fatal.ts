@@ -19,3 +19,14 @@ export function reportFatal(program: string, error: unknown): void {
   process.stderr.write(`${program}: internal error: ${message}\n`);
   process.exitCode = EXIT_CODES.INTERNAL;
 }
+
+/**
+ * A reader that closes the pipe early (`trainer-agent env | head -1`, `--help | less` quit) is not an error:
+ * without this listener node would die on EPIPE with a stack trace. Other stdout errors still surface unless a
+ * command (run's relay) handles them itself.
+ */
+export function ignoreEpipeOnStdout(): void {
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE" && process.stdout.listenerCount("error") === 1) throw error;
+  });
+}

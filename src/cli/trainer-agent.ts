@@ -3,7 +3,7 @@
  * imports its implementation lazily so `trainer-agent run -- true` starts without loading the S3 or HTTP stacks.
  */
 import { Command } from "commander";
-import { reportFatal } from "./fatal.ts";
+import { ignoreEpipeOnStdout, reportFatal } from "./fatal.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerEnv } from "./commands/env.ts";
 import { registerLocal } from "./commands/local.ts";
@@ -25,12 +25,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   return program;
 }
 
-// A reader that closes the pipe early (`trainer-agent env | head -1`, `--help | less` quit) is not an error: without
-// this listener node would die on EPIPE with a stack trace. Other stdout errors still surface unless a command
-// (run's relay) handles them itself.
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code !== "EPIPE" && process.stdout.listenerCount("error") === 1) throw error;
-});
+ignoreEpipeOnStdout();
 
 // No top-level await: the single-file build (scripts/build-agent.ts) bundles this entry as CommonJS, the format
 // a Node single executable application runs.

@@ -3,7 +3,7 @@
  * src/submitter/cli.ts; this entry only hands them process.env and the standard streams.
  */
 import { Command } from "commander";
-import { reportFatal } from "./fatal.ts";
+import { ignoreEpipeOnStdout, reportFatal } from "./fatal.ts";
 import { registerTrainjobCommands } from "../submitter/cli.ts";
 import pkg from "../../package.json" with { type: "json" };
 
@@ -16,6 +16,8 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerTrainjobCommands(program, env, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
   return program;
 }
+
+ignoreEpipeOnStdout();
 
 buildProgram(process.env)
   .parseAsync(process.argv)
