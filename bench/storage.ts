@@ -220,6 +220,8 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(server.endpoint)}, config=
       const d = path.join(work, "out", name);
       await fs.rm(path.join(work, "out"), { recursive: true, force: true });
       await fs.mkdir(d, { recursive: true });
+      // Flush the previous tool's dirty pages first: otherwise their writeback lands on whoever runs next.
+      await run("sync", []);
       return d;
     };
     const agentEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
