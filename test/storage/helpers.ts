@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { S3Client, PutObjectCommand, CreateBucketCommand } from "@aws-sdk/client-s3";
 import pino from "pino";
+import { afterAll } from "vitest";
 import { loadAgentConfig, type AgentConfig } from "../../src/config/index.ts";
 
 export interface TestServer {
@@ -63,8 +64,16 @@ export async function put(endpoint: string, bucket: string, key: string, body: B
   await client(endpoint).send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
 }
 
+const made: string[] = [];
+// Every temp dir a test file made is removed when that file's tests are done.
+afterAll(async () => {
+  await Promise.all(made.splice(0).map((d) => fs.rm(d, { recursive: true, force: true })));
+});
+
 export async function tmpDir(prefix = "storage-test-"): Promise<string> {
-  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export function config(env: Record<string, string | undefined>): AgentConfig {
