@@ -12,6 +12,7 @@
  * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
  */
 import type { SpawnOptions, ChildProcess } from "node:child_process";
+import { mkdir } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import type { DestinationStream } from "pino";
 import { loadAgentConfig, type AgentConfig, type Env } from "../config/index.ts";
@@ -144,7 +145,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       ...(worldSize(translated, config) !== undefined && { world_size: worldSize(translated, config) }),
     });
 
-    // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR.
+    // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR. The folder exists before anything runs,
+    // as a training script expects on a fresh pod (a read-only or odd mount is the script's to report, not ours).
+    await mkdir(config.storage.checkpointDir, { recursive: true }).catch((error: unknown) =>
+      log.warn({ dir: config.storage.checkpointDir, err: messageOf(error) }, "cannot create CHECKPOINT_DIR"),
+    );
     const extraEnv: Record<string, string> = {};
     if (config.storage.type !== undefined) {
       storage = await openStorage(config, logger, deps);
@@ -263,9 +268,23 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
 
     // 4. Whatever happened to the child, keep its work.
     if (sync !== undefined) {
+      // Bounded, so an unreachable store cannot eat the pod's whole grace period and leave no `done` behind.
+      const [seconds, variable] =
+        cancelReason === undefined
+          ? [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"]
+          : [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"];
+      const deadline = AbortSignal.timeout(seconds * 1000);
       try {
-        checkpoints = await sync.finalSync();
+        checkpoints = await sync.finalSync(deadline);
       } catch (error) {
+        const stored = isAgentError(error) ? error.details?.stored : undefined;
+        if (Array.isArray(stored)) checkpoints = stored as StoredCheckpoint[]; // done still lists what made it
+        if (deadline.aborted)
+          throw new AgentError(
+            "CHECKPOINT_UPLOAD_FAILED",
+            `final checkpoint sync did not finish within ${seconds} s (${variable})`,
+            { cause: error },
+          );
         throw isAgentError(error)
           ? error
           : new AgentError("CHECKPOINT_UPLOAD_FAILED", `final checkpoint upload failed: ${messageOf(error)}`, {

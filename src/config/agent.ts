@@ -81,6 +81,10 @@ export interface AgentConfig {
   callbacks: CallbackConfig;
   storage: StorageConfig;
   terminationGraceSeconds: number;
+  /** Bound on the final checkpoint sync after the command exits on its own, seconds. */
+  finalSyncTimeoutSeconds: number;
+  /** Bound on the final checkpoint sync when the agent was told to terminate (the pod's grace is running), seconds. */
+  terminationSyncSeconds: number;
   /** Lines of child output kept for the done report. */
   logTailLines: number;
   /** `LOG_LEVEL` of the agent's own logs (default info; debug shows retries and reports). */
@@ -141,6 +145,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     callbacks,
     storage,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
+    finalSyncTimeoutSeconds: r.number("FINAL_SYNC_TIMEOUT_SECONDS", { min: 1, max: 86_400, fallback: 1800 }),
+    terminationSyncSeconds: r.number("TERMINATION_SYNC_SECONDS", { min: 1, max: 3600, fallback: 60 }),
     logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
