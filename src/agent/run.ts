@@ -145,13 +145,13 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       ...(worldSize(translated, config) !== undefined && { world_size: worldSize(translated, config) }),
     });
 
-    // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR. The folder exists before anything runs,
-    // as a training script expects on a fresh pod (a read-only or odd mount is the script's to report, not ours).
-    await mkdir(config.storage.checkpointDir, { recursive: true }).catch((error: unknown) =>
-      log.warn({ dir: config.storage.checkpointDir, err: messageOf(error) }, "cannot create CHECKPOINT_DIR"),
-    );
+    // 2. Storage: restore and pull in parallel, then watch CHECKPOINT_DIR. The watched folder exists before anything
+    // runs, as a training script expects on a fresh pod (a read-only mount is the script's to report, not ours).
     const extraEnv: Record<string, string> = {};
     if (config.storage.type !== undefined) {
+      await mkdir(config.storage.checkpointDir, { recursive: true }).catch((error: unknown) =>
+        log.warn({ dir: config.storage.checkpointDir, err: messageOf(error) }, "cannot create CHECKPOINT_DIR"),
+      );
       storage = await openStorage(config, logger, deps);
       const [restored, dataset] = await Promise.all([
         storage.restoreLatestCheckpoint({ signal: prep.signal }),
