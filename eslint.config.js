@@ -1,9 +1,12 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import globals from "globals";
 
 export default tseslint.config(
   { ignores: ["node_modules/", "dist/", "test-artifacts/", "backend-stub/public/vendor/"] },
   js.configs.recommended,
+  // Node globals everywhere but the dashboard's browser script, which declares its own.
+  { ignores: ["backend-stub/public/**"], languageOptions: { globals: globals.node } },
   ...tseslint.configs.recommended,
   {
     rules: {
