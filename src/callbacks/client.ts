@@ -120,7 +120,59 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
     timestamp: new Date(now()).toISOString(),
   });
 
+  /** A token this client renewed itself (newer than the configured one), and whether the backend can renew. */
+  let renewed: string | undefined;
+  let renewal: Promise<void> | undefined;
+  let canRenew = true;
+  /** The token the backend last refused to renew: not asked again (a rotated one may be). */
+  let refused: string | undefined;
+
+  /**
+   * The token for the next request: the configured one (CALLBACK_TOKEN_FILE re-read, so a rotated Secret wins),
+   * or one this client renewed when that expires later. Jobs outlive a 24 h token: in the last quarter of a
+   * token's life the client asks the backend for a new one (`POST /v1/jobs/{id}/token`, the backend stub's
+   * renewal) with the still-valid one; a backend without that endpoint is asked once.
+   */
   async function token(): Promise<string> {
+    const configured = await configuredToken();
+    let best = renewed !== undefined && (expiryOf(renewed) ?? 0) > (expiryOf(configured) ?? 0) ? renewed : configured;
+    if (canRenew && best !== refused && dueForRenewal(best, now())) {
+      renewal ??= renew(best).finally(() => (renewal = undefined));
+      await renewal;
+      if (renewed !== undefined && (expiryOf(renewed) ?? 0) > (expiryOf(best) ?? 0)) best = renewed;
+    }
+    return best;
+  }
+
+  async function renew(current: string): Promise<void> {
+    const url = new URL(`v1/jobs/${encodeURIComponent(options.jobId)}/token`, base);
+    try {
+      const res = await transport.post(url.href, {
+        headers: {
+          authorization: `Bearer ${current}`,
+          "content-type": "application/json",
+          traceparent: options.traceparent,
+        },
+        body: "{}",
+        signal: AbortSignal.timeout(config.requestTimeoutSeconds * 1000),
+        readBody: true,
+      });
+      const fresh = res.status === 200 ? (JSON.parse(res.body ?? "{}") as { token?: unknown }).token : undefined;
+      if (typeof fresh === "string" && fresh.split(".").length === 3) {
+        renewed = fresh;
+        log.info({ expires_at: new Date((expiryOf(fresh) ?? 0) * 1000).toISOString() }, "callback token renewed");
+        return;
+      }
+      if (res.status === 404 || res.status === 405)
+        canRenew = false; // a backend that does not renew
+      else if (res.status === 401 || res.status === 403 || res.status === 409) refused = current;
+      log.warn({ code: "CALLBACK_REJECTED", status: res.status }, "callback token renewal refused");
+    } catch (error) {
+      log.warn({ code: "CALLBACK_FAILED", err: describe(error) }, "callback token renewal failed; will retry");
+    }
+  }
+
+  async function configuredToken(): Promise<string> {
     if (config.tokenFile !== undefined) {
       try {
         const t = (await readFile(config.tokenFile)).trim();
@@ -334,4 +386,33 @@ function describe(error: unknown): string {
       .join(" ");
   }
   return String(error);
+}
+
+/** `exp` of a JWT (seconds), read without verifying it: only to know when to renew; undefined when absent. */
+export function expiryOf(jwt: string): number | undefined {
+  const payload = jwt.split(".")[1];
+  if (payload === undefined) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { exp?: unknown };
+    return typeof claims.exp === "number" ? claims.exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a token is in the last quarter of its life (`iat` to `exp`), or past it. */
+export function dueForRenewal(jwt: string, nowMs: number): boolean {
+  const payload = jwt.split(".")[1];
+  if (payload === undefined) return false;
+  try {
+    const { iat, exp } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
+      iat?: unknown;
+      exp?: unknown;
+    };
+    if (typeof exp !== "number") return false;
+    const life = typeof iat === "number" && iat < exp ? exp - iat : 24 * 3600;
+    return exp * 1000 - nowMs < (life * 1000) / 4;
+  } catch {
+    return false;
+  }
 }

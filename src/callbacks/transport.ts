@@ -6,10 +6,15 @@ export interface PostResult {
   status: number;
   /** Lower-case header names. */
   headers: Record<string, string | string[] | undefined>;
+  /** The answer's body (up to 64 KiB), only when the request asked for it with `readBody`. */
+  body?: string;
 }
 
 export interface Transport {
-  post(url: string, init: { headers: Record<string, string>; body: string; signal: AbortSignal }): Promise<PostResult>;
+  post(
+    url: string,
+    init: { headers: Record<string, string>; body: string; signal: AbortSignal; readBody?: boolean },
+  ): Promise<PostResult>;
   /** Drops keep-alive connections and aborts anything still in flight. */
   close(): Promise<void>;
 }
@@ -32,6 +37,10 @@ export function undiciTransport(): Transport {
         signal: init.signal,
         dispatcher,
       });
+      if (init.readBody === true) {
+        const text = (await res.body.text()).slice(0, 64 * 1024);
+        return { status: res.statusCode, headers: res.headers, body: text };
+      }
       // The body is not needed; read it so the connection can be reused.
       await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
       return { status: res.statusCode, headers: res.headers };

@@ -1,0 +1,61 @@
+/**
+ * Jobs outlive their callback token: the real agent renews it with the real backend stub before it expires.
+ * The stub issues 3-second tokens here; the training reports for about 6 s, so without renewal every report
+ * after the third second, and `done`, would be refused with 401.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dueForRenewal, expiryOf } from "../../src/callbacks/client.ts";
+import { startStub, type Running } from "./helpers.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
+
+let s: Running;
+beforeAll(async () => {
+  s = await startStub({ tokenTtlSeconds: 3 });
+});
+afterAll(async () => {
+  await s.stop();
+});
+
+describe("callback token renewal", () => {
+  it("reads exp and iat without verifying, and renews in the last quarter of a token's life", () => {
+    const jwt = (claims: object) => `e30.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.c2ln`; // header and signature unused
+    expect(expiryOf(jwt({ exp: 1000 }))).toBe(1000);
+    expect(expiryOf("not-a-jwt")).toBeUndefined();
+    const t = jwt({ iat: 0, exp: 400 });
+    expect(dueForRenewal(t, 299_000)).toBe(false);
+    expect(dueForRenewal(t, 301_000)).toBe(true);
+    expect(dueForRenewal(t, 500_000)).toBe(true); // expired: still worth one try
+    expect(dueForRenewal("opaque-token", 0)).toBe(false);
+  });
+
+  it("a run longer than the token's life keeps reporting and its done is accepted", async () => {
+    const job = await s.stub.createJob({ name: "long job" });
+    const script =
+      "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do " +
+      'echo "::trainer::{\\"epoch\\":$i,\\"total_epochs\\":12,\\"metrics\\":{\\"loss\\":0.5}}"; sleep 0.5; done';
+    const child = spawn(process.execPath, [BIN, "run", "--", "/bin/sh", "-c", script], {
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        BACKEND_BASE_URL: s.url,
+        JOB_ID: job.id,
+        CALLBACK_TOKEN: job.token,
+        HEARTBEAT_INTERVAL_SECONDS: "60",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    const code = await new Promise<number | null>((r) => child.on("close", r));
+    expect(code, output).toBe(0);
+    expect(output).toContain("callback token renewed");
+    expect(output).not.toContain('"status":401');
+    expect(output).not.toContain(job.token);
+    const view = await s.stub.getJob(job.id);
+    expect(view?.state).toBe("SUCCEEDED");
+    expect(view?.heartbeats.at(-1)).toMatchObject({ epoch: 12 });
+  }, 60_000);
+});
