@@ -34,6 +34,9 @@ import {
 } from "./s3.ts";
 import { formatSummary, type NodeOutcome } from "./summary.ts";
 
+/** Multipart part size for the embedded S3 server, which refuses bodies over 11 MiB (MiB). */
+const EMBEDDED_PART_SIZE_MB = 8;
+
 export interface LocalOptions {
   nodes: number;
   /** Processes per node (PET_NPROC_PER_NODE): a count or auto/cpu/gpu. */
@@ -148,6 +151,9 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
         S3_BUCKET: target.bucket,
         S3_ACCESS_KEY_ID: target.accessKeyId,
         S3_SECRET_ACCESS_KEY: target.secretAccessKey,
+        // The embedded server takes request bodies up to 11 MiB; the agent's default 16 MiB parts would be
+        // refused (413) for any checkpoint larger than one part.
+        ...(deps.env.STORAGE_PART_SIZE_MB === undefined && { STORAGE_PART_SIZE_MB: String(EMBEDDED_PART_SIZE_MB) }),
       });
     } else if (storage.endpoint !== undefined && storage.bucket !== undefined) {
       target = {

@@ -84,9 +84,8 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     expect(res.stdout).toMatch(/^\[node0\] rank 0\/2: 1000 points/m);
     expect(res.stdout).toMatch(/^\[node1\] rank 1\/2: 1000 points/m);
     expect(res.stdout).toMatch(/state SUCCEEDED/);
-    // No check of the summary's epochs here: node 1 (whose rank sends no heartbeats) may report `done` before node
-    // 0's heartbeats arrive, and the stub refuses reports for an ended job (409). The race-free test below checks
-    // that every epoch reaches the backend.
+    // Every node says which node it is in done, so the job ends only when both have: node 0's epochs all count.
+    expect(res.stdout).toMatch(/^epochs +3\/3/m);
     expect(res.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/job-[\w-]+\/epoch-3\.json/);
     expect(res.stdout).toMatch(/dataset {4}datasets\/data\.tar\.gz \(2 files/);
     // The helper was on PYTHONPATH: its reports went to the agent (no "not running under trainer-agent").
@@ -95,6 +94,26 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     const log0 = await readFile(join(workdir, "node0", "output.log"), "utf8");
     expect(log0).toContain("rank 0 epoch 3/3 loss");
     expect(log0).not.toContain("[node0]");
+  }, 60_000);
+
+  it("stores a checkpoint larger than the embedded server's request limit (multipart parts sized for it)", async () => {
+    const workdir = join(tmp, "run-big-checkpoint");
+    const script = join(tmp, "big_checkpoint.py");
+    await writeFile(
+      script,
+      [
+        "import os, trainer_agent",
+        "path = os.path.join(os.environ['CHECKPOINT_DIR'], 'model.bin')",
+        "if os.environ.get('RANK') == '0':",
+        "    with open(path, 'wb') as f:",
+        "        f.write(os.urandom(24 * 1024 * 1024))",
+        "    trainer_agent.checkpoint(path)",
+        "trainer_agent.report(epoch=1, total_epochs=1, loss=0.1)",
+      ].join("\n"),
+    );
+    const res = await cli(["--nodes", "1", "--workdir", workdir, "--", "python3", script], baseEnv());
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(25165824 B\)/);
   }, 60_000);
 
   it("stops every node cleanly on Ctrl-C: SIGINT -> agents cancel, exit 130, no process left", async () => {
