@@ -8,7 +8,6 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import {
   CALLBACK_SCHEMAS,
   CreateJobRequest,
@@ -41,6 +40,7 @@ import { SseHub } from "./http/sse.ts";
 import { defaultPublicDir, loadAssets, type Asset } from "./http/static.ts";
 import { validateBody } from "./http/validate.ts";
 import { silentLogger, type StubLogger } from "./logger.ts";
+import { listenOn } from "../../src/http/listen.ts";
 
 /** Default callback token lifetime: 24 h, as the seed plan issues them; `POST /v1/jobs/{id}/token` renews. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 24 * 60 * 60;
@@ -537,14 +537,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       await ready();
       const s = createServer({ keepAliveTimeout: 65_000 }, handler);
       server = s;
-      await new Promise<void>((resolve, reject) => {
-        s.once("error", reject);
-        s.listen(port, host, () => {
-          s.off("error", reject);
-          resolve();
-        });
-      });
-      const address = s.address() as AddressInfo;
+      const address = await listenOn(s, port, host);
       const shownHost =
         host === "0.0.0.0" || host === "::"
           ? "127.0.0.1"

@@ -9,12 +9,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { timingSafeEqual } from "node:crypto";
-import type { AddressInfo } from "node:net";
 import type { Secret } from "../../config/index.ts";
 import { isAgentError, type ErrorCode } from "../../errors/index.ts";
 import { DNS1123_LABEL } from "../names.ts";
 import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request.ts";
 import type { Submitter } from "../submitter.ts";
+import { listenOn } from "../../http/listen.ts";
 
 export interface ApiServerOptions {
   readonly submitter: Submitter;
@@ -193,14 +193,7 @@ export function createApiServer(options: ApiServerOptions): Server {
 
 /** Starts the server and resolves with its URL (port 0 = ephemeral). */
 export async function listen(server: Server, port: number, host: string): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
+  const address = await listenOn(server, port, host);
   const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return `http://${shown}:${address.port}`;
 }
