@@ -388,31 +388,27 @@ function describe(error: unknown): string {
   return String(error);
 }
 
-/** `exp` of a JWT (seconds), read without verifying it: only to know when to renew; undefined when absent. */
-export function expiryOf(jwt: string): number | undefined {
+/** `iat` and `exp` of a JWT (seconds), read without verifying it: only to know when to renew. */
+function timesOf(jwt: string): { iat?: number; exp?: number } {
   const payload = jwt.split(".")[1];
-  if (payload === undefined) return undefined;
+  if (payload === undefined) return {};
   try {
-    const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { exp?: unknown };
-    return typeof claims.exp === "number" ? claims.exp : undefined;
+    const { iat, exp } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>;
+    return { ...(typeof iat === "number" && { iat }), ...(typeof exp === "number" && { exp }) };
   } catch {
-    return undefined;
+    return {};
   }
+}
+
+/** `exp` of a JWT (seconds); undefined when absent or unreadable. */
+export function expiryOf(jwt: string): number | undefined {
+  return timesOf(jwt).exp;
 }
 
 /** Whether a token is in the last quarter of its life (`iat` to `exp`), or past it. */
 export function dueForRenewal(jwt: string, nowMs: number): boolean {
-  const payload = jwt.split(".")[1];
-  if (payload === undefined) return false;
-  try {
-    const { iat, exp } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
-      iat?: unknown;
-      exp?: unknown;
-    };
-    if (typeof exp !== "number") return false;
-    const life = typeof iat === "number" && iat < exp ? exp - iat : 24 * 3600;
-    return exp * 1000 - nowMs < (life * 1000) / 4;
-  } catch {
-    return false;
-  }
+  const { iat, exp } = timesOf(jwt);
+  if (exp === undefined) return false;
+  const life = iat !== undefined && iat < exp ? exp - iat : 24 * 3600;
+  return exp * 1000 - nowMs < (life * 1000) / 4;
 }
