@@ -134,14 +134,13 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
    * renewal) with the still-valid one; a backend without that endpoint is asked once.
    */
   async function token(): Promise<string> {
-    const configured = await configuredToken();
-    let best = renewed !== undefined && (expiryOf(renewed) ?? 0) > (expiryOf(configured) ?? 0) ? renewed : configured;
-    if (canRenew && best !== refused && dueForRenewal(best, now())) {
-      renewal ??= renew(best).finally(() => (renewal = undefined));
-      await renewal;
-      if (renewed !== undefined && (expiryOf(renewed) ?? 0) > (expiryOf(best) ?? 0)) best = renewed;
-    }
-    return best;
+    const laterOf = (t: string): string =>
+      renewed !== undefined && (expiryOf(renewed) ?? 0) > (expiryOf(t) ?? 0) ? renewed : t;
+    const best = laterOf(await configuredToken());
+    if (!canRenew || best === refused || !dueForRenewal(best, now())) return best;
+    renewal ??= renew(best).finally(() => (renewal = undefined));
+    await renewal;
+    return laterOf(best);
   }
 
   async function renew(current: string): Promise<void> {
