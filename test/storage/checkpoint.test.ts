@@ -3,6 +3,7 @@ import path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStorage } from "../../src/storage/index.ts";
+import { startFaultProxy } from "./fault-proxy.ts";
 import {
   client,
   config,
@@ -42,6 +43,39 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
 }
 
 describe("checkpoint upload and restore (fauxqs)", () => {
+  it("signs upload bodies as UNSIGNED-PAYLOAD and protects every part with Content-MD5 instead", async () => {
+    const proxy = await startFaultProxy(server.endpoint, () => "pass");
+    const dir = await tmpDir();
+    const storage = await createStorage(config(env(dir, { S3_ENDPOINT: proxy.endpoint, JOB_ID: "unsigned" })), {
+      logger: quietLogger(),
+      tuning,
+    });
+    try {
+      await fs.writeFile(path.join(dir, "small.pt"), Buffer.alloc(1000, 7));
+      await fs.writeFile(path.join(dir, "large.pt"), Buffer.alloc(11 * 1024 * 1024, 9));
+      const sync = storage.startCheckpointSync({});
+      sync.notify("small.pt");
+      sync.notify("large.pt");
+      expect(await sync.finalSync()).toHaveLength(2);
+    } finally {
+      storage.close();
+      await proxy.close();
+    }
+    const bodies = proxy.requests.filter((r) => r.method === "PUT");
+    // small.pt as one PutObject, large.pt as three UploadParts of 5 MiB, and the manifests.
+    expect(bodies.filter((r) => r.url.includes("uploadId="))).toHaveLength(3);
+    expect(bodies.filter((r) => r.url.includes("/small.pt?"))).toHaveLength(1);
+    expect(bodies.filter((r) => r.url.includes("/_manifests/")).length).toBeGreaterThanOrEqual(1);
+    for (const r of bodies) {
+      expect(r.contentSha256, r.url).toBe("UNSIGNED-PAYLOAD");
+      expect(r.contentMd5, r.url).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+    }
+    // Requests whose body is not data keep the SDK's payload hash (CreateMultipartUpload, the Complete XML).
+    const posts = proxy.requests.filter((r) => r.method === "POST");
+    expect(posts).toHaveLength(2);
+    for (const r of posts) expect(r.contentSha256, r.url).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it("uploads reported checkpoints (multipart for a large one), writes manifests, and a new pod restores the latest", async () => {
     const dir = await tmpDir();
     const jobEnv = env(dir, { JOB_ID: "rt" });

@@ -11,7 +11,14 @@ export interface FaultProxy {
   endpoint: string;
   /** Ranged GETs seen so far (1-based index passed to plan). */
   readonly rangedGets: number;
-  readonly requests: { method: string; url: string; range: string | undefined; ifMatch: string | undefined }[];
+  readonly requests: {
+    method: string;
+    url: string;
+    range: string | undefined;
+    ifMatch: string | undefined;
+    contentSha256: string | undefined;
+    contentMd5: string | undefined;
+  }[];
   close(): Promise<void>;
 }
 
@@ -25,7 +32,14 @@ export async function startFaultProxy(
   const sockets = new Set<import("node:net").Socket>();
   const server = http.createServer(async (req, res) => {
     const range = req.headers.range;
-    requests.push({ method: req.method ?? "", url: req.url ?? "", range, ifMatch: req.headers["if-match"] });
+    requests.push({
+      method: req.method ?? "",
+      url: req.url ?? "",
+      range,
+      ifMatch: req.headers["if-match"],
+      contentSha256: req.headers["x-amz-content-sha256"] as string | undefined,
+      contentMd5: req.headers["content-md5"] as string | undefined,
+    });
     let fault: Fault = "pass";
     if (req.method === "GET" && range !== undefined) fault = await plan(++rangedGets, req);
     if (fault === "500") {

@@ -4,6 +4,8 @@
  * do not know them, ranged GETs fail whole-object checksum validation), explicit endpoint and region, path-style for
  * MinIO (virtual-host style needs MINIO_DOMAIN on the server), SDK retries on (standard mode). Integrity is checked
  * by the callers instead: Content-MD5 on every upload, If-Match on every ranged GET, CRC32 per zip entry, ETags.
+ * Uploads are signed with UNSIGNED-PAYLOAD, as the AWS CLI does: over a plain-http endpoint the SDK would otherwise
+ * SHA-256 every body on the event loop (1.2 s of CPU per GiB) for a guarantee Content-MD5 already gives.
  */
 import http from "node:http";
 import https from "node:https";
@@ -55,8 +57,24 @@ export async function createS3Store(
       connectionTimeout: options.connectTimeoutMs,
     },
   });
+  client.middlewareStack.add(unsignedPayload, { step: "build", name: "astragoUnsignedPayload" });
   return new S3Store(s3, client, bucket);
 }
+
+const BODY_COMMANDS = new Set(["PutObjectCommand", "UploadPartCommand"]);
+
+/** Marks upload bodies UNSIGNED-PAYLOAD before signing; the signer then skips hashing them (Content-MD5 stays). */
+const unsignedPayload =
+  <T extends object, R extends object>(
+    next: (args: { request: unknown; input: T }) => Promise<R>,
+    context: { commandName?: string },
+  ): ((args: { request: unknown; input: T }) => Promise<R>) =>
+  async (args) => {
+    const request = args.request as { headers?: Record<string, string> } | undefined;
+    if (BODY_COMMANDS.has(context.commandName ?? "") && request?.headers !== undefined)
+      request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
+    return next(args);
+  };
 
 function unquote(etag: string | undefined): string {
   return (etag ?? "").replace(/^W\//, "").replace(/^"|"$/g, "");
