@@ -4,6 +4,7 @@
  */
 import { Command } from "commander";
 import { ignoreEpipeOnStdout, reportFatal } from "./fatal.ts";
+import { keepYoungGenerationSmall } from "./heap.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerEnv } from "./commands/env.ts";
 import { registerLocal } from "./commands/local.ts";
@@ -26,6 +27,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
 }
 
 ignoreEpipeOnStdout();
+keepYoungGenerationSmall(process.env, process.execArgv);
 
 // No top-level await: the single-file build (scripts/build-agent.ts) bundles this entry as CommonJS, the format
 // a Node single executable application runs.
