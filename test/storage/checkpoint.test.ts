@@ -76,6 +76,27 @@ describe("checkpoint upload and restore (fauxqs)", () => {
     for (const r of posts) expect(r.contentSha256, r.url).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it("reuses part buffers across parts without mixing their bytes (more parts than STORAGE_CONCURRENCY)", async () => {
+    const dir = await tmpDir();
+    const jobEnv = env(dir, { JOB_ID: "reuse", STORAGE_CONCURRENCY: "2" });
+    const storage = await createStorage(config(jobEnv), { logger: quietLogger(), tuning });
+    // Seven 5 MiB parts and a short eighth, each part filled with its own pattern.
+    const part = 5 * 1024 * 1024;
+    const data = Buffer.allocUnsafe(7 * part + 777);
+    for (let i = 0; i < data.length; i++) data[i] = (Math.floor(i / part) * 37 + (i % 251)) & 0xff;
+    await fs.writeFile(path.join(dir, "model.pt"), data);
+    const sync = storage.startCheckpointSync({});
+    sync.notify("model.pt");
+    const [stored] = await sync.finalSync();
+    expect(stored?.etag).toMatch(/-8$/);
+    storage.close();
+    const dir2 = await tmpDir();
+    const storage2 = await createStorage(config(env(dir2, { JOB_ID: "reuse" })), { logger: quietLogger(), tuning });
+    await storage2.restoreLatestCheckpoint({});
+    storage2.close();
+    expect(Buffer.compare(await fs.readFile(path.join(dir2, "model.pt")), data)).toBe(0);
+  });
+
   it("uploads reported checkpoints (multipart for a large one), writes manifests, and a new pod restores the latest", async () => {
     const dir = await tmpDir();
     const jobEnv = env(dir, { JOB_ID: "rt" });
