@@ -202,9 +202,11 @@ export async function pullDataset(
         onFile: () => progress.add(0, 1),
       });
     }
+    await tree.close();
     await replaceDir(tmp, dir);
   } catch (error) {
     await tree.flush().catch(() => {}); // no background write may land after the removal
+    await tree.close();
     await fs.rm(tmp, { recursive: true, force: true });
     progress.done();
     if (error instanceof AgentError) throw error;

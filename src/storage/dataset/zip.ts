@@ -202,21 +202,35 @@ async function extractEntry(src: RangeSource, tree: SafeTree, e: ZipEntry, reade
   }
   const mismatch = (what: string): AgentError => corrupt(src, `entry ${e.name}: ${what}`);
   if (e.kind === "symlink" || e.usize <= SMALL_ENTRY) {
-    const raw = await reader.read(e.csize);
+    const raw = await reader.readChunks(e.csize);
     if (raw === null) throw mismatch("data ends early (truncated?)");
-    let data: Buffer;
+    // A stored entry stays in the socket's chunks (checked and copied once, into the writer's batch).
+    let data: Buffer[];
     try {
-      data = e.method === 8 ? zlib.inflateRawSync(raw, { maxOutputLength: Math.max(e.usize, 1) }) : raw;
+      data =
+        e.method === 8
+          ? [
+              zlib.inflateRawSync(raw.length === 1 ? (raw[0] as Buffer) : Buffer.concat(raw), {
+                maxOutputLength: Math.max(e.usize, 1),
+              }),
+            ]
+          : raw;
     } catch (error) {
       throw corrupt(src, `entry ${e.name}: ${(error as Error).message}`, error);
     }
-    if (data.length !== e.usize) throw mismatch(`size ${data.length} differs from the declared ${e.usize}`);
-    if (zlib.crc32(data) !== e.crc) throw mismatch("CRC32 mismatch");
+    let size = 0;
+    let crc = 0;
+    for (const c of data) {
+      size += c.length;
+      crc = zlib.crc32(c, crc);
+    }
+    if (size !== e.usize) throw mismatch(`size ${size} differs from the declared ${e.usize}`);
+    if (crc !== e.crc) throw mismatch("CRC32 mismatch");
     if (e.kind === "symlink") {
-      tree.symlink(rel, data.toString("utf8"));
+      tree.symlink(rel, Buffer.concat(data).toString("utf8"));
       return used;
     }
-    tree.account(data.length);
+    tree.account(size);
     await tree.writeFile(rel, data, safeMode(e.mode, 0o644));
     return used;
   }

@@ -52,6 +52,18 @@ export class ChunkReader {
     return this.#take(n);
   }
 
+  /** Exactly n bytes as views on the arrived chunks (no copy), or null when the source ends first. */
+  async readChunks(n: number): Promise<Buffer[] | null> {
+    while (this.#length < n) if (!(await this.#more())) return null;
+    const out: Buffer[] = [];
+    for (let left = n; left > 0;) {
+      const b = this.#take(Math.min(left, (this.#chunks[0] as Buffer).length));
+      out.push(b);
+      left -= b.length;
+    }
+    return out;
+  }
+
   /** The next n bytes as they arrive; returns early (short) when the source ends. */
   async *take(n: number): AsyncGenerator<Buffer> {
     let left = n;
