@@ -9,7 +9,16 @@
  * Upload of one large checkpoint: agent (notify + finalSync) vs `aws s3 cp`, boto3 `upload_file`, `rclone copyto`.
  * Each process runs under /usr/bin/time for its peak RSS.
  *
+ * Fairness on one small machine: BENCH_ROUNDS rounds (default 3) with the tools in a different order each round,
+ * the median reported. No extracted tree is deleted while a round runs: this VM's root is ext4 without a journal,
+ * whose inode allocator skips inodes freed in the last ~30 s, so creating 10k files right after deleting 10k costs
+ * several extra seconds of kernel time to whoever comes next. Trees are deleted between rounds, then the bench
+ * waits BENCH_SETTLE_S (default 35) seconds. Uploaded objects are deleted after each upload (the server keeps
+ * everything in memory).
+ *
  * BENCH_SIZE_MB (default 1024) sets the size of the zip and of the large file; BENCH_FILES (default 10000).
+ * BENCH_S3_ENDPOINT (+ BENCH_S3_BUCKET, BENCH_S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) runs the same
+ * comparison against a real MinIO, R2 or S3 bucket instead of the embedded server.
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -116,7 +125,11 @@ async function makeData(dir: string, sizeMb: number, files: number): Promise<{ z
 function agentScript(kind: "pull" | "upload"): string {
   const storage = path.join(ROOT, "src/storage/index.ts");
   const configMod = path.join(ROOT, "src/config/index.ts");
+  const heap = path.join(ROOT, "src/cli/heap.ts");
+  // Starts the way `trainer-agent` starts (src/cli/trainer-agent.ts): young generation kept at its start size.
   return `import pino from ${JSON.stringify(fileURLToPath(import.meta.resolve("pino")))};
+import { keepYoungGenerationSmall } from ${JSON.stringify(heap)};
+keepYoungGenerationSmall(process.env, process.execArgv);
 import fs from "node:fs/promises";
 import path from "node:path";
 import { createStorage } from ${JSON.stringify(storage)};
@@ -167,76 +180,129 @@ async function agentEntry(work: string, kind: "pull" | "upload"): Promise<string
 
 const fmt = (n: number | undefined, d = 1): string => (n === undefined ? "-" : n.toFixed(d));
 
+interface Target {
+  endpoint: string;
+  bucket: string;
+  region: string;
+  keyId: string;
+  secret: string;
+  /** The embedded fauxqs server (which takes request bodies of at most 11 MiB). */
+  embedded: boolean;
+  stop: () => void;
+}
+
+async function openTarget(): Promise<Target> {
+  const endpoint = process.env.BENCH_S3_ENDPOINT;
+  if (endpoint === undefined || endpoint === "") {
+    const server = await startServer();
+    return { ...server, bucket: BUCKET, region: "us-east-1", keyId: KEY_ID, secret: SECRET, embedded: true };
+  }
+  const keyId = process.env.AWS_ACCESS_KEY_ID;
+  const secret = process.env.AWS_SECRET_ACCESS_KEY;
+  if (!keyId || !secret)
+    throw new Error("BENCH_S3_ENDPOINT needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the bucket");
+  return {
+    endpoint,
+    bucket: process.env.BENCH_S3_BUCKET ?? BUCKET,
+    region: process.env.BENCH_S3_REGION ?? "us-east-1",
+    keyId,
+    secret,
+    embedded: false,
+    stop: () => {},
+  };
+}
+
+/** One tool's measurement in a section: run it with a fresh output folder d; drop = big files to remove after. */
+interface Step {
+  tool: string;
+  measure: (d: string) => Promise<Timing>;
+  drop?: string[];
+  after?: () => Promise<unknown>;
+}
+
 export default async function storageBench(): Promise<void> {
   const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 1024);
   const files = Number(process.env.BENCH_FILES ?? 10_000);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  const settleS = Number(process.env.BENCH_SETTLE_S ?? 35);
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "bench-storage-"));
-  const server = await startServer();
+  const target = await openTarget();
+  const { endpoint, bucket } = target;
+  const prefix = "astrago-bench";
   try {
-    console.log(`data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server fauxqs at ${server.endpoint}`);
+    console.log(
+      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.embedded ? `fauxqs (embedded) at ${endpoint}` : endpoint}, bucket ${bucket}; ${rounds} round(s)`,
+    );
     const { zip, big } = await makeData(work, sizeMb, files);
     const zipBytes = (await fs.stat(zip)).size;
     const bigBytes = (await fs.stat(big)).size;
     const awsConfig = path.join(work, "aws-config");
-    await fs.writeFile(awsConfig, "[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n");
+    await fs.writeFile(awsConfig, `[default]\nregion = ${target.region}\ns3 =\n  addressing_style = path\n`);
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       HOME: work,
-      AWS_ACCESS_KEY_ID: KEY_ID,
-      AWS_SECRET_ACCESS_KEY: SECRET,
+      AWS_ACCESS_KEY_ID: target.keyId,
+      AWS_SECRET_ACCESS_KEY: target.secret,
+      AWS_DEFAULT_REGION: target.region,
       AWS_CONFIG_FILE: awsConfig,
       AWS_REQUEST_CHECKSUM_CALCULATION: "WHEN_REQUIRED",
       AWS_RESPONSE_CHECKSUM_VALIDATION: "WHEN_REQUIRED",
       RCLONE_CONFIG_X_TYPE: "s3",
       RCLONE_CONFIG_X_PROVIDER: "Other",
-      RCLONE_CONFIG_X_ENDPOINT: server.endpoint,
-      RCLONE_CONFIG_X_ACCESS_KEY_ID: KEY_ID,
-      RCLONE_CONFIG_X_SECRET_ACCESS_KEY: SECRET,
+      RCLONE_CONFIG_X_ENDPOINT: endpoint,
+      RCLONE_CONFIG_X_ACCESS_KEY_ID: target.keyId,
+      RCLONE_CONFIG_X_SECRET_ACCESS_KEY: target.secret,
       RCLONE_CONFIG_X_FORCE_PATH_STYLE: "true",
-      RCLONE_CONFIG_X_REGION: "us-east-1",
+      RCLONE_CONFIG_X_REGION: target.region,
       // rclone sends files below 200 MiB as one PUT; fauxqs takes at most 11 MiB per request.
-      RCLONE_CONFIG_X_UPLOAD_CUTOFF: "10M",
+      ...(target.embedded ? { RCLONE_CONFIG_X_UPLOAD_CUTOFF: "10M" } : {}),
     };
-    const aws = ["/usr/bin/aws", "--endpoint-url", server.endpoint];
+    const aws = ["/usr/bin/aws", "--endpoint-url", endpoint];
+    const awsRun = (...args: string[]) => run(aws[0] as string, [...aws.slice(1), ...args], { env });
     const py = "/usr/bin/python3";
     const boto = `import boto3, sys, zipfile
 from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=${JSON.stringify(server.endpoint)}, config=Config(s3={"addressing_style": "path"}))
+s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(s3={"addressing_style": "path"}))
 `;
+    const zipKey = `${prefix}/bench.zip`;
+    const bigKey = `${prefix}/big.bin`;
     // Seed the bucket with aws-cli (not timed).
-    await run(aws[0] as string, [...aws.slice(1), "s3", "cp", zip, `s3://${BUCKET}/datasets/bench.zip`, "--quiet"], {
-      env,
-    });
-    await run(aws[0] as string, [...aws.slice(1), "s3", "cp", big, `s3://${BUCKET}/datasets/big.bin`, "--quiet"], {
-      env,
-    });
+    await awsRun("s3", "cp", zip, `s3://${bucket}/${zipKey}`, "--quiet");
+    await awsRun("s3", "cp", big, `s3://${bucket}/${bigKey}`, "--quiet");
     const pullScript = await agentEntry(work, "pull");
     const uploadScript = await agentEntry(work, "upload");
     console.log(
       `agent: ${pullScript.endsWith(".mjs") ? "bundled with esbuild, as the single-file agent ships" : "TypeScript sources"}`,
     );
-
-    const fresh = async (name: string): Promise<string> => {
-      const d = path.join(work, "out", name);
-      await fs.rm(path.join(work, "out"), { recursive: true, force: true });
-      await fs.mkdir(d, { recursive: true });
-      // Flush the previous tool's dirty pages first: otherwise their writeback lands on whoever runs next.
-      await run("sync", []);
-      return d;
-    };
     const agentEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
       ...env,
       NODE_PATH: path.join(ROOT, "node_modules"),
-      S3_ENDPOINT: server.endpoint,
-      S3_BUCKET: BUCKET,
-      S3_ACCESS_KEY_ID: KEY_ID,
-      S3_SECRET_ACCESS_KEY: SECRET,
+      S3_ENDPOINT: endpoint,
+      S3_BUCKET: bucket,
+      S3_REGION: target.region,
+      S3_ACCESS_KEY_ID: target.keyId,
+      S3_SECRET_ACCESS_KEY: target.secret,
       STORAGE_CONCURRENCY: process.env.STORAGE_CONCURRENCY ?? "8",
       // fauxqs accepts request bodies up to 11 MiB; real S3/MinIO/R2 take the default 16 MiB parts.
-      STORAGE_PART_SIZE_MB: "10",
+      ...(target.embedded ? { STORAGE_PART_SIZE_MB: "10" } : {}),
       ...extra,
     });
     const node = process.execPath;
+    const curl = (url: string, out: string) =>
+      timed(
+        "curl",
+        [
+          "-sf",
+          "--aws-sigv4",
+          `aws:amz:${target.region}:s3`,
+          "--user",
+          `${target.keyId}:${target.secret}`,
+          "-o",
+          out,
+          url,
+        ],
+        env,
+      );
 
     const rows: { what: string; tool: string; t: Timing; bytes: number }[] = [];
     const failed: string[] = [];
@@ -253,7 +319,8 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(server.endpoint)}, config=
           String((error as { stderr?: string }).stderr ?? error)
             .split("\n")
             .find((l) => /error|fail/i.test(l)) ?? "failed";
-        failed.push(`${what} / ${tool}: ${why.trim().slice(0, 200)}`);
+        const line = `${what} / ${tool}: ${why.trim().replace(/^\S+ \S+ /, "").slice(0, 200)}`;
+        if (!failed.includes(line)) failed.push(line);
         console.log(`  ${what.padEnd(22)} ${tool.padEnd(26)}  failed`);
       }
     };
@@ -265,143 +332,179 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(server.endpoint)}, config=
     const pz = "pull zip (+extract)";
     const pb = "download large file";
     const up = "upload checkpoint";
-    // Several rounds (BENCH_ROUNDS) report the median: a shared machine's load drifts during a run.
-    const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
-    for (let round = 1; round <= rounds; round++) {
-      if (rounds > 1) console.log(`round ${round}/${rounds}`);
-      // --- pull: zip of many files, download + extract ---
-      let d = await fresh("agent");
-      await add(
-        pz,
-        "agent",
-        timed(node, [pullScript], agentEnv({ DATASET_ID: "bench", DATASET_DIR: path.join(d, "ds") }), ROOT),
-        zipBytes,
-      );
-      d = await fresh("aws");
-      await add(
-        pz,
-        "aws s3 cp + unzip",
-        sequence([
-          () =>
-            timed(
-              aws[0] as string,
-              [...aws.slice(1), "s3", "cp", `s3://${BUCKET}/datasets/bench.zip`, path.join(d, "a.zip"), "--quiet"],
-              env,
-            ),
-          () => timed("unzip", ["-q", path.join(d, "a.zip"), "-d", path.join(d, "ds")], env),
-        ]),
-        zipBytes,
-      );
-      d = await fresh("boto3");
-      await add(
-        pz,
-        "boto3 + zipfile",
-        timed(
-          py,
-          [
-            "-c",
-            `${boto}s3.download_file("${BUCKET}", "datasets/bench.zip", sys.argv[1] + "/a.zip")
+    const out = path.join(work, "out");
+    const zipUrl = `${endpoint}/${bucket}/${zipKey}`;
+    const bigUrl = `${endpoint}/${bucket}/${bigKey}`;
+
+    const pullZip: Step[] = [
+      {
+        tool: "agent",
+        measure: (d) =>
+          timed(
+            node,
+            [pullScript],
+            agentEnv({ DATASET_URI: `s3://${bucket}/${zipKey}`, DATASET_DIR: path.join(d, "ds") }),
+            ROOT,
+          ),
+      },
+      {
+        tool: "aws s3 cp + unzip",
+        measure: (d) =>
+          sequence([
+            () =>
+              timed(
+                aws[0] as string,
+                [...aws.slice(1), "s3", "cp", `s3://${bucket}/${zipKey}`, `${d}/a.zip`, "--quiet"],
+                env,
+              ),
+            () => timed("unzip", ["-q", `${d}/a.zip`, "-d", `${d}/ds`], env),
+          ]),
+        drop: ["a.zip"],
+      },
+      {
+        tool: "boto3 + zipfile",
+        measure: (d) =>
+          timed(
+            py,
+            [
+              "-c",
+              `${boto}s3.download_file("${bucket}", "${zipKey}", sys.argv[1] + "/a.zip")
 zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
-            d,
-          ],
-          env,
-        ),
-        zipBytes,
-      );
-      d = await fresh("rclone");
-      await add(
-        pz,
-        "rclone copy + unzip",
-        sequence([
-          () => timed("rclone", ["copy", `x:${BUCKET}/datasets/bench.zip`, d], env),
-          () => timed("unzip", ["-q", path.join(d, "bench.zip"), "-d", path.join(d, "ds")], env),
-        ]),
-        zipBytes,
-      );
-      d = await fresh("cat");
-      await add(
-        pz,
-        "floor: cat to disk",
-        timed("sh", ["-c", `cat "$0" > "$1"`, zip, path.join(d, "a.zip")], env),
-        zipBytes,
-      );
-      d = await fresh("curl");
-      await add(
-        pz,
-        "floor: one GET (curl)",
-        timed("curl", ["-sf", "-o", path.join(d, "a.zip"), `${server.endpoint}/${BUCKET}/datasets/bench.zip`], env),
-        zipBytes,
-      );
+              d,
+            ],
+            env,
+          ),
+        drop: ["a.zip"],
+      },
+      {
+        tool: "rclone copy + unzip",
+        measure: (d) =>
+          sequence([
+            () => timed("rclone", ["copy", `x:${bucket}/${zipKey}`, d], env),
+            () => timed("unzip", ["-q", `${d}/bench.zip`, "-d", `${d}/ds`], env),
+          ]),
+        drop: ["bench.zip"],
+      },
+      {
+        tool: "floor: cat to disk",
+        measure: (d) => timed("sh", ["-c", `cat "$0" > "$1"`, zip, `${d}/a.zip`], env),
+        drop: ["a.zip"],
+      },
+      { tool: "floor: one GET (curl)", measure: (d) => curl(zipUrl, `${d}/a.zip`), drop: ["a.zip"] },
+    ];
+    const download: Step[] = [
+      {
+        tool: "agent",
+        measure: (d) =>
+          timed(
+            node,
+            [pullScript],
+            agentEnv({ DATASET_URI: `s3://${bucket}/${bigKey}`, DATASET_DIR: path.join(d, "ds") }),
+            ROOT,
+          ),
+        drop: ["ds"],
+      },
+      {
+        tool: "aws s3 cp",
+        measure: (d) =>
+          timed(
+            aws[0] as string,
+            [...aws.slice(1), "s3", "cp", `s3://${bucket}/${bigKey}`, `${d}/big.bin`, "--quiet"],
+            env,
+          ),
+        drop: ["big.bin"],
+      },
+      {
+        tool: "boto3 download_file",
+        measure: (d) =>
+          timed(py, ["-c", `${boto}s3.download_file("${bucket}", "${bigKey}", sys.argv[1] + "/big.bin")`, d], env),
+        drop: ["big.bin"],
+      },
+      {
+        tool: "rclone copy",
+        measure: (d) => timed("rclone", ["copy", `x:${bucket}/${bigKey}`, d], env),
+        drop: ["big.bin"],
+      },
+      {
+        tool: "floor: cat to disk",
+        measure: (d) => timed("sh", ["-c", `cat "$0" > "$1"`, bigFile, `${d}/big.bin`], env),
+        drop: ["big.bin"],
+      },
+      { tool: "floor: one GET (curl)", measure: (d) => curl(bigUrl, `${d}/big.bin`), drop: ["big.bin"] },
+    ];
+    // Uploaded objects are deleted after each upload: the embedded server holds every object in memory.
+    const removeUploads = () => awsRun("s3", "rm", `s3://${bucket}/${prefix}-up/`, "--recursive", "--quiet");
+    const upload = (round: number): Step[] => [
+      {
+        tool: "agent",
+        measure: () =>
+          timed(
+            node,
+            [uploadScript],
+            agentEnv({ JOB_ID: `${prefix}-r${round}`, CHECKPOINT_DIR: ck, BENCH_FILE: bigFile }),
+            ROOT,
+          ),
+        after: () =>
+          awsRun("s3", "rm", `s3://${bucket}/checkpoints/job-${prefix}-r${round}/`, "--recursive", "--quiet"),
+      },
+      {
+        tool: "aws s3 cp",
+        measure: () =>
+          timed(
+            aws[0] as string,
+            [...aws.slice(1), "s3", "cp", bigFile, `s3://${bucket}/${prefix}-up/aws.pt`, "--quiet"],
+            env,
+          ),
+        after: removeUploads,
+      },
+      {
+        tool: "boto3 upload_file",
+        measure: () =>
+          timed(py, ["-c", `${boto}s3.upload_file(sys.argv[1], "${bucket}", "${prefix}-up/boto.pt")`, bigFile], env),
+        after: removeUploads,
+      },
+      {
+        tool: "rclone copyto",
+        measure: () => timed("rclone", ["copyto", bigFile, `x:${bucket}/${prefix}-up/rclone.pt`], env),
+        after: removeUploads,
+      },
+    ];
 
-      // --- download: one large file ---
-      d = await fresh("agent");
-      await add(
-        pb,
-        "agent",
-        timed(
-          node,
-          [pullScript],
-          agentEnv({ DATASET_URI: `s3://${BUCKET}/datasets/big.bin`, DATASET_DIR: path.join(d, "ds") }),
-          ROOT,
-        ),
-        bigBytes,
-      );
-      d = await fresh("aws");
-      await add(
-        pb,
-        "aws s3 cp",
-        timed(
-          aws[0] as string,
-          [...aws.slice(1), "s3", "cp", `s3://${BUCKET}/datasets/big.bin`, path.join(d, "big.bin"), "--quiet"],
-          env,
-        ),
-        bigBytes,
-      );
-      d = await fresh("boto3");
-      await add(
-        pb,
-        "boto3 download_file",
-        timed(py, ["-c", `${boto}s3.download_file("${BUCKET}", "datasets/big.bin", sys.argv[1] + "/big.bin")`, d], env),
-        bigBytes,
-      );
-      d = await fresh("rclone");
-      await add(pb, "rclone copy", timed("rclone", ["copy", `x:${BUCKET}/datasets/big.bin`, d], env), bigBytes);
-      d = await fresh("cat");
-      await add(
-        pb,
-        "floor: cat to disk",
-        timed("sh", ["-c", `cat "$0" > "$1"`, bigFile, path.join(d, "big.bin")], env),
-        bigBytes,
-      );
-      d = await fresh("curl");
-      await add(
-        pb,
-        "floor: one GET (curl)",
-        timed("curl", ["-sf", "-o", path.join(d, "big.bin"), `${server.endpoint}/${BUCKET}/datasets/big.bin`], env),
-        bigBytes,
-      );
+    /** Deletes the extracted trees of earlier rounds, then waits out ext4's recently-deleted-inode window. */
+    const settle = async (): Promise<void> => {
+      await fs.rm(out, { recursive: true, force: true });
+      await run("sync", []);
+      if (settleS > 0) {
+        console.log(
+          `(waiting ${settleS} s after deleting extracted trees: see the note at the top of bench/storage.ts)`,
+        );
+        await new Promise((r) => setTimeout(r, settleS * 1000));
+      }
+    };
+    const section = async (what: string, steps: Step[], bytes: number, round: number): Promise<void> => {
+      // Round r starts at tool r-1: each tool runs first, in the middle and last across the rounds.
+      const k = (round - 1) % steps.length;
+      for (const step of [...steps.slice(k), ...steps.slice(0, k)]) {
+        const d = path.join(out, `r${round}`, `${what.split(" ")[0]}-${step.tool.replace(/[^a-z0-9]+/gi, "-")}`);
+        await fs.mkdir(d, { recursive: true });
+        // Flush the previous tool's dirty pages first: otherwise their writeback lands on whoever runs next.
+        await run("sync", []);
+        await add(what, step.tool, step.measure(d), bytes);
+        for (const f of step.drop ?? []) await fs.rm(path.join(d, f), { recursive: true, force: true });
+        await step.after?.().catch(() => {});
+      }
+    };
 
-      // --- upload: one large checkpoint ---
-      await add(
-        up,
-        "agent",
-        timed(node, [uploadScript], agentEnv({ JOB_ID: "bench", CHECKPOINT_DIR: ck, BENCH_FILE: bigFile }), ROOT),
-        bigBytes,
-      );
-      await add(
-        up,
-        "aws s3 cp",
-        timed(aws[0] as string, [...aws.slice(1), "s3", "cp", bigFile, `s3://${BUCKET}/up/aws.pt`, "--quiet"], env),
-        bigBytes,
-      );
-      await add(
-        up,
-        "boto3 upload_file",
-        timed(py, ["-c", `${boto}s3.upload_file(sys.argv[1], "${BUCKET}", "up/boto.pt")`, bigFile], env),
-        bigBytes,
-      );
-      await add(up, "rclone copyto", timed("rclone", ["copyto", bigFile, `x:${BUCKET}/up/rclone.pt`], env), bigBytes);
+    await settle(); // makeData deleted its 10k-file tree a moment ago
+    for (let round = 1; round <= rounds; round++) {
+      if (round > 1) await settle();
+      if (rounds > 1) console.log(`round ${round}/${rounds}`);
+      await section(pz, pullZip, zipBytes, round);
+      await section(pb, download, bigBytes, round);
+      await section(up, upload(round), bigBytes, round);
     }
+    if (!target.embedded)
+      await awsRun("s3", "rm", `s3://${bucket}/${prefix}/`, "--recursive", "--quiet").catch(() => {});
 
     // Median per tool over the rounds (peak RSS: the highest).
     const byTool = new Map<string, typeof rows>();
@@ -454,7 +557,7 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
     console.log(`  agent peak RSS during the zip pull: ${fmt(rss, 0)} MiB (target < 200 MB)`);
     for (const f of failed) console.log(`  peer failed against this server: ${f}`);
   } finally {
-    server.stop();
+    target.stop();
     await fs.rm(work, { recursive: true, force: true });
   }
 }
