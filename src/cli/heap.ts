@@ -6,13 +6,33 @@
  *
  * The growth factor is read each time V8 considers growing, so it can be set after start-up, which keeps the
  * flag out of the single executable's execArgv (a flag there invalidates its code cache). A user who sizes the
- * young generation in NODE_OPTIONS keeps that choice.
+ * young generation in NODE_OPTIONS keeps that choice (and V8's own collection schedule).
  */
 import v8 from "node:v8";
+import vm from "node:vm";
+import { setScavenger } from "../storage/internal/scavenge.ts";
+
+type Gc = (options?: { type?: "minor" | "major" }) => void;
 
 export function keepYoungGenerationSmall(env: NodeJS.ProcessEnv, execArgv: readonly string[]): boolean {
   const given = [...execArgv, env.NODE_OPTIONS ?? ""].some((a) => /semi[-_]space/.test(a));
   if (given) return false;
   v8.setFlagsFromString("--semi-space-growth-factor=1");
+  installScavenger();
   return true;
+}
+
+/**
+ * Lets transfers run a young-generation collection every few MiB received (src/storage/internal/scavenge.ts).
+ * V8's `gc` function only exists when --expose-gc was set before a context is made: set it, take `gc` from a
+ * fresh context, and leave the main context's globals untouched.
+ */
+function installScavenger(): void {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("typeof gc === 'function' ? gc : undefined") as Gc | undefined;
+    if (gc !== undefined) setScavenger(() => gc({ type: "minor" }));
+  } catch {
+    // Without it, V8 collects on its own schedule: slower and larger, never wrong.
+  }
 }

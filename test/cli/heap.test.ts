@@ -48,3 +48,37 @@ describe("keepYoungGenerationSmall", () => {
     expect(r.applied).toBe(false);
   });
 });
+
+describe("scavenge pacing (src/storage/internal/scavenge.ts)", () => {
+  /** Counts V8's young-generation collections while noteBytes is told 8 MiB arrived, in 64 KiB reads. */
+  const script = `
+import { PerformanceObserver, constants } from "node:perf_hooks";
+import { keepYoungGenerationSmall } from ${JSON.stringify(heapModule)};
+import { noteBytes } from ${JSON.stringify(join(import.meta.dirname, "../../src/storage/internal/scavenge.ts"))};
+keepYoungGenerationSmall(process.env, process.execArgv);
+let minor = 0;
+const obs = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) minor += 1;
+});
+obs.observe({ entryTypes: ["gc"] });
+for (let i = 0; i < 128; i++) noteBytes(64 * 1024);
+await new Promise((r) => setTimeout(r, 50));
+obs.disconnect();
+console.log(JSON.stringify({ minor }));
+`;
+  const minorGcs = async (env: NodeJS.ProcessEnv = {}): Promise<number> => {
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+      env: { PATH: process.env.PATH, ...env },
+    });
+    return (JSON.parse(stdout) as { minor: number }).minor;
+  };
+
+  it("runs a young-generation collection per MiB received once the agent installed the collector", async () => {
+    // 8 MiB noted: 8 scavenges from the pacing (the loop itself allocates far too little to cause one).
+    expect(await minorGcs()).toBeGreaterThanOrEqual(8);
+  });
+
+  it("does nothing when the collector is not installed (young generation sized in NODE_OPTIONS)", async () => {
+    expect(await minorGcs({ NODE_OPTIONS: "--max-semi-space-size=4" })).toBeLessThan(3);
+  });
+});

@@ -9,6 +9,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { AgentError, isAgentError } from "../../errors/index.ts";
 import type { ObjectStore } from "../store/types.ts";
 import type { Pool } from "./pool.ts";
+import { noteBytes } from "./scavenge.ts";
 
 export interface RangeSource {
   store: ObjectStore;
@@ -72,6 +73,7 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
           throw new AgentError("DATASET_CORRUPT", `GET ${where} returned more bytes than requested`);
         pos += chunk.length;
         src.onBytes?.(chunk.length);
+        noteBytes(chunk.length);
         yield chunk;
       }
       if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
