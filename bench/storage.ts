@@ -496,7 +496,10 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       await fs.mkdir(out, { recursive: true });
       await run("sh", ["-c", `cat "$0" > "$1"`, bigFile, warm]);
       await fs.rm(warm, { force: true });
-      if (what === pz) await run("unzip", ["-q", zip, "-d", path.join(out, `r${round}`, "warm-up-tree")]);
+      if (what === pz) {
+        await fs.mkdir(path.join(out, `r${round}`), { recursive: true });
+        await run("unzip", ["-q", zip, "-d", path.join(out, `r${round}`, "warm-up-tree")]);
+      }
       // Round r starts at tool r-1: each tool runs first, in the middle and last across the rounds.
       const k = (round - 1) % steps.length;
       for (const step of [...steps.slice(k), ...steps.slice(0, k)]) {
