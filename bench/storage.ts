@@ -291,21 +291,11 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
       ...extra,
     });
     const node = process.execPath;
+    // The keys go to curl in a file only this user can read, not on its command line (visible in `ps`).
+    const curlConfig = path.join(work, "curl.conf");
+    await fs.writeFile(curlConfig, `user = "${target.keyId}:${target.secret}"\n`, { mode: 0o600 });
     const curl = (url: string, out: string) =>
-      timed(
-        "curl",
-        [
-          "-sf",
-          "--aws-sigv4",
-          `aws:amz:${target.region}:s3`,
-          "--user",
-          `${target.keyId}:${target.secret}`,
-          "-o",
-          out,
-          url,
-        ],
-        env,
-      );
+      timed("curl", ["-sf", "--aws-sigv4", `aws:amz:${target.region}:s3`, "--config", curlConfig, "-o", out, url], env);
 
     const rows: { what: string; tool: string; t: Timing; bytes: number }[] = [];
     const failed: string[] = [];
