@@ -8,8 +8,9 @@
  *
  * Each file's bytes are copied at once into the batch's staging buffer, which moves to the worker and comes back
  * with the answer: no caller memory is ever transferred (a transferred slice of Node's shared buffer pool would
- * break every other user of it), the caller's buffer dies young (cheap to collect), and staging buffers are reused. A file name always goes to the same worker, so two writes of
- * one name land in order. Where workers cannot start, files are written inline with fs.promises.
+ * break every other user of it), the caller's buffer dies young (cheap to collect), and staging buffers are
+ * reused. A file name always goes to the same worker, so two writes of one name land in order. Where workers
+ * cannot start, files are written inline with fs.promises.
  */
 import fs from "node:fs/promises";
 import { Worker } from "node:worker_threads";
@@ -72,10 +73,9 @@ export class FileWriter {
   readonly #lanes: Lane[] = [];
   readonly #pending = new Map<number, Pending>();
   readonly #last = new Map<string, Promise<void>>();
-  /** Staging buffers back from the workers, reused for the next batches. */
+  /** Staging buffers (BATCH_BYTES each) back from the workers, reused for the next batches. */
   readonly #spare: ArrayBuffer[] = [];
   #id = 0;
-  #inline = false;
 
   constructor(workers: number) {
     try {
@@ -102,17 +102,16 @@ export class FileWriter {
         this.#lanes.push({ worker, stage: undefined, used: 0, files: [], ids: [] });
       }
     } catch {
-      this.#inline = true;
-      void this.close();
+      void this.close(); // no lanes left: every write goes inline
     }
   }
 
   /**
    * Queues one file; the promise settles when the batch holding it is written (or fails). Batches leave when they
-   * reach 64 files or 4 MiB, or on flush().
+   * reach BATCH_FILES files or BATCH_BYTES bytes, or on flush().
    */
   write(file: FileToWrite): Promise<void> {
-    if (this.#inline || this.#lanes.length === 0) return this.#writeInline(file);
+    if (this.#lanes.length === 0) return this.#writeInline(file);
     const lane = this.#lanes[hash(file.path) % this.#lanes.length] as Lane;
     const id = this.#id++;
     const done = new Promise<void>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
@@ -121,9 +120,8 @@ export class FileWriter {
     for (const c of chunks) length += c.length;
     if (lane.stage !== undefined && lane.used + length > lane.stage.byteLength) this.#send(lane);
     if (lane.stage === undefined) {
-      const i = this.#spare.findIndex((ab) => ab.byteLength >= length);
       lane.stage =
-        i >= 0 ? (this.#spare.splice(i, 1)[0] as ArrayBuffer) : new ArrayBuffer(Math.max(length, BATCH_BYTES));
+        (length <= BATCH_BYTES ? this.#spare.pop() : undefined) ?? new ArrayBuffer(Math.max(length, BATCH_BYTES));
       lane.used = 0;
     }
     const stage = new Uint8Array(lane.stage);
