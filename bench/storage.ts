@@ -260,8 +260,9 @@ export default async function storageBench(): Promise<void> {
       // rclone sends files below 200 MiB as one PUT; fauxqs takes at most 11 MiB per request.
       ...(target.embedded ? { RCLONE_CONFIG_X_UPLOAD_CUTOFF: "10M" } : {}),
     };
-    const aws = ["/usr/bin/aws", "--endpoint-url", endpoint];
-    const awsRun = (...args: string[]) => run(aws[0] as string, [...aws.slice(1), ...args], { env });
+    const aws = (...args: string[]): string[] => ["--endpoint-url", endpoint, ...args];
+    const awsRun = (...args: string[]) => run("/usr/bin/aws", aws(...args), { env });
+    const awsTimed = (...args: string[]) => timed("/usr/bin/aws", aws(...args), env);
     const py = "/usr/bin/python3";
     const boto = `import boto3, sys, zipfile
 from botocore.config import Config
@@ -332,27 +333,24 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
     const zipUrl = `${endpoint}/${bucket}/${zipKey}`;
     const bigUrl = `${endpoint}/${bucket}/${bigKey}`;
 
+    const agentPulls = (key: string, d: string) =>
+      timed(
+        node,
+        [pullScript],
+        agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds") }),
+        ROOT,
+      );
+
     const pullZip: Step[] = [
       {
         tool: "agent",
-        measure: (d) =>
-          timed(
-            node,
-            [pullScript],
-            agentEnv({ DATASET_URI: `s3://${bucket}/${zipKey}`, DATASET_DIR: path.join(d, "ds") }),
-            ROOT,
-          ),
+        measure: (d) => agentPulls(zipKey, d),
       },
       {
         tool: "aws s3 cp + unzip",
         measure: (d) =>
           sequence([
-            () =>
-              timed(
-                aws[0] as string,
-                [...aws.slice(1), "s3", "cp", `s3://${bucket}/${zipKey}`, `${d}/a.zip`, "--quiet"],
-                env,
-              ),
+            () => awsTimed("s3", "cp", `s3://${bucket}/${zipKey}`, `${d}/a.zip`, "--quiet"),
             () => timed("unzip", ["-q", `${d}/a.zip`, "-d", `${d}/ds`], env),
           ]),
         drop: ["a.zip"],
@@ -391,23 +389,12 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
     const download: Step[] = [
       {
         tool: "agent",
-        measure: (d) =>
-          timed(
-            node,
-            [pullScript],
-            agentEnv({ DATASET_URI: `s3://${bucket}/${bigKey}`, DATASET_DIR: path.join(d, "ds") }),
-            ROOT,
-          ),
+        measure: (d) => agentPulls(bigKey, d),
         drop: ["ds"],
       },
       {
         tool: "aws s3 cp",
-        measure: (d) =>
-          timed(
-            aws[0] as string,
-            [...aws.slice(1), "s3", "cp", `s3://${bucket}/${bigKey}`, `${d}/big.bin`, "--quiet"],
-            env,
-          ),
+        measure: (d) => awsTimed("s3", "cp", `s3://${bucket}/${bigKey}`, `${d}/big.bin`, "--quiet"),
         drop: ["big.bin"],
       },
       {
@@ -445,12 +432,7 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       },
       {
         tool: "aws s3 cp",
-        measure: () =>
-          timed(
-            aws[0] as string,
-            [...aws.slice(1), "s3", "cp", bigFile, `s3://${bucket}/${prefix}-up/aws.pt`, "--quiet"],
-            env,
-          ),
+        measure: () => awsTimed("s3", "cp", bigFile, `s3://${bucket}/${prefix}-up/aws.pt`, "--quiet"),
         after: removeUploads,
       },
       {
