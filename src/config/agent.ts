@@ -69,6 +69,11 @@ export interface StorageConfig {
   /** Parallel ranged GETs / multipart parts in flight. */
   concurrency: number;
   partSizeBytes: number;
+  /**
+   * Ranged GETs from a plain-http endpoint read straight into their destination buffers (store/direct-get.ts);
+   * false sends every GET through the SDK.
+   */
+  directReads: boolean;
   maxDatasetBytes: number;
   maxExpansionRatio: number;
 }
@@ -292,6 +297,7 @@ function readStorage(r: EnvReader): StorageConfig {
     checkpointUpload: r.oneOf("CHECKPOINT_UPLOAD", CHECKPOINT_UPLOAD_MODES, "rank0"),
     concurrency: r.int("STORAGE_CONCURRENCY", { min: 1, max: 64, fallback: 8 }),
     partSizeBytes: r.int("STORAGE_PART_SIZE_MB", { min: 5, max: 5_120, fallback: 16 }) * 1024 * 1024,
+    directReads: r.bool("STORAGE_DIRECT_READS", true),
     maxDatasetBytes: r.int("DATASET_MAX_BYTES", { min: 1, fallback: 1024 ** 4 }),
     maxExpansionRatio: r.number("DATASET_MAX_EXPANSION_RATIO", { min: 1, fallback: 200 }),
   };

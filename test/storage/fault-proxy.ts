@@ -4,8 +4,9 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { verifySigV4 } from "./sigv4-verify.ts";
 
-export type Fault = "pass" | "500" | "reset" | { stallMs: number };
+export type Fault = "pass" | "500" | "reset" | "chunked" | { stallMs: number };
 
 export interface FaultProxy {
   endpoint: string;
@@ -18,21 +19,36 @@ export interface FaultProxy {
     ifMatch: string | undefined;
     contentSha256: string | undefined;
     contentMd5: string | undefined;
+    userAgent: string | undefined;
+    /** Which client connection carried it (1-based, in order of arrival). */
+    connection: number;
+    /** verifySigV4 against the proxy's secret: "ok", or why not. */
+    sigV4: string;
   }[];
+  /** Client connections accepted so far. */
+  readonly connections: number;
+  /** Closes every client connection now (as a server's keep-alive timeout does). */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(
   upstream: string,
   plan: (n: number, req: http.IncomingMessage) => Fault | Promise<Fault>,
+  secret = "S3RVER",
 ): Promise<FaultProxy> {
   const target = new URL(upstream);
   let rangedGets = 0;
   const requests: FaultProxy["requests"] = [];
   const sockets = new Set<import("node:net").Socket>();
+  const connectionOf = new WeakMap<import("node:net").Socket, number>();
+  let connections = 0;
   const server = http.createServer(async (req, res) => {
     const range = req.headers.range;
     requests.push({
+      userAgent: req.headers["user-agent"],
+      connection: connectionOf.get(req.socket) ?? 0,
+      sigV4: verifySigV4(req.method ?? "", req.url ?? "", req.headers, secret),
       method: req.method ?? "",
       url: req.url ?? "",
       range,
@@ -51,6 +67,13 @@ export async function startFaultProxy(
     const up = http.request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (ur) => {
+        if (fault === "chunked") {
+          // The same bytes with Transfer-Encoding: chunked instead of a Content-Length.
+          const { "content-length": _drop, ...rest } = ur.headers;
+          res.writeHead(ur.statusCode ?? 502, { ...rest, "transfer-encoding": "chunked" });
+          ur.pipe(res);
+          return;
+        }
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         if (fault === "reset") {
           let sent = 0;
@@ -88,6 +111,7 @@ export async function startFaultProxy(
     req.pipe(up);
   });
   server.on("connection", (s) => {
+    connectionOf.set(s, ++connections);
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
@@ -99,6 +123,12 @@ export async function startFaultProxy(
       return rangedGets;
     },
     requests,
+    get connections() {
+      return connections;
+    },
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -13,8 +13,9 @@ import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { StorageConfig } from "../../config/agent.ts";
 import { AgentError } from "../../errors/index.ts";
+import { DirectGet } from "./direct-get.ts";
 import { isNotFound, storageError } from "./errors.ts";
-import type { MultipartUpload, ObjectInfo, ObjectStore, PartSpec } from "./types.ts";
+import type { MultipartUpload, ObjectInfo, ObjectStore, PartSpec, RangeRead } from "./types.ts";
 
 export interface S3StoreOptions {
   /** Sockets per host; at least the transfer concurrency. */
@@ -58,7 +59,20 @@ export async function createS3Store(
     },
   });
   client.middlewareStack.add(unsignedPayload, { step: "build", name: "astragoUnsignedPayload" });
-  return new S3Store(s3, client, bucket);
+  // Plain-http, path-style endpoints (MinIO in the cluster) get the zero-copy GET path; TLS (R2, S3) stays on the SDK.
+  const direct =
+    config.directReads && config.endpoint?.protocol === "http:" && config.type !== "s3"
+      ? new DirectGet({
+          endpoint: config.endpoint,
+          bucket,
+          region: config.region,
+          credentials: client.config.credentials,
+          sha256: client.config.sha256,
+          connectTimeoutMs: options.connectTimeoutMs,
+          maxIdle: options.maxSockets,
+        })
+      : undefined;
+  return new S3Store(s3, client, bucket, direct);
 }
 
 const BODY_COMMANDS = new Set(["PutObjectCommand", "UploadPartCommand"]);
@@ -85,11 +99,15 @@ class S3Store implements ObjectStore {
   readonly #s3: S3Module;
   readonly #client: S3Client;
   readonly #bucket: string;
+  readonly #direct: DirectGet | undefined;
+  readonly readInto: ((read: RangeRead) => Promise<boolean>) | undefined;
 
-  constructor(s3: S3Module, client: S3Client, bucket: string) {
+  constructor(s3: S3Module, client: S3Client, bucket: string, direct: DirectGet | undefined) {
     this.#s3 = s3;
     this.#client = client;
     this.#bucket = bucket;
+    this.#direct = direct;
+    this.readInto = direct === undefined ? undefined : (read) => direct.read(read);
     this.label = `s3://${bucket}`;
   }
 
@@ -243,6 +261,7 @@ class S3Store implements ObjectStore {
   }
 
   close(): void {
+    this.#direct?.close();
     this.#client.destroy();
   }
 }

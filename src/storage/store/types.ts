@@ -30,6 +30,22 @@ export interface MultipartUpload {
   abort(): Promise<void>;
 }
 
+/** One ranged read straight into a buffer (ObjectStore.readInto). */
+export interface RangeRead {
+  key: string;
+  start: number;
+  end: number;
+  /** Pinned with If-Match unless empty. */
+  etag: string;
+  /** Receives bytes [start, end) from its byte 0. */
+  into: Buffer;
+  /** Called as bytes land, in order, so a caller can resume after a break. */
+  onBytes: (n: number) => void;
+  /** A body silent for this long fails with STORAGE_FAILED, ms. */
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
 export interface ObjectStore {
   /** `s3://bucket` or `file:///dir`, safe to log (never credentials). */
   readonly label: string;
@@ -42,6 +58,12 @@ export interface ObjectStore {
    * The caller must consume or destroy the stream.
    */
   getRange(key: string, start: number, end: number, etag: string, signal?: AbortSignal): Promise<Readable>;
+  /**
+   * Optional zero-copy path: reads the range into read.into. Resolves false when this attempt must go through
+   * getRange instead (an answer the fast path does not handle); rejects with STORAGE_FAILED when the body broke
+   * off after read.onBytes reported what landed.
+   */
+  readInto?(read: RangeRead): Promise<boolean>;
   putObject(key: string, body: Buffer, md5: string, signal?: AbortSignal): Promise<string>;
   createMultipart(key: string, signal?: AbortSignal): Promise<MultipartUpload>;
   deleteObject(key: string): Promise<void>;

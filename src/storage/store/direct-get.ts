@@ -1,0 +1,305 @@
+/**
+ * Ranged GETs over plain HTTP (a MinIO or other S3-compatible endpoint at http://) that land straight in the
+ * caller's buffer. `net.Socket`'s `onread` reads each socket chunk into the destination itself, so a GiB arrives
+ * with no allocation and no copy. node:http allocates a fresh 64 KiB buffer for every socket read, and the SDK
+ * wraps each one in a stream chunk: on this project's bench machine that costs ~1.7 s of CPU per GiB against
+ * ~0.2 s here, plus the garbage collection that drives RSS up during a pull.
+ *
+ * Requests are signed by the SDK's own SigV4 signer, with the client's credentials and region. Only the success
+ * path lives here. Any answer that is not a plain 200/206 with a Content-Length (an error status, a redirect,
+ * chunked encoding), and any failure before the answer starts (refused, reset, a stale keep-alive socket), returns
+ * false: the caller repeats that request through the SDK, which owns retries and error mapping. A body that breaks
+ * off or stalls after it started rejects with STORAGE_FAILED, after onBytes has reported every byte that landed,
+ * so the caller resumes from there.
+ */
+import net from "node:net";
+import { SignatureV4 } from "@smithy/signature-v4";
+import type { AwsCredentialIdentityProvider, ChecksumConstructor, HashConstructor } from "@smithy/types";
+import { AgentError } from "../../errors/index.ts";
+import type { RangeRead } from "./types.ts";
+
+/** SHA-256 of an empty body: what a GET signs as its payload hash. */
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const HEAD_MAX = 16 * 1024;
+/** Idle keep-alive sockets close after this long (servers drop theirs after 5-60 s). */
+const KEEP_ALIVE_MS = 4_000;
+const HEADER_END = Buffer.from("\r\n\r\n");
+
+export interface DirectGetOptions {
+  endpoint: URL;
+  bucket: string;
+  region: string;
+  credentials: AwsCredentialIdentityProvider;
+  sha256: ChecksumConstructor | HashConstructor;
+  connectTimeoutMs: number;
+  /** Idle keep-alive sockets kept for reuse. */
+  maxIdle: number;
+}
+
+/** S3's encoding of a key in a path: every byte but unreserved ones and `/` percent-encoded. */
+export function encodeKey(key: string): string {
+  return key
+    .split("/")
+    .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join("/");
+}
+
+type Phase = "idle" | "head" | "body";
+/** How a request ended: every byte landed, an answer that is not a plain success, the socket lost, silence, abort. */
+type Outcome = "done" | "not-plain" | "lost" | "stalled" | "aborted";
+/** How far the answer had come: nothing yet, part of its head, its body. */
+type Stage = "before" | "head" | "body";
+
+/** One keep-alive connection whose reads go where the current request wants them. */
+class Conn {
+  readonly socket: net.Socket;
+  readonly #head = Buffer.allocUnsafe(HEAD_MAX);
+  #phase: Phase = "idle";
+  #headLen = 0;
+  #into: Buffer = this.#head;
+  #filled = 0;
+  #remaining = 0;
+  #keepAlive = true;
+  #request: RangeRead | undefined;
+  #settle: ((outcome: Outcome, stage: Stage, received: number) => void) | undefined;
+
+  constructor(host: string, port: number) {
+    this.socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: () => this.#nextBuffer(),
+        callback: (n: number) => {
+          this.#onRead(n);
+          return true; // never pause: the destination is already reserved
+        },
+      },
+    });
+  }
+
+  get busy(): boolean {
+    return this.#settle !== undefined;
+  }
+
+  get reusable(): boolean {
+    return this.#keepAlive && !this.socket.destroyed;
+  }
+
+  #nextBuffer(): Buffer {
+    if (this.#phase === "body") return this.#into.subarray(this.#filled, this.#filled + this.#remaining);
+    if (this.#phase === "head") return this.#head.subarray(this.#headLen);
+    return this.#head; // idle: the next request's head starts at byte 0
+  }
+
+  /** Sends one request; settle is called exactly once. */
+  start(req: RangeRead, head: string, settle: (outcome: Outcome, stage: Stage, received: number) => void): void {
+    this.#request = req;
+    this.#settle = settle;
+    this.#headLen = 0;
+    this.#filled = 0;
+    this.#phase = "head";
+    this.socket.write(head);
+  }
+
+  /** Ends the current request (if any) with outcome; anything but "done" drops the socket. */
+  end(outcome: Outcome): void {
+    if (outcome !== "done") this.socket.destroy();
+    const settle = this.#settle;
+    if (settle === undefined) return;
+    const stage: Stage = this.#phase === "body" ? "body" : this.#headLen > 0 ? "head" : "before";
+    const received = stage === "body" ? this.#filled : 0;
+    this.#settle = undefined;
+    this.#request = undefined;
+    this.#phase = "idle";
+    settle(outcome, stage, received);
+  }
+
+  #onRead(n: number): void {
+    const req = this.#request;
+    if (req === undefined) {
+      this.socket.destroy(); // nothing is expected between answers
+      return;
+    }
+    if (this.#phase === "body") {
+      this.#filled += n;
+      this.#remaining -= n;
+      req.onBytes(n);
+      if (this.#remaining === 0) this.end("done");
+      return;
+    }
+    const from = Math.max(0, this.#headLen - 3);
+    this.#headLen += n;
+    const at = this.#head.subarray(0, this.#headLen).indexOf(HEADER_END, from);
+    if (at < 0) {
+      if (this.#headLen === HEAD_MAX) this.end("not-plain");
+      return;
+    }
+    const length = this.#parseHead(this.#head.toString("latin1", 0, at), req);
+    const extra = this.#headLen - at - 4;
+    if (length === undefined || extra > length) {
+      this.end("not-plain");
+      return;
+    }
+    this.#into = req.into;
+    this.#head.copy(this.#into, 0, at + 4, this.#headLen);
+    this.#filled = extra;
+    this.#remaining = length - extra;
+    this.#phase = "body";
+    if (extra > 0) req.onBytes(extra);
+    if (this.#remaining === 0) this.end("done");
+  }
+
+  /** The body length of a plain success answer to req, or undefined for anything else. */
+  #parseHead(text: string, req: RangeRead): number | undefined {
+    const lines = text.split("\r\n");
+    const status = /^HTTP\/1\.([01]) (\d{3}) /.exec(lines[0] ?? "");
+    if (status === null) return undefined;
+    const code = Number(status[2]);
+    let length: number | undefined;
+    let keepAlive = status[1] === "1";
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const colon = line.indexOf(":");
+      if (colon < 0) continue;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      if (name === "content-length") length = /^\d+$/.test(value) ? Number(value) : undefined;
+      else if (name === "transfer-encoding") return undefined;
+      else if (name === "connection") keepAlive = /keep-alive/i.test(value) || (keepAlive && !/close/i.test(value));
+    }
+    this.#keepAlive = keepAlive;
+    if (code !== 206 && !(code === 200 && req.start === 0)) return undefined;
+    return length === req.end - req.start ? length : undefined;
+  }
+}
+
+export class DirectGet {
+  readonly #opts: DirectGetOptions;
+  readonly #signer: SignatureV4;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #hostHeader: string;
+  readonly #basePath: string;
+  readonly #idle: Conn[] = [];
+  #closed = false;
+
+  constructor(opts: DirectGetOptions) {
+    if (opts.endpoint.protocol !== "http:") throw new RangeError("DirectGet reads plain http:// endpoints only");
+    this.#opts = opts;
+    this.#signer = new SignatureV4({
+      service: "s3",
+      region: opts.region,
+      credentials: opts.credentials,
+      sha256: opts.sha256,
+      uriEscapePath: false, // S3 signs the path as sent, encoded once
+      applyChecksum: false,
+    });
+    this.#host = opts.endpoint.hostname.replace(/^\[|\]$/g, "");
+    this.#port = Number(opts.endpoint.port || 80);
+    this.#hostHeader = opts.endpoint.host;
+    this.#basePath = opts.endpoint.pathname.replace(/\/+$/, "");
+  }
+
+  /**
+   * Reads req.start..req.end of req.key into req.into. Resolves true when every byte landed, false when the answer
+   * was not a plain success or the request failed before it started (ask the SDK instead); rejects with
+   * STORAGE_FAILED when the body broke off or stalled, or with the signal's reason when aborted.
+   */
+  async read(req: RangeRead): Promise<boolean> {
+    req.signal?.throwIfAborted();
+    if (this.#closed) return false;
+    const head = await this.#requestHead(req);
+    // A reused socket may have been closed by the server a moment ago: then one fresh connection, silently.
+    const reused = this.#idle.pop();
+    if (reused !== undefined) {
+      const r = await this.#run(reused, true, req, head);
+      if (r !== "stale") return r;
+    }
+    const r = await this.#run(this.#connect(), false, req, head);
+    return r === "stale" ? false : r;
+  }
+
+  #connect(): Conn {
+    const conn = new Conn(this.#host, this.#port);
+    const { socket } = conn;
+    socket.on("error", () => conn.end("lost"));
+    socket.on("end", () => conn.end("lost"));
+    socket.on("close", () => {
+      conn.end("lost");
+      const i = this.#idle.indexOf(conn);
+      if (i >= 0) this.#idle.splice(i, 1);
+    });
+    socket.on("timeout", () => (conn.busy ? conn.end("stalled") : socket.destroy()));
+    return conn;
+  }
+
+  async #requestHead(req: RangeRead): Promise<string> {
+    const headers: Record<string, string> = {
+      host: this.#hostHeader,
+      range: `bytes=${req.start}-${req.end - 1}`,
+      "x-amz-content-sha256": EMPTY_SHA256,
+    };
+    if (req.etag !== "") headers["if-match"] = `"${req.etag}"`;
+    const path = `${this.#basePath}/${encodeKey(this.#opts.bucket)}/${encodeKey(req.key)}`;
+    const signed = await this.#signer.sign({
+      method: "GET",
+      protocol: "http:",
+      hostname: this.#host,
+      port: this.#port,
+      path,
+      query: {},
+      headers,
+    });
+    let head = `GET ${path} HTTP/1.1\r\n`;
+    for (const [k, v] of Object.entries(signed.headers)) head += `${k}: ${v}\r\n`;
+    return `${head}user-agent: astrago-trainer\r\n\r\n`;
+  }
+
+  /** One attempt on conn: as read(), or "stale" when a reused socket failed before any answer. */
+  #run(conn: Conn, reused: boolean, req: RangeRead, head: string): Promise<boolean | "stale"> {
+    const { socket } = conn;
+    const what = `GET s3://${this.#opts.bucket}/${req.key} bytes ${req.start}-${req.end - 1}`;
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => conn.end("aborted");
+      req.signal?.addEventListener("abort", onAbort, { once: true });
+      const connectTimer = reused ? undefined : setTimeout(() => conn.end("lost"), this.#opts.connectTimeoutMs);
+      if (!reused) socket.once("connect", () => clearTimeout(connectTimer));
+      socket.ref();
+      socket.setTimeout(req.idleTimeoutMs);
+      conn.start(req, head, (outcome, stage, received) => {
+        clearTimeout(connectTimer);
+        req.signal?.removeEventListener("abort", onAbort);
+        if (outcome === "done") {
+          this.#release(conn);
+          return resolve(true);
+        }
+        if (outcome === "aborted") return reject(req.signal?.reason as Error);
+        if (stage === "body") {
+          const why =
+            outcome === "stalled"
+              ? `no data for ${Math.round(req.idleTimeoutMs / 1000)} s`
+              : `connection closed after ${received} of ${req.end - req.start} bytes`;
+          return reject(new AgentError("STORAGE_FAILED", `${what}: ${why}`));
+        }
+        resolve(reused && stage === "before" && outcome === "lost" ? "stale" : false);
+      });
+    });
+  }
+
+  #release(conn: Conn): void {
+    const { socket } = conn;
+    if (this.#closed || !conn.reusable || this.#idle.length >= this.#opts.maxIdle) {
+      socket.destroy();
+      return;
+    }
+    socket.setTimeout(KEEP_ALIVE_MS);
+    socket.unref();
+    this.#idle.push(conn);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const conn of this.#idle.splice(0)) conn.socket.destroy();
+  }
+}

@@ -1,0 +1,175 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isAgentError } from "../../src/errors/index.ts";
+import { encodeKey } from "../../src/storage/store/direct-get.ts";
+import { createS3Store } from "../../src/storage/store/s3.ts";
+import type { ObjectStore, RangeRead } from "../../src/storage/store/types.ts";
+import { startFaultProxy, type Fault, type FaultProxy } from "./fault-proxy.ts";
+import { config, createBucket, put, startFauxqs, type TestServer } from "./helpers.ts";
+
+// The zero-copy ranged GET path (store/direct-get.ts) against fauxqs behind the fault proxy, which also checks
+// every request's SigV4 signature (fauxqs does not).
+let server: TestServer;
+const body = randomBytes(3 * 1024 * 1024 + 17);
+const KEY = "dir/a b+c=!'()*~ü.bin";
+let etag = "";
+
+beforeAll(async () => {
+  server = await startFauxqs();
+  await createBucket(server.endpoint, "data");
+  await put(server.endpoint, "data", KEY, body);
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+async function storeThrough(
+  plan: (n: number) => Fault | Promise<Fault>,
+  env: Record<string, string> = {},
+): Promise<{ store: ObjectStore; proxy: FaultProxy; [Symbol.asyncDispose](): Promise<void> }> {
+  const proxy = await startFaultProxy(server.endpoint, plan);
+  const store = await createS3Store(config({ S3_ENDPOINT: proxy.endpoint, ...env }).storage, "data", {
+    maxSockets: 4,
+    requestTimeoutMs: 3_000,
+    connectTimeoutMs: 2_000,
+    maxAttempts: 2,
+  });
+  etag ||= (await store.head(KEY))?.etag ?? "";
+  return {
+    store,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      store.close();
+      await proxy.close();
+    },
+  };
+}
+
+function read(start: number, end: number, extra: Partial<RangeRead> = {}): RangeRead & { landed: number[] } {
+  const landed: number[] = [];
+  return {
+    key: KEY,
+    start,
+    end,
+    etag,
+    into: Buffer.alloc(end - start),
+    onBytes: (n) => landed.push(n),
+    idleTimeoutMs: 2_000,
+    landed,
+    ...extra,
+  };
+}
+
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+describe("direct ranged GETs (plain http, zero-copy)", () => {
+  it("lands exact bytes in the caller's buffer, signed as S3 verifies them, over reused connections", async () => {
+    await using t = await storeThrough(() => "pass");
+    expect(t.store.readInto).toBeDefined();
+    const ranges: [number, number][] = [];
+    for (let s = 0; s < body.length; s += 256 * 1024 + 3) ranges.push([s, Math.min(body.length, s + 256 * 1024 + 3)]);
+    const reads = ranges.map(([s, e]) => read(s, e));
+    // Four at a time, like a pool of four.
+    for (let i = 0; i < reads.length; i += 4)
+      expect(await Promise.all(reads.slice(i, i + 4).map((r) => t.store.readInto?.(r)))).toEqual(
+        reads.slice(i, i + 4).map(() => true),
+      );
+    for (const r of reads) {
+      expect(r.into.equals(body.subarray(r.start, r.end))).toBe(true);
+      expect(sum(r.landed)).toBe(r.end - r.start);
+    }
+    const gets = t.proxy.requests.filter((q) => q.range !== undefined);
+    expect(gets).toHaveLength(reads.length);
+    for (const q of gets) {
+      expect(q.userAgent).toBe("astrago-trainer");
+      expect(q.sigV4).toBe("ok");
+      expect(q.ifMatch).toBe(`"${etag}"`);
+      expect(q.url).toBe(`/data/${encodeKey(KEY)}`);
+    }
+    // 13 GETs over at most 4 connections (the SDK's HEAD came on its own).
+    expect(new Set(gets.map((q) => q.connection)).size).toBeLessThanOrEqual(4);
+  });
+
+  it("the proxy's SigV4 check passes the SDK's own requests and fails a wrong secret", async () => {
+    {
+      await using t = await storeThrough(() => "pass");
+      expect((await t.store.list("dir/")).map((o) => o.key)).toEqual([KEY]);
+      expect(t.proxy.requests.length).toBeGreaterThan(0);
+      for (const q of t.proxy.requests) expect(q.sigV4).toBe("ok");
+    }
+    await using bad = await storeThrough(() => "pass", { S3_SECRET_ACCESS_KEY: "not-the-secret" });
+    expect(await bad.store.readInto?.(read(0, 1000))).toBe(true); // fauxqs does not check: only the proxy can tell
+    expect(bad.proxy.requests.at(-1)?.sigV4).toBe("signature does not match");
+  });
+
+  it("encodes keys the way S3 signs them", () => {
+    expect(encodeKey("a b/c+d/e=f!'()*~_.-ü")).toBe("a%20b/c%2Bd/e%3Df%21%27%28%29%2A~_.-%C3%BC");
+  });
+
+  it.each<[string, Fault]>([
+    ["an error status", "500"],
+    ["a chunked body", "chunked"],
+  ])("declines %s (false, nothing reported): the caller asks the SDK", async (_what, fault) => {
+    await using t = await storeThrough(() => fault);
+    const r = read(10, 5000);
+    expect(await t.store.readInto?.(r)).toBe(false);
+    expect(r.landed).toEqual([]);
+  });
+
+  it("a keep-alive connection the server closed is replaced silently", async () => {
+    await using t = await storeThrough(() => "pass");
+    expect(await t.store.readInto?.(read(0, 100))).toBe(true);
+    t.proxy.dropConnections();
+    await new Promise((r) => setTimeout(r, 50));
+    const r = read(100, 70_000);
+    expect(await t.store.readInto?.(r)).toBe(true);
+    expect(r.into.equals(body.subarray(100, 70_000))).toBe(true);
+    expect(t.proxy.connections).toBe(2);
+  });
+
+  it("a body cut mid-way rejects STORAGE_FAILED after reporting exactly the bytes that landed", async () => {
+    await using t = await storeThrough(() => "reset");
+    const r = read(0, body.length);
+    const error = await t.store.readInto?.(r).catch((e: unknown) => e);
+    expect(isAgentError(error, "STORAGE_FAILED")).toBe(true);
+    expect((error as Error).message).toMatch(/connection closed after \d+ of 3145745 bytes/);
+    const got = sum(r.landed);
+    expect(got).toBeGreaterThan(0);
+    expect(got).toBeLessThan(body.length);
+    expect(r.into.subarray(0, got).equals(body.subarray(0, got))).toBe(true);
+  });
+
+  it("a body that stalls fails after the idle timeout, naming the object and the silence", async () => {
+    await using t = await storeThrough(() => ({ stallMs: 5_000 }));
+    const started = Date.now();
+    const error = await t.store.readInto?.(read(0, 200_000, { idleTimeoutMs: 300 })).catch((e: unknown) => e);
+    expect(isAgentError(error, "STORAGE_FAILED")).toBe(true);
+    expect((error as Error).message).toContain("s3://data/dir/a b+c");
+    expect((error as Error).message).toContain("no data for");
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
+  it("an abort mid-body rejects with the signal's reason at once", async () => {
+    await using t = await storeThrough(() => ({ stallMs: 5_000 }));
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const started = Date.now();
+    const error = await t.store.readInto?.(read(0, 200_000, { signal: ac.signal })).catch((e: unknown) => e);
+    expect((error as Error).name).toBe("AbortError");
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
+  it("is off with STORAGE_DIRECT_READS=false and for https endpoints", async () => {
+    await using t = await storeThrough(() => "pass", { STORAGE_DIRECT_READS: "false" });
+    expect(t.store.readInto).toBeUndefined();
+    const tls = await createS3Store(config({ S3_ENDPOINT: "https://r2.example.invalid" }).storage, "data", {
+      maxSockets: 1,
+      requestTimeoutMs: 1_000,
+      connectTimeoutMs: 1_000,
+      maxAttempts: 1,
+    });
+    expect(tls.readInto).toBeUndefined();
+    tls.close();
+  });
+});
