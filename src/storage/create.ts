@@ -11,7 +11,7 @@ import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
 import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
 import { pullDataset } from "./dataset/pull.ts";
 import { DEFAULT_TUNING, type StorageContext, type StorageTuning } from "./internal/context.ts";
-import { Pool } from "./internal/pool.ts";
+import { PartBuffers, Pool } from "./internal/pool.ts";
 import type { ProgressSink } from "./internal/progress.ts";
 import { createFileStore } from "./store/file.ts";
 import type { ObjectStore } from "./store/types.ts";
@@ -75,6 +75,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
     nodeRank: config.distributed.nodeRank,
     storeFor,
     pool: new Pool(sc.concurrency),
+    buffers: new PartBuffers(tuning.downloadPartSize, sc.concurrency),
     logger: deps.logger,
     now: deps.now ?? Date.now,
     stderr: deps.stderr ?? process.stderr,

@@ -49,7 +49,7 @@ afterAll(async () => {
   await fs.rm(work, { recursive: true, force: true });
 });
 
-async function pullThrough(
+async function pullWith(
   plan: (n: number) => Fault | Promise<Fault>,
   key: string,
   extra: Record<string, string> = {},
@@ -80,7 +80,19 @@ async function pullThrough(
   }
 }
 
-describe("pull through faults (fauxqs behind a fault proxy)", () => {
+// Every case runs with ranged GETs read in place (store/direct-get.ts, the default for http endpoints) and through
+// the SDK's streams.
+describe.each([
+  ["in place", "true"],
+  ["through the SDK", "false"],
+])("pull through faults (fauxqs behind a fault proxy), GETs %s", (_how, direct) => {
+  const pullThrough = (
+    plan: (n: number) => Fault | Promise<Fault>,
+    key: string,
+    extra: Record<string, string> = {},
+    more: Partial<typeof tuning> = {},
+  ) => pullWith(plan, key, { STORAGE_DIRECT_READS: direct, ...extra }, more);
+
   it.each(["datasets/f.zip", "datasets/f.tgz"])(
     "%s: 500 answers on every third ranged GET -> complete and exact",
     async (key) => {
@@ -88,6 +100,11 @@ describe("pull through faults (fauxqs behind a fault proxy)", () => {
       expect(r.error).toBeUndefined();
       expect(await treeHash(r.dir)).toEqual(expected);
       expect(r.proxy.rangedGets).toBeGreaterThan(3);
+      // Signed as S3 checks it, whichever client sent it; in place only where asked.
+      for (const q of r.proxy.requests) expect(q.sigV4).toBe("ok");
+      const own = r.proxy.requests.filter((q) => q.userAgent === "astrago-trainer").length;
+      if (direct === "true") expect(own).toBeGreaterThan(3);
+      else expect(own).toBe(0);
     },
   );
 

@@ -10,8 +10,15 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { AgentError } from "../../errors/index.ts";
 import { ChunkReader } from "../internal/chunk-reader.ts";
-import { forEachLimit } from "../internal/pool.ts";
-import { fetchRange, orderedChunks, rangeChunks, type RangeSource } from "../internal/ranges.ts";
+import { forEachLimit, PartBuffers } from "../internal/pool.ts";
+import {
+  fetchRange,
+  orderedChunks,
+  rangeChunks,
+  readsInPlace,
+  withRange,
+  type RangeSource,
+} from "../internal/ranges.ts";
 import { safeMode, type SafeTree } from "./safe-tree.ts";
 
 interface ZipEntry {
@@ -250,12 +257,19 @@ async function extractEntry(src: RangeSource, tree: SafeTree, e: ZipEntry, reade
   return used;
 }
 
+/** Longest run of small entries read whole into one buffer, where the store reads in place. */
+const IN_PLACE_RUN = 1024 * 1024;
+
 /** Extracts the zip object `src` into tree. `window` = parts in flight for one large entry. */
 export async function extractZip(src: RangeSource, tree: SafeTree, window: number): Promise<void> {
   const { entries } = await readCentralDirectory(src);
   tree.checkDeclared(entries.reduce((n, e) => n + (e.kind === "file" ? e.usize : 0), 0));
   for (const e of entries) tree.clean(e.name);
 
+  // Runs of small entries are fetched as one ranged GET each. Where the store reads in place, a run lands whole in a
+  // reused buffer, so runs are kept to 1 MiB (memory: one buffer per pool slot); otherwise they stream, up to a part.
+  const inPlace = readsInPlace(src);
+  const runCap = inPlace ? Math.min(src.partSize, IN_PLACE_RUN) : src.partSize;
   const groups: ZipEntry[][] = [];
   const large: ZipEntry[] = [];
   let group: ZipEntry[] = [];
@@ -266,7 +280,7 @@ export async function extractZip(src: RangeSource, tree: SafeTree, window: numbe
       large.push(e);
       continue;
     }
-    if (group.length > 0 && (groupBytes + span > src.partSize || (group.at(-1) as ZipEntry).spanEnd !== e.offset)) {
+    if (group.length > 0 && (groupBytes + span > runCap || (group.at(-1) as ZipEntry).spanEnd !== e.offset)) {
       groups.push(group);
       group = [];
       groupBytes = 0;
@@ -278,19 +292,28 @@ export async function extractZip(src: RangeSource, tree: SafeTree, window: numbe
 
   const stop = new AbortController();
   const s: RangeSource = { ...src, signal: src.signal ? AbortSignal.any([src.signal, stop.signal]) : stop.signal };
+  const extractGroup = async (g: ZipEntry[], reader: ChunkReader): Promise<void> => {
+    for (let i = 0; i < g.length; i++) {
+      const e = g[i] as ZipEntry;
+      const used = await extractEntry(s, tree, e, reader);
+      // A data descriptor (or a gap) may sit between this entry's data and the next local header.
+      const gap = e.spanEnd - e.offset - used;
+      if (i + 1 < g.length && gap > 0 && (await reader.read(gap)) === null)
+        throw corrupt(s, `entry ${e.name}: data ends early`);
+    }
+  };
+  const runBuffers = new PartBuffers(runCap, src.pool.limit);
   const smallWork = forEachLimit(groups, src.pool.limit, async (g) => {
+    const start = (g[0] as ZipEntry).offset;
+    const end = (g.at(-1) as ZipEntry).spanEnd;
+    if (inPlace) {
+      await withRange({ ...s, buffers: runBuffers }, start, end, (bytes) => extractGroup(g, new ChunkReader([bytes])));
+      return;
+    }
     const release = await s.pool.acquire();
-    const first = g[0] as ZipEntry;
-    const reader = new ChunkReader(rangeChunks(s, first.offset, (g.at(-1) as ZipEntry).spanEnd));
+    const reader = new ChunkReader(rangeChunks(s, start, end));
     try {
-      for (let i = 0; i < g.length; i++) {
-        const e = g[i] as ZipEntry;
-        const used = await extractEntry(s, tree, e, reader);
-        // A data descriptor (or a gap) may sit between this entry's data and the next local header.
-        const gap = e.spanEnd - e.offset - used;
-        if (i + 1 < g.length && gap > 0 && (await reader.read(gap)) === null)
-          throw corrupt(s, `entry ${e.name}: data ends early`);
-      }
+      await extractGroup(g, reader);
     } finally {
       release();
       await reader.close();

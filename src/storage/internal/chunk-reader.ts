@@ -6,8 +6,14 @@ export class ChunkReader {
   #length = 0;
   #done = false;
 
-  constructor(source: AsyncIterable<Buffer>) {
-    this.#it = source[Symbol.asyncIterator]();
+  /** Over a stream of buffers, or over buffers already in memory. */
+  constructor(source: AsyncIterable<Buffer> | readonly Buffer[]) {
+    if (Array.isArray(source)) {
+      this.#chunks.push(...(source as readonly Buffer[]));
+      this.#length = this.#chunks.reduce((n, c) => n + c.length, 0);
+      this.#done = true;
+      this.#it = { next: async () => ({ done: true, value: undefined }) };
+    } else this.#it = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
 
   async #more(): Promise<boolean> {

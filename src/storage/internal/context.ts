@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { StorageConfig } from "../../config/agent.ts";
 import type { ObjectStore } from "../store/types.ts";
-import type { Pool } from "./pool.ts";
+import type { PartBuffers, Pool } from "./pool.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { RangeSource } from "./ranges.ts";
 
@@ -43,6 +43,8 @@ export interface StorageContext {
   storeFor(bucket: string | undefined): Promise<ObjectStore>;
   /** One pool bounds every GET and part upload in flight (STORAGE_CONCURRENCY). */
   pool: Pool;
+  /** Reused download part buffers (tuning.downloadPartSize each), about one per pool slot. */
+  buffers: PartBuffers;
   logger: Logger;
   now: () => number;
   stderr: ProgressSink | undefined;
@@ -61,6 +63,7 @@ export function rangeSource(
     size: obj.size,
     etag: obj.etag,
     pool: ctx.pool,
+    buffers: ctx.buffers,
     partSize: ctx.tuning.downloadPartSize,
     retries: ctx.tuning.rangeRetries,
     idleTimeoutMs: ctx.tuning.idleTimeoutMs,

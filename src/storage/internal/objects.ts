@@ -9,7 +9,7 @@ import type { ObjectStore } from "../store/types.ts";
 import type { StorageContext } from "./context.ts";
 import { rangeSource } from "./context.ts";
 import { forEachLimit } from "./pool.ts";
-import { downloadToFile, rangeChunks, writeChunksAt } from "./ranges.ts";
+import { downloadToFile, rangeChunks, readsInPlace, withRange, writeAt, writeChunksAt } from "./ranges.ts";
 
 export interface ObjectToFile {
   key: string;
@@ -37,18 +37,21 @@ export async function downloadObjects(
         await downloadToFile(src, fh);
       } else if (o.size > 0) {
         const md5 = opts.verifyMd5 !== false && /^[0-9a-f]{32}$/.test(o.etag) ? createHash("md5") : undefined;
-        const release = await ctx.pool.acquire();
-        try {
-          const hashed = async function* (): AsyncGenerator<Buffer> {
-            for await (const chunk of rangeChunks(src, 0, o.size)) {
-              md5?.update(chunk);
-              yield chunk;
-            }
-          };
-          await writeChunksAt(fh, hashed(), 0);
-        } finally {
-          release();
-        }
+        if (readsInPlace(src))
+          await withRange(src, 0, o.size, async (bytes) => {
+            md5?.update(bytes);
+            await writeAt(fh, bytes, 0);
+          });
+        else
+          await ctx.pool.run(async () => {
+            const hashed = async function* (): AsyncGenerator<Buffer> {
+              for await (const chunk of rangeChunks(src, 0, o.size)) {
+                md5?.update(chunk);
+                yield chunk;
+              }
+            };
+            await writeChunksAt(fh, hashed(), 0);
+          });
         if (md5 !== undefined && md5.digest("hex") !== o.etag)
           throw new AgentError("DATASET_CORRUPT", `${store.label}/${o.key}: content does not match its ETag (MD5)`);
       }

@@ -62,3 +62,31 @@ export async function forEachLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (failed !== undefined) throw failed.error;
 }
+
+/**
+ * Reusable part buffers. A pull moves its GiBs through the same few part-sized buffers instead of allocating one per
+ * part: no garbage for V8 to trace, and RSS stays flat. At most `keep` spares are held.
+ */
+export class PartBuffers {
+  readonly size: number;
+  readonly #keep: number;
+  readonly #spare: ArrayBuffer[] = [];
+
+  constructor(size: number, keep: number) {
+    this.size = size;
+    this.#keep = keep;
+  }
+
+  /** A buffer of exactly n bytes: a view on a pooled one when n <= size. Give it back with give(). */
+  take(n: number): Buffer {
+    if (n > this.size) return Buffer.allocUnsafeSlow(n);
+    const ab = this.#spare.pop() ?? new ArrayBuffer(this.size);
+    return Buffer.from(ab, 0, n);
+  }
+
+  /** Returns a buffer from take(); the caller must not use it afterwards. */
+  give(b: Buffer): void {
+    if (b.buffer.byteLength === this.size && b.buffer instanceof ArrayBuffer && this.#spare.length < this.#keep)
+      this.#spare.push(b.buffer);
+  }
+}

@@ -2,13 +2,14 @@
  * Ranged reads of one object version: every GET carries If-Match on the ETag seen first, so a replaced object
  * fails with DATASET_CHANGED instead of mixing two versions. A body that breaks off (connection reset, stall
  * past the idle timeout, short body) is re-requested from the byte where it stopped; the SDK retries 5xx itself.
+ * Bytes land in buffers the caller owns (readRangeInto), straight from the socket where the store allows it.
  */
 import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { AgentError, isAgentError } from "../../errors/index.ts";
 import type { ObjectStore } from "../store/types.ts";
-import type { Pool } from "./pool.ts";
+import type { PartBuffers, Pool } from "./pool.ts";
 import { noteBytes } from "./scavenge.ts";
 
 export interface RangeSource {
@@ -17,6 +18,8 @@ export interface RangeSource {
   size: number;
   etag: string;
   pool: Pool;
+  /** Reused buffers of partSize for withRange. */
+  buffers: PartBuffers;
   /** Bytes per ranged GET. */
   partSize: number;
   /** Attempts per range after a broken body (the SDK retries failed requests on its own). */
@@ -58,6 +61,38 @@ async function* withIdleTimeout(stream: Readable, idleMs: number, what: string):
   }
 }
 
+/** One attempt through getRange (the SDK or a file): the chunks of [pos, end) as they arrive. */
+async function* streamAttempt(src: RangeSource, pos: number, end: number, where: string): AsyncGenerator<Buffer> {
+  const body = await src.store.getRange(src.key, pos, end, src.etag, src.signal);
+  for await (const chunk of withIdleTimeout(body, src.idleTimeoutMs, `GET ${where}`)) {
+    pos += chunk.length;
+    if (pos > end) throw new AgentError("DATASET_CORRUPT", `GET ${where} returned more bytes than requested`);
+    yield chunk;
+  }
+}
+
+/**
+ * After a failed attempt: rethrows what retrying cannot fix, gives up after src.retries failures in a row, else
+ * waits (exponential backoff with jitter) and returns the new count. `progressed` = bytes the attempt delivered.
+ */
+async function afterFailure(
+  src: RangeSource,
+  where: string,
+  error: unknown,
+  failures: number,
+  progressed: number,
+): Promise<number> {
+  if (isFatal(error)) throw error;
+  // Reset only after real progress: a server that trickles a few bytes per attempt must still fail in bounded time.
+  const n = (progressed >= MIN_PROGRESS ? 0 : failures) + 1;
+  if (n > src.retries)
+    throw new AgentError("STORAGE_FAILED", `GET ${where} failed ${n} times in a row: ${(error as Error).message}`, {
+      cause: error,
+    });
+  await delay(Math.min(200 * 2 ** (n - 1), 5_000) * (0.5 + Math.random()), undefined, { signal: src.signal });
+  return n;
+}
+
 /** The bytes [start, end) of the object as they arrive, resuming a broken body where it stopped. No pool slot. */
 export async function* rangeChunks(src: RangeSource, start: number, end: number): AsyncGenerator<Buffer> {
   let pos = start;
@@ -67,10 +102,7 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
     const before = pos;
     try {
       src.signal?.throwIfAborted();
-      const body = await src.store.getRange(src.key, pos, end, src.etag, src.signal);
-      for await (const chunk of withIdleTimeout(body, src.idleTimeoutMs, `GET ${where}`)) {
-        if (pos + chunk.length > end)
-          throw new AgentError("DATASET_CORRUPT", `GET ${where} returned more bytes than requested`);
+      for await (const chunk of streamAttempt(src, pos, end, where)) {
         pos += chunk.length;
         src.onBytes?.(chunk.length);
         noteBytes(chunk.length);
@@ -78,35 +110,87 @@ export async function* rangeChunks(src: RangeSource, start: number, end: number)
       }
       if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
     } catch (error) {
-      if (isFatal(error)) throw error;
-      // Reset only after real progress: a server that trickles a few bytes per attempt must still fail in bounded time.
-      if (pos - before >= MIN_PROGRESS) failures = 0;
-      failures += 1;
-      if (failures > src.retries)
-        throw new AgentError(
-          "STORAGE_FAILED",
-          `GET ${where} failed ${failures} times in a row: ${(error as Error).message}`,
-          { cause: error },
-        );
-      await delay(Math.min(200 * 2 ** (failures - 1), 5_000) * (0.5 + Math.random()), undefined, {
-        signal: src.signal,
-      });
+      failures = await afterFailure(src, where, error, failures, pos - before);
     }
   }
 }
 
-/** Reads [start, end) into one buffer under a pool slot. */
+/** Whether the store lands ranged reads straight in a buffer (store.readInto): then use withRange over rangeChunks. */
+export function readsInPlace(src: RangeSource): boolean {
+  return src.store.readInto !== undefined;
+}
+
+/**
+ * Reads [start, end) of the object into `into` (from its byte 0), resuming a broken body from the byte where it
+ * stopped. A store with a zero-copy path (store.readInto) lands the bytes in place; otherwise, or when that path
+ * declines an attempt, they are copied from getRange's stream. No pool slot.
+ */
+export async function readRangeInto(src: RangeSource, start: number, end: number, into: Buffer): Promise<void> {
+  let pos = start;
+  let failures = 0;
+  const where = `${src.store.label}/${src.key} bytes ${start}-${end - 1}`;
+  const landed = (n: number): void => {
+    pos += n;
+    src.onBytes?.(n);
+    noteBytes(n); // what consumes these bytes leaves garbage (inflated entries, staging copies): let it die young
+  };
+  while (pos < end) {
+    const before = pos;
+    try {
+      src.signal?.throwIfAborted();
+      const inPlace =
+        src.store.readInto !== undefined &&
+        (await src.store.readInto({
+          key: src.key,
+          start: pos,
+          end,
+          etag: src.etag,
+          into: into.subarray(pos - start, end - start),
+          onBytes: landed,
+          idleTimeoutMs: src.idleTimeoutMs,
+          signal: src.signal,
+        }));
+      if (!inPlace)
+        for await (const chunk of streamAttempt(src, pos, end, where)) {
+          chunk.copy(into, pos - start);
+          landed(chunk.length);
+        }
+      if (pos < end) throw new AgentError("STORAGE_FAILED", `GET ${where}: body ended after ${pos - start} bytes`);
+    } catch (error) {
+      failures = await afterFailure(src, where, error, failures, pos - before);
+    }
+  }
+}
+
+/** Reads [start, end) into a new buffer under a pool slot (the caller keeps it). */
 export async function fetchRange(src: RangeSource, start: number, end: number): Promise<Buffer> {
   const release = await src.pool.acquire();
   try {
     const out = Buffer.allocUnsafe(end - start);
-    let at = 0;
-    for await (const chunk of rangeChunks(src, start, end)) {
-      chunk.copy(out, at);
-      at += chunk.length;
-    }
+    await readRangeInto(src, start, end, out);
     return out;
   } finally {
+    release();
+  }
+}
+
+/**
+ * Runs use() on [start, end) read into a reused part buffer, all under one pool slot. The buffer goes back to the
+ * pool when use() settles: use() must not keep it (or views on it) past that.
+ */
+export async function withRange<T>(
+  src: RangeSource,
+  start: number,
+  end: number,
+  use: (bytes: Buffer) => Promise<T>,
+): Promise<T> {
+  const release = await src.pool.acquire();
+  const buf = src.buffers.take(end - start);
+  try {
+    await readRangeInto(src, start, end, buf);
+    return await use(buf);
+  } finally {
+    src.buffers.give(buf);
     release();
   }
 }
@@ -150,15 +234,20 @@ export async function* orderedChunks(
   }
 }
 
-/** Downloads the whole object into fh at fileOffset + object offset, parts in parallel through the pool. */
+/**
+ * Downloads the whole object into fh, parts in parallel through the pool, each written at its offset: read whole
+ * into reused part buffers where the store reads in place, else streamed in ~1 MiB writes.
+ */
 export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<void> {
   const parts: [number, number][] = [];
   for (let s = 0; s < src.size; s += src.partSize) parts.push([s, Math.min(src.size, s + src.partSize)]);
   const stop = new AbortController();
   const part: RangeSource = { ...src, signal: src.signal ? AbortSignal.any([src.signal, stop.signal]) : stop.signal };
+  const inPlace = readsInPlace(src);
   try {
     await Promise.all(
       parts.map(async ([s, e]) => {
+        if (inPlace) return withRange(part, s, e, (bytes) => writeAt(fh, bytes, s));
         const release = await src.pool.acquire();
         try {
           await writeChunksAt(fh, rangeChunks(part, s, e), s);
@@ -171,6 +260,12 @@ export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<
     stop.abort();
     throw error;
   }
+}
+
+/** Writes all of bytes at pos (a short write, rare on regular files, is finished). */
+export async function writeAt(fh: FileHandle, bytes: Buffer, pos: number): Promise<void> {
+  for (let done = 0; done < bytes.length;)
+    done += (await fh.write(bytes, done, bytes.length - done, pos + done)).bytesWritten;
 }
 
 const WRITE_BATCH = 1024 * 1024;
@@ -186,12 +281,8 @@ export async function writeChunksAt(fh: FileHandle, chunks: AsyncIterable<Buffer
   let inFlight: Promise<void> = Promise.resolve();
   const flush = async (bufs: Buffer[], pos: number, len: number): Promise<void> => {
     const { bytesWritten } = await fh.writev(bufs, pos);
-    if (bytesWritten !== len) {
-      // Short vectored write (rare on regular files): finish it plainly.
-      const rest = Buffer.concat(bufs).subarray(bytesWritten);
-      for (let done = 0; done < rest.length;)
-        done += (await fh.write(rest, done, rest.length - done, pos + bytesWritten + done)).bytesWritten;
-    }
+    // Short vectored write (rare on regular files): finish it plainly.
+    if (bytesWritten !== len) await writeAt(fh, Buffer.concat(bufs).subarray(bytesWritten), pos + bytesWritten);
   };
   for await (const chunk of chunks) {
     batch.push(chunk);
