@@ -333,18 +333,25 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
     const zipUrl = `${endpoint}/${bucket}/${zipKey}`;
     const bigUrl = `${endpoint}/${bucket}/${bigKey}`;
 
-    const agentPulls = (key: string, d: string) =>
+    const agentPulls = (key: string, d: string, extra: Record<string, string> = {}) =>
       timed(
         node,
         [pullScript],
-        agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds") }),
+        agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds"), ...extra }),
         ROOT,
       );
+    // The same agent with every ranged GET through the SDK's streams: what the in-place reads of a plain-http
+    // endpoint (store/direct-get.ts) gain, and what an https endpoint (R2, S3) gets.
+    const sdkGets = { STORAGE_DIRECT_READS: "false" };
 
     const pullZip: Step[] = [
       {
         tool: "agent",
         measure: (d) => agentPulls(zipKey, d),
+      },
+      {
+        tool: "agent, GETs through the SDK",
+        measure: (d) => agentPulls(zipKey, d, sdkGets),
       },
       {
         tool: "aws s3 cp + unzip",
@@ -390,6 +397,11 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       {
         tool: "agent",
         measure: (d) => agentPulls(bigKey, d),
+        drop: ["ds"],
+      },
+      {
+        tool: "agent, GETs through the SDK",
+        measure: (d) => agentPulls(bigKey, d, sdkGets),
         drop: ["ds"],
       },
       {
@@ -527,7 +539,8 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       );
     }
     const sec = (what: string, tool: string): number =>
-      rows.find((r) => r.what === what && r.tool.startsWith(tool))?.t.seconds ?? NaN;
+      rows.find((r) => r.what === what && (tool === "agent" ? r.tool === tool : r.tool.startsWith(tool)))?.t.seconds ??
+      NaN;
     const agentPull = sec(pz, "agent");
     const rss = rows.find((r) => r.what === pz && r.tool === "agent")?.t.rssMb ?? NaN;
     console.log("");
@@ -545,6 +558,10 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       `  upload: ${fmt(sec(up, "aws") / sec(up, "agent"), 2)}x aws-cli, ${fmt(sec(up, "boto3") / sec(up, "agent"), 2)}x boto3 (target >= 1.5x)`,
     );
     console.log(`  agent peak RSS during the zip pull: ${fmt(rss, 0)} MiB (target < 200 MB)`);
+    const viaSdk = "agent, GETs through the SDK";
+    console.log(
+      `  in-place GETs vs through the SDK: pull zip ${fmt(sec(pz, viaSdk) / agentPull, 2)}x, download file ${fmt(sec(pb, viaSdk) / sec(pb, "agent"), 2)}x`,
+    );
     for (const f of failed) console.log(`  peer failed against this server: ${f}`);
   } finally {
     target.stop();

@@ -117,6 +117,12 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
     expect(r.landed).toEqual([]);
   });
 
+  it("leaves an ETag that cannot travel in a header as it is to the SDK (no request sent)", async () => {
+    await using t = await storeThrough(() => "pass");
+    expect(await t.store.readInto?.(read(0, 10, { etag: 'abc"\r\nx-injected: 1' }))).toBe(false);
+    expect(t.proxy.requests).toEqual([]);
+  });
+
   it("a keep-alive connection the server closed is replaced silently", async () => {
     await using t = await storeThrough(() => "pass");
     expect(await t.store.readInto?.(read(0, 100))).toBe(true);

@@ -111,6 +111,7 @@ class Conn {
     const received = stage === "body" ? this.#filled : 0;
     this.#settle = undefined;
     this.#request = undefined;
+    this.#into = this.#head; // keep no hold on the caller's buffer
     this.#phase = "idle";
     settle(outcome, stage, received);
   }
@@ -208,7 +209,8 @@ export class DirectGet {
    */
   async read(req: RangeRead): Promise<boolean> {
     req.signal?.throwIfAborted();
-    if (this.#closed) return false;
+    // An ETag that could not travel in a header as it is (a server's oddity) is left to the SDK.
+    if (this.#closed || !/^[\x21-\x7e]*$/.test(req.etag)) return false;
     const head = await this.#requestHead(req);
     // A reused socket may have been closed by the server a moment ago: then one fresh connection, silently.
     const reused = this.#idle.pop();
