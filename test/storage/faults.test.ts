@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +22,7 @@ import {
 let server: TestServer;
 let work: string;
 let expected: Record<string, string>;
+let bigObject: Buffer;
 const tuning = {
   downloadPartSize: 64 * 1024,
   requestTimeoutMs: 3_000,
@@ -37,6 +39,8 @@ beforeAll(async () => {
   await fs.mkdir(src);
   await makeTree(src, { bigBytes: 600_000 });
   expected = await treeHash(src);
+  bigObject = randomBytes(600_000);
+  await put(server.endpoint, "data", "objects/big.bin", bigObject);
   for (const kind of ["zip", "tgz"] as const) {
     const file = path.join(work, `ds.${kind}`);
     archive(src, file, kind);
@@ -118,6 +122,13 @@ describe.each([
       expect(r.proxy.requests.some((q) => q.range !== undefined && !/^bytes=\d+-\d+$/.test(q.range))).toBe(false);
     },
   );
+
+  it("a single object of many parts, with resets mid-body: each part written at its offset, exact", async () => {
+    const r = await pullThrough((n) => (n % 4 === 0 ? "reset" : "pass"), "objects/big.bin", {}, { rangeRetries: 8 });
+    expect(r.error).toBeUndefined();
+    expect(r.proxy.rangedGets).toBeGreaterThan(9); // 600 kB in 64 KiB parts
+    expect((await fs.readFile(path.join(r.dir, "big.bin"))).equals(bigObject)).toBe(true);
+  });
 
   it("stalled bodies (slower than the idle timeout) are dropped and re-requested", async () => {
     const r = await pullThrough((n) => (n <= 3 ? { stallMs: 2_000 } : "pass"), "datasets/f.zip");
