@@ -41,11 +41,14 @@ interface Timing {
   rssMb: number | undefined;
   /** For the agent: the transfer alone, without node start-up and module loading. */
   innerSeconds?: number;
+  /** CPU of the process (all its threads), s: user and kernel. */
+  userSeconds?: number;
+  sysSeconds?: number;
 }
 
 async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<Timing> {
   const started = process.hrtime.bigint();
-  const { stderr } = await run("/usr/bin/time", ["-f", "__maxrss_kb=%M", cmd, ...args], {
+  const { stderr } = await run("/usr/bin/time", ["-f", "__maxrss_kb=%M __user_s=%U __sys_s=%S", cmd, ...args], {
     env,
     cwd,
     maxBuffer: 64 * 1024 * 1024,
@@ -53,10 +56,12 @@ async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: 
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const m = /__maxrss_kb=(\d+)/.exec(stderr);
   const inner = /__inner_s=([\d.]+)/.exec(stderr);
+  const cpu = /__user_s=([\d.]+) __sys_s=([\d.]+)/.exec(stderr);
   return {
     seconds,
     rssMb: m ? Number(m[1]) / 1024 : undefined,
     ...(inner ? { innerSeconds: Number(inner[1]) } : {}),
+    ...(cpu ? { userSeconds: Number(cpu[1]), sysSeconds: Number(cpu[2]) } : {}),
   };
 }
 
@@ -64,12 +69,16 @@ async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: 
 async function sequence(steps: (() => Promise<Timing>)[]): Promise<Timing> {
   let seconds = 0;
   let rss = 0;
+  let user = 0;
+  let sys = 0;
   for (const s of steps) {
     const t = await s();
     seconds += t.seconds;
     rss = Math.max(rss, t.rssMb ?? 0);
+    user += t.userSeconds ?? NaN;
+    sys += t.sysSeconds ?? NaN;
   }
-  return { seconds, rssMb: rss };
+  return { seconds, rssMb: rss, userSeconds: user, sysSeconds: sys };
 }
 
 async function startServer(): Promise<{ endpoint: string; stop: () => void }> {
@@ -306,7 +315,8 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
         const t = await measure;
         rows.push({ what, tool, t, bytes });
         const inner = t.innerSeconds === undefined ? "" : ` (transfer ${fmt(t.innerSeconds, 2)} s)`;
-        console.log(`  ${what.padEnd(22)} ${tool.padEnd(26)} ${fmt(t.seconds, 2).padStart(7)} s${inner}`);
+        const cpu = ` cpu ${fmt(t.userSeconds, 2)} user + ${fmt(t.sysSeconds, 2)} sys`;
+        console.log(`  ${what.padEnd(22)} ${tool.padEnd(28)} ${fmt(t.seconds, 2).padStart(7)} s${cpu}${inner}`);
       } catch (error) {
         if (tool === "agent") throw error;
         const why =
@@ -318,7 +328,7 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
           .replace(/^\S+ \S+ /, "")
           .slice(0, 200)}`;
         if (!failed.includes(line)) failed.push(line);
-        console.log(`  ${what.padEnd(22)} ${tool.padEnd(26)}  failed`);
+        console.log(`  ${what.padEnd(22)} ${tool.padEnd(28)}  failed`);
       }
     };
 
@@ -522,6 +532,8 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
           seconds: median(g.map((x) => x.t.seconds)),
           rssMb: Math.max(...g.map((x) => x.t.rssMb ?? 0)),
           ...(inner.length > 0 ? { innerSeconds: median(inner) } : {}),
+          userSeconds: median(g.map((x) => x.t.userSeconds ?? NaN)),
+          sysSeconds: median(g.map((x) => x.t.sysSeconds ?? NaN)),
         },
       });
     }
@@ -529,13 +541,13 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
 
     // --- table ---
     console.log("");
-    console.log("| scenario | tool | seconds | MiB/s | peak RSS MiB | agent speed-up |");
-    console.log("|---|---|---:|---:|---:|---:|");
+    console.log("| scenario | tool | seconds | MiB/s | peak RSS MiB | CPU user s | CPU sys s | agent speed-up |");
+    console.log("|---|---|---:|---:|---:|---:|---:|---:|");
     for (const r of rows) {
       const agent = rows.find((x) => x.what === r.what && x.tool === "agent");
       const ratio = agent ? r.t.seconds / agent.t.seconds : undefined;
       console.log(
-        `| ${r.what} | ${r.tool} | ${fmt(r.t.seconds, 2)} | ${fmt(r.bytes / 1048576 / r.t.seconds, 0)} | ${fmt(r.t.rssMb, 0)} | ${r.tool === "agent" ? "1.00x" : `${fmt(ratio, 2)}x`} |`,
+        `| ${r.what} | ${r.tool} | ${fmt(r.t.seconds, 2)} | ${fmt(r.bytes / 1048576 / r.t.seconds, 0)} | ${fmt(r.t.rssMb, 0)} | ${fmt(r.t.userSeconds, 2)} | ${fmt(r.t.sysSeconds, 2)} | ${r.tool === "agent" ? "1.00x" : `${fmt(ratio, 2)}x`} |`,
       );
     }
     const sec = (what: string, tool: string): number =>
