@@ -117,6 +117,17 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
     expect(r.landed).toEqual([]);
   });
 
+  it("stands aside after three successes in a row in a form it does not take (chunked); error statuses do not count", async () => {
+    {
+      await using t = await storeThrough(() => "500");
+      for (let i = 0; i < 5; i++) expect(await t.store.readInto?.(read(0, 100))).toBe(false);
+      expect(t.proxy.requests).toHaveLength(5); // each error answer is the SDK's to map: every read still asks
+    }
+    await using t = await storeThrough(() => "chunked");
+    for (let i = 0; i < 5; i++) expect(await t.store.readInto?.(read(0, 100))).toBe(false);
+    expect(t.proxy.requests).toHaveLength(3);
+  });
+
   it("leaves an ETag that cannot travel in a header as it is to the SDK (no request sent)", async () => {
     await using t = await storeThrough(() => "pass");
     expect(await t.store.readInto?.(read(0, 10, { etag: 'abc"\r\nx-injected: 1' }))).toBe(false);

@@ -123,6 +123,17 @@ describe.each([
     },
   );
 
+  it("chunked answers (a proxy in front of the store): complete and exact; in place stops asking after a few", async () => {
+    const r = await pullThrough(() => "chunked", "datasets/f.zip");
+    expect(r.error).toBeUndefined();
+    expect(await treeHash(r.dir)).toEqual(expected);
+    const own = r.proxy.requests.filter((q) => q.userAgent === "astrago-trainer").length;
+    // Three in a row switch it off; at most STORAGE_CONCURRENCY (4) were already on their way.
+    if (direct === "true") expect(own).toBeLessThanOrEqual(3 + 4);
+    else expect(own).toBe(0);
+    expect(r.proxy.rangedGets).toBeGreaterThan(10);
+  });
+
   it("a single object of many parts, with resets mid-body: each part written at its offset, exact", async () => {
     const r = await pullThrough((n) => (n % 4 === 0 ? "reset" : "pass"), "objects/big.bin", {}, { rangeRetries: 8 });
     expect(r.error).toBeUndefined();

@@ -24,6 +24,8 @@ const HEAD_MAX = 16 * 1024;
 /** Idle keep-alive sockets close after this long (servers drop theirs after 5-60 s). */
 const KEEP_ALIVE_MS = 4_000;
 const HEADER_END = Buffer.from("\r\n\r\n");
+/** Successes in a form this reader does not take, in a row, after which every GET goes to the SDK. */
+const OTHER_FORM_LIMIT = 3;
 
 export interface DirectGetOptions {
   endpoint: URL;
@@ -45,8 +47,12 @@ export function encodeKey(key: string): string {
 }
 
 type Phase = "idle" | "head" | "body";
-/** How a request ended: every byte landed, an answer that is not a plain success, the socket lost, silence, abort. */
-type Outcome = "done" | "not-plain" | "lost" | "stalled" | "aborted";
+/**
+ * How a request ended: every byte landed; an answer that is not a success (an error status: the SDK maps it); a
+ * success in a form this reader does not take (chunked, no Content-Length, not the range asked for); the socket
+ * lost; silence; abort.
+ */
+type Outcome = "done" | "not-success" | "other-form" | "lost" | "stalled" | "aborted";
 /** How far the answer had come: nothing yet, part of its head, its body. */
 type Stage = "before" | "head" | "body";
 
@@ -133,13 +139,13 @@ class Conn {
     this.#headLen += n;
     const at = this.#head.subarray(0, this.#headLen).indexOf(HEADER_END, from);
     if (at < 0) {
-      if (this.#headLen === HEAD_MAX) this.end("not-plain");
+      if (this.#headLen === HEAD_MAX) this.end("other-form");
       return;
     }
     const length = this.#parseHead(this.#head.toString("latin1", 0, at), req);
     const extra = this.#headLen - at - 4;
-    if (length === undefined || extra > length) {
-      this.end("not-plain");
+    if (typeof length !== "number" || extra > length) {
+      this.end(length === "not-success" ? "not-success" : "other-form");
       return;
     }
     this.#into = req.into;
@@ -151,11 +157,11 @@ class Conn {
     if (this.#remaining === 0) this.end("done");
   }
 
-  /** The body length of a plain success answer to req, or undefined for anything else. */
-  #parseHead(text: string, req: RangeRead): number | undefined {
+  /** The body length of a plain success answer to req, or why not. */
+  #parseHead(text: string, req: RangeRead): number | "not-success" | "other-form" {
     const lines = text.split("\r\n");
-    const status = /^HTTP\/1\.([01]) (\d{3}) /.exec(lines[0] ?? "");
-    if (status === null) return undefined;
+    const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? "");
+    if (status === null) return "other-form";
     const code = Number(status[2]);
     let length: number | undefined;
     let keepAlive = status[1] === "1";
@@ -166,12 +172,13 @@ class Conn {
       const name = line.slice(0, colon).trim().toLowerCase();
       const value = line.slice(colon + 1).trim();
       if (name === "content-length") length = /^\d+$/.test(value) ? Number(value) : undefined;
-      else if (name === "transfer-encoding") return undefined;
+      else if (name === "transfer-encoding") return code < 200 || code > 299 ? "not-success" : "other-form";
       else if (name === "connection") keepAlive = /keep-alive/i.test(value) || (keepAlive && !/close/i.test(value));
     }
     this.#keepAlive = keepAlive;
-    if (code !== 206 && !(code === 200 && req.start === 0)) return undefined;
-    return length === req.end - req.start ? length : undefined;
+    if (code < 200 || code > 299) return "not-success";
+    if (code !== 206 && !(code === 200 && req.start === 0)) return "other-form";
+    return length === req.end - req.start ? length : "other-form";
   }
 }
 
@@ -184,6 +191,8 @@ export class DirectGet {
   readonly #basePath: string;
   readonly #idle: Conn[] = [];
   #closed = false;
+  /** Successes in a form this reader does not take, in a row: at OTHER_FORM_LIMIT it stands aside for good. */
+  #otherForms = 0;
 
   constructor(opts: DirectGetOptions) {
     if (opts.endpoint.protocol !== "http:") throw new RangeError("DirectGet reads plain http:// endpoints only");
@@ -204,13 +213,14 @@ export class DirectGet {
 
   /**
    * Reads req.start..req.end of req.key into req.into. Resolves true when every byte landed, false when the answer
-   * was not a plain success or the request failed before it started (ask the SDK instead); rejects with
+   * was not a plain success or the request failed before it started (ask the SDK instead), and from then on for
+   * good once OTHER_FORM_LIMIT successes in a row came in a form it does not take; rejects with
    * STORAGE_FAILED when the body broke off or stalled, or with the signal's reason when aborted.
    */
   async read(req: RangeRead): Promise<boolean> {
     req.signal?.throwIfAborted();
     // An ETag that could not travel in a header as it is (a server's oddity) is left to the SDK.
-    if (this.#closed || !/^[\x21-\x7e]*$/.test(req.etag)) return false;
+    if (this.#closed || this.#otherForms >= OTHER_FORM_LIMIT || !/^[\x21-\x7e]*$/.test(req.etag)) return false;
     const head = await this.#requestHead(req);
     // A reused socket may have been closed by the server a moment ago: then one fresh connection, silently.
     const reused = this.#idle.pop();
@@ -273,9 +283,12 @@ export class DirectGet {
         clearTimeout(connectTimer);
         req.signal?.removeEventListener("abort", onAbort);
         if (outcome === "done") {
+          this.#otherForms = 0;
           this.#release(conn);
           return resolve(true);
         }
+        // An endpoint that answers chunked (a proxy in front of the store, say) would cost two requests per range.
+        if (outcome === "other-form") this.#otherForms += 1;
         if (outcome === "aborted") return reject(req.signal?.reason as Error);
         if (stage === "body") {
           const why =
