@@ -110,6 +110,7 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
   it.each<[string, Fault]>([
     ["an error status", "500"],
     ["a chunked body", "chunked"],
+    ["another range than asked", "wrong-range"],
   ])("declines %s (false, nothing reported): the caller asks the SDK", async (_what, fault) => {
     await using t = await storeThrough(() => fault);
     const r = read(10, 5000);

@@ -6,7 +6,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { verifySigV4 } from "./sigv4-verify.ts";
 
-export type Fault = "pass" | "500" | "reset" | "chunked" | { stallMs: number };
+export type Fault = "pass" | "500" | "reset" | "chunked" | "wrong-range" | { stallMs: number };
 
 export interface FaultProxy {
   endpoint: string;
@@ -73,6 +73,11 @@ export async function startFaultProxy(
           res.writeHead(ur.statusCode ?? 502, { ...rest, "transfer-encoding": "chunked" });
           ur.pipe(res);
           return;
+        }
+        if (fault === "wrong-range") {
+          // The right bytes, labelled as another range of the same length (a confused server or cache).
+          const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(ur.headers["content-range"]));
+          if (m) ur.headers["content-range"] = `bytes ${Number(m[1]) + 1}-${Number(m[2]) + 1}/${m[3]}`;
         }
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         if (fault === "reset") {

@@ -134,6 +134,13 @@ describe.each([
     expect(r.proxy.rangedGets).toBeGreaterThan(10);
   });
 
+  it("an answer labelled as another range fails the pull with STORAGE_FAILED, nothing written", async () => {
+    const r = await pullThrough(() => "wrong-range", "datasets/f.zip");
+    expect(isAgentError(r.error, "STORAGE_FAILED")).toBe(true);
+    expect((r.error as Error).message).toContain("(another range)");
+    expect(await fs.readdir(path.dirname(r.dir))).toEqual([]);
+  });
+
   it("a single object of many parts, with resets mid-body: each part written at its offset, exact", async () => {
     const r = await pullThrough((n) => (n % 4 === 0 ? "reset" : "pass"), "objects/big.bin", {}, { rangeRetries: 8 });
     expect(r.error).toBeUndefined();

@@ -164,6 +164,7 @@ class Conn {
     if (status === null) return "other-form";
     const code = Number(status[2]);
     let length: number | undefined;
+    let range: string | undefined;
     let keepAlive = status[1] === "1";
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i] as string;
@@ -172,12 +173,16 @@ class Conn {
       const name = line.slice(0, colon).trim().toLowerCase();
       const value = line.slice(colon + 1).trim();
       if (name === "content-length") length = /^\d+$/.test(value) ? Number(value) : undefined;
+      else if (name === "content-range") range = value;
       else if (name === "transfer-encoding") return code < 200 || code > 299 ? "not-success" : "other-form";
       else if (name === "connection") keepAlive = /keep-alive/i.test(value) || (keepAlive && !/close/i.test(value));
     }
     this.#keepAlive = keepAlive;
     if (code < 200 || code > 299) return "not-success";
     if (code !== 206 && !(code === 200 && req.start === 0)) return "other-form";
+    // Bytes of another range would land where these belong: the SDK path checks the same and fails loudly.
+    if (code === 206 && range !== undefined && !range.startsWith(`bytes ${req.start}-${req.end - 1}/`))
+      return "other-form";
     return length === req.end - req.start ? length : "other-form";
   }
 }

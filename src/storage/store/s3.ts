@@ -164,6 +164,14 @@ class S3Store implements ObjectStore {
       );
       const body = r.Body as Readable | undefined;
       if (body === undefined) throw new AgentError("STORAGE_FAILED", `GET ${this.#where(key)} returned no body`);
+      const asked = `bytes ${start}-${end - 1}/`;
+      if (r.ContentRange !== undefined && !r.ContentRange.startsWith(asked)) {
+        body.destroy();
+        throw new AgentError(
+          "STORAGE_FAILED",
+          `GET ${this.#where(key)} ${asked.slice(0, -1)} returned ${r.ContentRange} (another range)`,
+        );
+      }
       if (r.ContentLength !== undefined && r.ContentLength !== end - start) {
         body.destroy();
         throw new AgentError(
