@@ -228,7 +228,8 @@ export class DirectGet {
     if (this.#closed || this.#otherForms >= OTHER_FORM_LIMIT || !/^[\x21-\x7e]*$/.test(req.etag)) return false;
     const head = await this.#requestHead(req);
     // A reused socket may have been closed by the server a moment ago: then one fresh connection, silently.
-    const reused = this.#idle.pop();
+    let reused = this.#idle.pop();
+    while (reused?.socket.destroyed === true) reused = this.#idle.pop(); // gone, its 'close' not yet seen
     if (reused !== undefined) {
       const r = await this.#run(reused, true, req, head);
       if (r !== "stale") return r;
