@@ -34,9 +34,10 @@ import type { JournalRecord, ReportRecord } from "./jobs/records.ts";
 import { JobStore, type Applied } from "./jobs/store.ts";
 import { Journal } from "./journal/journal.ts";
 import { DEFAULT_MAX_BODY_BYTES, parseJson, readBody } from "./http/body.ts";
+import { checkEventRoom, MAX_EVENTS_PER_JOB } from "./http/limits.ts";
 import { HttpError, sendError, sendJson } from "./http/respond.ts";
 import { Metrics } from "./http/metrics.ts";
-import { SseHub } from "./http/sse.ts";
+import { SseHub, type SseLimits } from "./http/sse.ts";
 import { defaultPublicDir, loadAssets, type Asset } from "./http/static.ts";
 import { validateBody } from "./http/validate.ts";
 import { silentLogger, type StubLogger } from "./logger.ts";
@@ -56,6 +57,10 @@ export interface BackendStubOptions {
   tokenTtlSeconds?: number;
   /** Largest accepted request body, bytes (default 1 MiB); larger is 413. */
   maxBodyBytes?: number;
+  /** Events kept per job (default MAX_EVENTS_PER_JOB, 10,000); one more is refused with 409. */
+  maxEventsPerJob?: number;
+  /** Caps on event streams (defaults: DEFAULT_SSE_LIMITS: 256 streams, 64 per job, 256 KiB unsent per stream). */
+  streamLimits?: Partial<SseLimits>;
   /** A validly signed callback for a job the stub does not know registers it (default true). */
   autoCreateJobs?: boolean;
   /** Dashboard files (default `backend-stub/public/`). */
@@ -114,14 +119,21 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   const tokenTtl = options.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const autoCreate = options.autoCreateJobs ?? true;
+  const maxEvents = options.maxEventsPerJob ?? MAX_EVENTS_PER_JOB;
   const adminDigest =
     options.adminToken === undefined || options.adminToken === "" ? undefined : digest(options.adminToken);
+  if (!Number.isInteger(maxEvents) || maxEvents < 1) {
+    throw new AgentError(
+      "CONFIG_INVALID",
+      `backend stub: maxEventsPerJob must be a positive integer, got ${maxEvents}`,
+    );
+  }
   if (!Number.isInteger(tokenTtl) || tokenTtl < 1) {
     throw new AgentError("CONFIG_INVALID", `backend stub: tokenTtlSeconds must be a positive integer, got ${tokenTtl}`);
   }
 
   const store = new JobStore();
-  const sse = new SseHub();
+  const sse = new SseHub(options.streamLimits);
   const metrics = new Metrics();
   const listeners = new Set<(update: JobUpdate) => void>();
   let journal: Journal | undefined;
@@ -358,6 +370,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     } else {
       const conflict = store.conflictForReport(job, { kind, payload });
       if (conflict !== undefined) throw new HttpError(409, "invalid_transition", conflict);
+      if (kind === "event") checkEventRoom(job.events.length, maxEvents);
     }
     const report = { v: 1, type: "report", at, job_id: jobId, kind, payload } as ReportRecord;
     if (key !== undefined) {
@@ -457,6 +470,8 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
         journalSyncs: journal?.syncs ?? 0,
         journalFailed: journal?.failed === true,
         streams: sse.size,
+        streamBufferedBytes: sse.bufferedBytes,
+        streamsDropped: sse.dropped,
       });
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" });
       res.end(text);

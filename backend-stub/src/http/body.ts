@@ -1,5 +1,6 @@
 /** Reads a request body up to a cap: a declared or actual size over the cap is a 413 before anything is parsed. */
 import type { IncomingMessage } from "node:http";
+import { checkJsonShape } from "./limits.ts";
 import { HttpError } from "./respond.ts";
 
 /** Default body cap: a `done` with a full 64 KiB log tail fits many times over. */
@@ -22,7 +23,7 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
-/** Parses a JSON body; an empty body reads as `{}` when `emptyOk`. */
+/** Parses a JSON body and checks its shape (depth, keys: see limits.ts); an empty body reads as `{}` when `emptyOk`. */
 export function parseJson(req: IncomingMessage, body: Buffer, emptyOk = false): unknown {
   if (body.length === 0 && emptyOk) return {};
   const type = req.headers["content-type"];
@@ -33,9 +34,12 @@ export function parseJson(req: IncomingMessage, body: Buffer, emptyOk = false): 
       `Content-Type must be application/json, got ${JSON.stringify(type)}`,
     );
   }
+  let value: unknown;
   try {
-    return JSON.parse(body.toString("utf8")) as unknown;
+    value = JSON.parse(body.toString("utf8")) as unknown;
   } catch (error) {
     throw new HttpError(400, "invalid_json", `request body is not valid JSON: ${(error as Error).message}`);
   }
+  checkJsonShape(value);
+  return value;
 }

@@ -31,6 +31,8 @@ export class Metrics {
     journalSyncs: number;
     journalFailed: boolean;
     streams: number;
+    streamBufferedBytes: number;
+    streamsDropped: number;
   }): string {
     const lines: string[] = [];
     lines.push("# HELP backend_callbacks_total Callback requests answered, by kind and HTTP status.");
@@ -65,6 +67,12 @@ export class Metrics {
     lines.push("# HELP backend_event_streams Open server-sent event streams.");
     lines.push("# TYPE backend_event_streams gauge");
     lines.push(`backend_event_streams ${state.streams}`);
+    lines.push("# HELP backend_event_stream_buffered_bytes Bytes written to event streams, not yet taken by clients.");
+    lines.push("# TYPE backend_event_stream_buffered_bytes gauge");
+    lines.push(`backend_event_stream_buffered_bytes ${state.streamBufferedBytes}`);
+    lines.push("# HELP backend_event_streams_dropped_total Event streams closed because their client did not read.");
+    lines.push("# TYPE backend_event_streams_dropped_total counter");
+    lines.push(`backend_event_streams_dropped_total ${state.streamsDropped}`);
     return `${lines.join("\n")}\n`;
   }
 }
