@@ -3,7 +3,7 @@
  * (`eval "$(trainer-agent env --format sh)"` replaces hand-written `export RANK=...` snippets).
  * Prints only what the agent adds (distributed variables, DATASET_DIR, CHECKPOINT_DIR, TRACE_ID), never a secret.
  */
-import { loadAgentConfig, SECRET_ENV_NAMES, type Env } from "../config/index.ts";
+import { isSecretLookingName, loadAgentConfig, SECRET_ENV_NAMES, type Env } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { commonChildEnv, resolveTraceId, type HostProbe } from "../env/index.ts";
 import { resolvePlugin } from "../plugins/index.ts";
@@ -23,11 +23,9 @@ export interface EnvCommandOptions {
   generateTraceId?: () => string;
 }
 
-/** Names whose values are never printed, beyond the configured secret list. */
-const SECRET_NAME = /(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|ACCESS_KEY|API_KEY)/i;
-
+/** Names whose values are never printed: the configured secret list, and any credential-looking name. */
 export function isSecretName(name: string): boolean {
-  return (SECRET_ENV_NAMES as readonly string[]).includes(name) || SECRET_NAME.test(name);
+  return (SECRET_ENV_NAMES as readonly string[]).includes(name) || isSecretLookingName(name);
 }
 
 /** The variables and their text in the requested format. */

@@ -1,3 +1,3 @@
 export * from "./agent.ts";
 export { EnvReader, type Env } from "./parse.ts";
-export { Secret } from "./secret.ts";
+export { Secret, isSecretLookingName, isSecretLookingValue } from "./secret.ts";

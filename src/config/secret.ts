@@ -27,3 +27,43 @@ export class Secret {
     return "***";
   }
 }
+
+/**
+ * One part of a variable name (split at `_`, `-`, `.` and lower-to-upper case changes) that marks it as a
+ * credential: the words themselves (`DB_PASS`, `GITHUB_PAT`, `AUTH`), words that contain them (`DBPASSWORD`,
+ * `MYSECRET`), and parts ending in KEY or TOKEN (`API_KEY`, `OPENAI_KEY`, `APIKEY`, `HFTOKEN`). `TOKENIZERS` is
+ * not one: the match is on whole parts, not substrings anywhere.
+ */
+const SECRET_NAME_PART =
+  /^(?:.*(?:SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL).*|.*(?:KEY|TOKEN)S?|PASS|PWD|PAT|AUTH|PRIVATE|CREDS?|COOKIE)$/;
+
+/** Whether a variable name looks like it holds a credential (`MINIO_SECRET_KEY`, `DB_PASS`, `openaiApiKey`...). */
+export function isSecretLookingName(name: string): boolean {
+  if (name === "PWD") return false; // the shell's working directory
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .toUpperCase()
+    .split(/[_.-]+/)
+    .some((part) => SECRET_NAME_PART.test(part));
+}
+
+/**
+ * Values that are credentials whatever their variable is called: a URL with a password in its userinfo
+ * (`postgres://app:pw@db/x`), a PEM private key, a JWT, and the fixed prefixes of common API tokens (AWS access
+ * key ids, GitHub, Slack, OpenAI, Hugging Face).
+ */
+const SECRET_VALUES: readonly RegExp[] = [
+  /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\s:]*:[^/?#@\s]+@/i,
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+  /^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/,
+  /^(?:AKIA|ASIA)[0-9A-Z]{16}$/,
+  /^(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,})$/,
+  /^xox[abprs]-[\w-]{10,}$/,
+  /^sk-[\w-]{20,}$/,
+  /^hf_[A-Za-z0-9]{30,}$/,
+];
+
+/** Whether a value looks like a credential by its form alone (see SECRET_VALUES). */
+export function isSecretLookingValue(value: string): boolean {
+  return SECRET_VALUES.some((re) => re.test(value));
+}

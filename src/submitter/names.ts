@@ -8,6 +8,8 @@ export const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 export const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 /** Container env names as the API server has validated them for years (C identifier plus `-` and `.`). */
 export const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+/** Label values: at most 63, alphanumeric at both ends, `-`, `_`, `.` inside (empty is valid but not useful here). */
+export const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 /** ConfigMap and Secret data keys. */
 export const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
 

@@ -6,8 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import { escapeKubernetesExpansion } from "./argv.ts";
-import { NODE_CONTAINER, NODE_JOB } from "./names.ts";
-import { isSecretEnvName } from "./request.ts";
+import { LABEL_VALUE, NODE_CONTAINER, NODE_JOB } from "./names.ts";
+import { isSecretLookingName, isSecretLookingValue } from "../config/index.ts";
 import { AGENT_DIR, CODE_MOUNT_PATH, CODE_VOLUME, type EnvVarSpec, type JobSpec, type VolumeSpec } from "./spec.ts";
 
 export const TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1";
@@ -73,14 +73,19 @@ export function renderJob(spec: JobSpec): RenderedJob {
     "trainer.astrago.io/trainjob": spec.name,
     "trainer.astrago.io/framework": spec.framework,
   };
-  if (spec.userId !== undefined && /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(spec.userId)) {
+  // normalizeJobRequest refuses a user_id that is not a label value; a hand-made JobSpec's is left out here.
+  if (spec.userId !== undefined && LABEL_VALUE.test(spec.userId)) {
     labels["trainer.astrago.io/user-id"] = spec.userId;
   }
   const sName = secretName(spec.name);
   const secretData: Record<string, string> = {};
   const env: Array<Record<string, unknown>> = [];
   const fromSecret = (name: string, value: string): void => {
-    const key = secretKeyFor(name);
+    // Env names differ by case and `_`/`-` where keys do not (`DB_PASS`, `db-pass`), and `callback_token` must
+    // not read the callback JWT: a taken key gets a numbered one.
+    const base = secretKeyFor(name);
+    let key = base;
+    for (let i = 2; key in secretData || key === CALLBACK_TOKEN_KEY; i++) key = `${base}-${i}`;
     secretData[key] = value;
     env.push({ name, valueFrom: secretRef(sName, key) });
   };
@@ -92,7 +97,7 @@ export function renderJob(spec: JobSpec): RenderedJob {
       warnings.push(`env ${name}: the job's own value is kept; the submitter would have set ${JSON.stringify(value)}`);
       return;
     }
-    env.push({ name, value });
+    env.push(literalEnv(name, value));
   };
 
   for (const e of spec.env) env.push(...userEnv(e, spec, fromSecret, warnings));
@@ -259,16 +264,26 @@ function userEnv(
     return [{ name: e.name, valueFrom: { configMapKeyRef: { ...e.configMapKeyRef } } }];
   if (e.fieldPath !== undefined) return [{ name: e.name, valueFrom: { fieldRef: { fieldPath: e.fieldPath } } }];
   const value = e.value ?? "";
-  if (isSecretEnvName(e.name) && value !== "") {
-    warnings.push(`env ${e.name}: looks like a credential; stored in the job's Secret and passed by secretKeyRef`);
+  if (value !== "" && (isSecretLookingName(e.name) || isSecretLookingValue(value))) {
+    // Names the variable, never the value: warnings reach stderr and API answers.
+    const why = isSecretLookingName(e.name) ? "its name looks like a credential" : "its value looks like a credential";
+    warnings.push(`env ${e.name}: ${why}; stored in the job's Secret and passed by secretKeyRef`);
     fromSecret(e.name, value);
     return [];
   }
   // The runtime's init-container variant sets PYTHONPATH=/opt/agent for the helper; keep it importable.
   if (e.name === "PYTHONPATH" && spec.agent === "init" && !value.split(":").includes(AGENT_DIR)) {
-    return [{ name: e.name, value: value === "" ? AGENT_DIR : `${value}:${AGENT_DIR}` }];
+    return [literalEnv(e.name, value === "" ? AGENT_DIR : `${value}:${AGENT_DIR}`)];
   }
-  return [{ name: e.name, value }];
+  return [literalEnv(e.name, value)];
+}
+
+/**
+ * A literal env entry. The kubelet expands `$(VAR)` in `value` (not in secretKeyRef values), so `$` is escaped
+ * as in the command: the program gets exactly the text that was given.
+ */
+function literalEnv(name: string, value: string): Record<string, unknown> {
+  return { name, value: escapeKubernetesExpansion(value) };
 }
 
 function renderVolume(v: VolumeSpec): Record<string, unknown> {

@@ -5,7 +5,7 @@
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
 import { hasShellSyntax, splitCommand } from "./argv.ts";
-import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, maxTrainJobNameLength } from "./names.ts";
+import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE, maxTrainJobNameLength } from "./names.ts";
 import { readCode } from "./request/code.ts";
 import { readCallback, readStorage } from "./request/connections.ts";
 import { readEnv, type EnvSeen } from "./request/env.ts";
@@ -23,7 +23,7 @@ import {
 } from "./spec.ts";
 
 export { specInvalid, type Problem } from "./request/reader.ts";
-export { RESERVED_ENV, isSecretEnvName } from "./request/env.ts";
+export { RESERVED_ENV } from "./request/env.ts";
 
 export interface NormalizeOptions {
   /** Namespace when the request names none. */
@@ -91,6 +91,13 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     );
   }
   const userId = r.string(req, ["user_id", "userId"]);
+  // It becomes the trainer.astrago.io/user-id label of every object: refused rather than dropped or altered.
+  if (userId !== undefined && !LABEL_VALUE.test(userId.value)) {
+    r.problem(
+      userId.field,
+      `must be a Kubernetes label value (1-63 letters, digits, "-", "_", "."; starting and ending with a letter or digit), got ${describe(userId.value)}`,
+    );
+  }
   const explicitName = r.string(req, ["name", "trainjob_name", "trainjobName"]);
   let name = explicitName?.value;
   let nameField = explicitName?.field ?? "name";

@@ -153,6 +153,21 @@ describe("trainjob render", () => {
     expect(r.stderr).not.toMatch(/\bat .*\.ts:\d+/);
   });
 
+  it("-e MINIO_SECRET_KEY=... goes to the Secret, never the TrainJob; stderr names the variable, not the value", async () => {
+    const value = "minio-s3cr3t-4f2a";
+    const r = await trainjob(["render", "--name", "demo", "-e", `MINIO_SECRET_KEY=${value}`, "-o", "json", "--", "p"]);
+    expect(r.code).toBe(0);
+    const [trainJob, secret] = JSON.parse(r.stdout).items;
+    expect(JSON.stringify(trainJob)).not.toContain(value);
+    expect(trainJob.spec.trainer.env).toContainEqual({
+      name: "MINIO_SECRET_KEY",
+      valueFrom: { secretKeyRef: { name: "demo-trainer-secrets", key: "minio-secret-key" } },
+    });
+    expect(secret.kind).toBe("Secret");
+    expect(r.stderr).toContain("warning: env MINIO_SECRET_KEY: its name looks like a credential");
+    expect(r.stderr).not.toContain(value);
+  });
+
   it("rejects a malformed --volume and --env as usage errors (64)", async () => {
     expect((await trainjob(["render", "--name", "x", "-v", "data", "--", "p"])).code).toBe(64);
     expect((await trainjob(["render", "--name", "x", "-e", "NOVALUE", "--", "p"])).code).toBe(64);

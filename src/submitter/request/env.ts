@@ -1,12 +1,10 @@
-/** User env vars: names, reserved PET_* names, references, duplicates; credential-looking names. */
+/** User env vars: names, reserved PET_* names, references, duplicates. */
 import { DNS1123_SUBDOMAIN, ENV_NAME } from "../names.ts";
 import type { EnvVarSpec } from "../spec.ts";
 import { describe, isObj, type Obj, type Reader } from "./reader.ts";
 
 /** Env names Kubeflow Trainer's torch plugin sets itself and rejects in `trainer.env` ("must not have reserved envs"). */
 export const RESERVED_ENV = ["PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"];
-/** Env names that look like credentials: their literal values go into the job's Secret, never into the spec. */
-const SECRET_ENV = /(TOKEN|SECRET|PASSWORD|PASSWD|ACCESS_KEY|_KEY_ID|API_KEY|PRIVATE_KEY|CREDENTIALS?)$/i;
 /** Env names already read, with the field that set them: a name set twice (in any list) is a problem. */
 export type EnvSeen = Map<string, string>;
 
@@ -88,9 +86,4 @@ export function readEnv(r: Reader, raw: unknown, field: string, numNodes: number
     out.push({ name, value: valueRaw === undefined || valueRaw === null ? "" : String(valueRaw) });
   }
   return out;
-}
-
-/** Whether a literal env value should travel in the job's Secret instead of the spec. */
-export function isSecretEnvName(name: string): boolean {
-  return SECRET_ENV.test(name);
 }

@@ -1,4 +1,5 @@
 /** Reading a request field by field: each problem is collected with the field's name, none is thrown early. */
+import { isSecretLookingName } from "../../config/index.ts";
 import { AgentError } from "../../errors/index.ts";
 
 export interface Problem {
@@ -38,7 +39,7 @@ export class Reader {
       return { field: got.field, value: String(got.value) };
     if (typeof got.value !== "string") {
       // Never echo what was given for a credential field, whatever its type.
-      const shown = /token|secret|password|key/i.test(got.field) ? "a value of another type" : describe(got.value);
+      const shown = isSecretLookingName(got.field) ? "a value of another type" : describe(got.value);
       this.problem(got.field, `must be a string, got ${shown}`);
       return undefined;
     }
