@@ -1,5 +1,5 @@
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { BlockList, isIP, type AddressInfo } from "node:net";
 
 /** Starts `server` on host:port (0 = an ephemeral port); rejects on a listen error (port taken, bad host). */
 export async function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
@@ -11,4 +11,19 @@ export async function listenOn(server: Server, port: number, host: string): Prom
     });
   });
   return server.address() as AddressInfo;
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/**
+ * Whether binding `host` serves this machine only: `localhost`, 127.0.0.0/8 or ::1 (also IPv4-mapped). Any other
+ * name counts as reachable from outside, `0.0.0.0`, `::` and the empty host (all interfaces) included.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (h.toLowerCase() === "localhost") return true;
+  const family = isIP(h);
+  return family !== 0 && LOOPBACK.check(h, family === 4 ? "ipv4" : "ipv6");
 }

@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
 import { AgentError } from "../errors/index.ts";
+import { isLoopbackHost } from "../http/listen.ts";
 import type { Env } from "../config/index.ts";
 import { loadSubmitterConfig, normalizeOptionsFrom, type SubmitterConfig } from "./config.ts";
 import { renderJob } from "./render.ts";
@@ -24,6 +25,23 @@ export type { CliIo, Connected } from "./cli/flags.ts";
 
 function warn(io: CliIo, warnings: readonly string[]): void {
   for (const w of warnings) io.stderr.write(`trainjob: warning: ${w}\n`);
+}
+
+/**
+ * The API creates pods (with hostPath volumes): without a token it may listen on loopback only, unless the
+ * operator says `--insecure-no-auth`, which is then announced on every start.
+ */
+function checkServeExposure(host: string, hasToken: boolean, insecureNoAuth: boolean, io: CliIo): void {
+  if (hasToken || isLoopbackHost(host)) return;
+  if (!insecureNoAuth) {
+    throw new AgentError(
+      "CONFIG_INVALID",
+      `refusing to serve on ${JSON.stringify(host)} without TRAINJOB_API_TOKEN: anyone who reaches the port could create pods; set TRAINJOB_API_TOKEN, bind 127.0.0.1 (--host), or pass --insecure-no-auth`,
+    );
+  }
+  io.stderr.write(
+    `trainjob: WARNING: --insecure-no-auth: serving on ${JSON.stringify(host)} WITHOUT AUTHENTICATION; anyone who reaches the port can create and delete TrainJobs (and pods with hostPath volumes)\n`,
+  );
 }
 
 async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promise<Connected> {
@@ -158,10 +176,16 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .option("--host <host>", "address to bind (default TRAINJOB_HOST or 127.0.0.1; 0.0.0.0 in a pod)")
     .option("-n, --namespace <ns>", "namespace when a request names none")
     .option("--no-runtime-check", "do not check that the ClusterTrainingRuntime exists")
-    .action(async (opts: KubeOpts & { port?: string; host?: string }) => {
+    .option(
+      "--insecure-no-auth",
+      "listen beyond loopback without TRAINJOB_API_TOKEN: anyone who reaches the port can create pods",
+      false,
+    )
+    .action(async (opts: KubeOpts & { port?: string; host?: string; insecureNoAuth: boolean }) => {
       const c = cfg();
       if (opts.port !== undefined && !/^\d+$/.test(opts.port))
         throw new AgentError("USAGE", `--port must be a number, got ${JSON.stringify(opts.port)}`);
+      checkServeExposure(opts.host ?? c.host, c.apiToken !== undefined, opts.insecureNoAuth, io);
       const { createApiServer, listen } = await import("./http/server.ts");
       const { createLogger } = await import("../log/index.ts");
       // One JSON line per request on stderr (pretty on a terminal); never bodies, headers or tokens.

@@ -252,6 +252,36 @@ describe("trainjob submit / status / logs / delete against the stand-in API serv
 });
 
 describe("trainjob serve", () => {
+  it.each([["0.0.0.0"], ["::"], ["10.1.2.3"], ["example.com"]])(
+    "refuses --host %s without TRAINJOB_API_TOKEN (exit 78), naming the way out",
+    async (host) => {
+      const r = await trainjob(["serve", "--port", "0", "--host", host]);
+      expect(r.code).toBe(78);
+      expect(r.stderr).toContain(`refusing to serve on "${host}" without TRAINJOB_API_TOKEN`);
+      expect(r.stderr).toContain("--insecure-no-auth");
+    },
+  );
+
+  it("refuses TRAINJOB_HOST=0.0.0.0 without a token as well", async () => {
+    const r = await trainjob(["serve", "--port", "0"], { TRAINJOB_HOST: "0.0.0.0" });
+    expect(r.code).toBe(78);
+  });
+
+  it("serves beyond loopback with --insecure-no-auth, warning loudly on stderr", async () => {
+    const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "--host", "0.0.0.0", "--insecure-no-auth"], {
+      cwd: repoRoot,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    await expect.poll(() => /serving the TrainJob API/.test(stderr), { timeout: 20_000 }).toBe(true);
+    expect(stderr).toMatch(/WARNING: --insecure-no-auth: serving on "0\.0\.0\.0" WITHOUT AUTHENTICATION/);
+    child.kill("SIGTERM");
+    const [code] = await once(child, "exit");
+    expect(code).toBe(0);
+  });
+
   it("serves the HTTP API with bearer auth from TRAINJOB_API_TOKEN and stops on SIGTERM", async () => {
     const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "-n", "team-a"], {
       cwd: repoRoot,
