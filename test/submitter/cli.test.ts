@@ -275,8 +275,12 @@ describe("trainjob serve", () => {
     });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    await expect.poll(() => /serving the TrainJob API/.test(stderr), { timeout: 20_000 }).toBe(true);
+    const started = /"url":"http:\/\/[^"]+:(\d+)","auth":"none[^"]*","msg":"serving the TrainJob API"/;
+    await expect.poll(() => started.exec(stderr), { timeout: 20_000 }).not.toBeNull();
     expect(stderr).toMatch(/WARNING: --insecure-no-auth: serving on "0\.0\.0\.0" WITHOUT AUTHENTICATION/);
+    // An answer means the child is past start-up, its SIGTERM handler installed.
+    const port = started.exec(stderr)![1]!;
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
     child.kill("SIGTERM");
     const [code] = await once(child, "exit");
     expect(code).toBe(0);
