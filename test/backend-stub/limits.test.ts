@@ -43,36 +43,42 @@ async function streamSnapshot(url: string, jobId: string): Promise<{ status: num
 
 describe("request limits", () => {
   it("an event nested 100,000 levels deep (200 KB) is refused with 400, and the job stays readable after a restart", async () => {
-    const job = await s.stub.createJob({ id: "deep-1" });
-    const raw = rawEvent(job.id, nestedData(100_000));
-    expect(raw.length).toBeGreaterThan(200_000);
-    const res = await call(s.url, "POST", callbackPath(job.id, "event"), {
-      token: job.token,
-      raw,
-      headers: { "content-type": "application/json" },
-    });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toMatchObject({ code: "body_too_deep" });
-    expect(res.body.error.message).toContain(`deeper than ${MAX_JSON_DEPTH} levels`);
-    expect(res.body.error.field).toMatch(/^data\.x(\[0\])+$/);
-
-    const ok = await call(s.url, "POST", callbackPath(job.id, "event"), {
-      token: job.token,
-      body: eventBody(job.id, "started"),
-    });
-    expect(ok.status).toBe(200);
-    expect((await call(s.url, "GET", `/v1/jobs/${job.id}`)).status).toBe(200);
-    const stream = await streamSnapshot(s.url, job.id);
-    expect(stream.status).toBe(200);
-    expect(stream.first).toContain('"type":"started"');
-
-    const again = await startStub({ dataDir: s.dataDir });
+    const own = await startStub();
     try {
-      const view = await call(again.url, "GET", `/v1/jobs/${job.id}`);
-      expect(view.status).toBe(200);
-      expect(view.body.events.map((e: { type: string }) => e.type)).toEqual(["started"]);
+      const job = await own.stub.createJob({ id: "deep-1" });
+      const raw = rawEvent(job.id, nestedData(100_000));
+      expect(raw.length).toBeGreaterThan(200_000);
+      const res = await call(own.url, "POST", callbackPath(job.id, "event"), {
+        token: job.token,
+        raw,
+        headers: { "content-type": "application/json" },
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "body_too_deep" });
+      expect(res.body.error.message).toContain(`deeper than ${MAX_JSON_DEPTH} levels`);
+      expect(res.body.error.field).toMatch(/^data\.x(\[0\])+$/);
+
+      const ok = await call(own.url, "POST", callbackPath(job.id, "event"), {
+        token: job.token,
+        body: eventBody(job.id, "started"),
+      });
+      expect(ok.status).toBe(200);
+      expect((await call(own.url, "GET", `/v1/jobs/${job.id}`)).status).toBe(200);
+      const stream = await streamSnapshot(own.url, job.id);
+      expect(stream.status).toBe(200);
+      expect(stream.first).toContain('"type":"started"');
+
+      await own.stub.close();
+      const again = await startStub({ dataDir: own.dataDir });
+      try {
+        const view = await call(again.url, "GET", `/v1/jobs/${job.id}`);
+        expect(view.status).toBe(200);
+        expect(view.body.events.map((e: { type: string }) => e.type)).toEqual(["started"]);
+      } finally {
+        await again.stub.close();
+      }
     } finally {
-      await again.stub.close();
+      await own.stop();
     }
   });
 
