@@ -4,6 +4,7 @@
  * form of the integration guide, and the retired `podTemplateOverrides` / `podSpecOverrides` blocks), and the
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
+import { jsonShapeProblem } from "../http/json-shape.ts";
 import { hasShellSyntax, splitCommand } from "./argv.ts";
 import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE, maxTrainJobNameLength } from "./names.ts";
 import { readCode } from "./request/code.ts";
@@ -23,6 +24,9 @@ import {
 } from "./spec.ts";
 
 export { specInvalid, type Problem } from "./request/reader.ts";
+
+/** Deepest nesting a job request may have: a pod affinity inside podTemplateOverrides needs about 15. */
+export const MAX_REQUEST_DEPTH = 64;
 export { RESERVED_ENV } from "./request/env.ts";
 
 export interface NormalizeOptions {
@@ -53,6 +57,9 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
   const r = new Reader();
   if (!isObj(input))
     throw specInvalid([{ field: "(request)", message: `must be a JSON object, got ${describe(input)}` }]);
+  // Before anything reads it: rendering and hashing recurse through what the request gives (affinity, labels...).
+  const shape = jsonShapeProblem(input, MAX_REQUEST_DEPTH);
+  if (shape !== undefined) throw specInvalid([{ field: shape.field, message: shape.message }]);
   const req = input.kind === "TrainJob" ? fromTrainJobDocument(input, r) : input;
   const config = isObj(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};

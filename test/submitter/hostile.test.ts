@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { isSecretLookingName, isSecretLookingValue } from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 import { expandKubernetes, normalizeJobRequest, renderJob, type K8sObject } from "../../src/submitter/index.ts";
+import { MAX_REQUEST_DEPTH } from "../../src/submitter/request.ts";
 
 const now = () => new Date("2025-11-05T13:00:00Z");
 const BASE = { name: "demo", framework: "pytorch", command: ["python3", "t.py"] };
@@ -157,5 +158,22 @@ describe("names", () => {
 
   it.each(["Team_A", "-ns", "a".repeat(64)])("namespace %s is refused", (namespace) => {
     expect(problems({ namespace }).map((p) => p.field)).toContain("namespace");
+  });
+});
+
+describe("request shape", () => {
+  it("a request nested 100,000 levels deep is SPEC_INVALID naming where, not a stack overflow", () => {
+    const deep = JSON.parse(`{"a":${"[".repeat(100_000)}1${"]".repeat(100_000)}}`) as unknown;
+    const found = problems({ node_selector: deep });
+    expect(found).toHaveLength(1);
+    expect(found[0]!.field).toMatch(/^node_selector\.a(\[0\])+$/);
+    expect(found[0]!.message).toContain(`deeper than ${MAX_REQUEST_DEPTH} levels`);
+  });
+
+  it("a __proto__ key (as JSON.parse makes it: an own key) is refused naming it", () => {
+    const request = JSON.parse('{"podTemplateOverrides":[{"metadata":{"labels":{"__proto__":{"x":"y"}}}}]}');
+    expect(problems(request)).toEqual([
+      expect.objectContaining({ field: "podTemplateOverrides[0].metadata.labels.__proto__" }),
+    ]);
   });
 });
