@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
+import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import type { Secret } from "./secret.ts";
 
@@ -61,6 +62,7 @@ export interface StorageConfig {
   region: string;
   datasetId: string | undefined;
   datasetUri: string | undefined;
+  /** Absolute; checked not to overlap checkpointDir nor be a dangerous folder (config/dirs.ts). */
   datasetDir: string;
   checkpointDir: string;
   /** Explicit CHECKPOINT_URI, else derived from bucket and JOB_ID by the storage module. */
@@ -125,7 +127,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
 
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
-  const storage = readStorage(r);
+  const storage = readStorage(r, env);
   const jobId = r.string("JOB_ID");
   if (callbacks.baseUrl !== undefined) {
     if (jobId === undefined) r.problems.push("JOB_ID must be set when BACKEND_BASE_URL is set (callbacks are on)");
@@ -254,7 +256,7 @@ function readCallbacks(r: EnvReader): CallbackConfig {
   };
 }
 
-function readStorage(r: EnvReader): StorageConfig {
+function readStorage(r: EnvReader, env: Env): StorageConfig {
   const endpointVar = r.firstOf(ENDPOINT_NAMES);
   const endpoint = endpointVar === undefined ? undefined : r.url(endpointVar.name);
   const bucket = r.firstOf(BUCKET_NAMES)?.value;
@@ -291,8 +293,7 @@ function readStorage(r: EnvReader): StorageConfig {
     region: r.string("S3_REGION") ?? (type === "r2" ? "auto" : "us-east-1"),
     datasetId,
     datasetUri,
-    datasetDir: r.string("DATASET_DIR", "/workspace/dataset"),
-    checkpointDir: r.string("CHECKPOINT_DIR", "/workspace/checkpoints"),
+    ...readWorkDirs(r, env),
     checkpointUri,
     checkpointUpload: r.oneOf("CHECKPOINT_UPLOAD", CHECKPOINT_UPLOAD_MODES, "rank0"),
     concurrency: r.int("STORAGE_CONCURRENCY", { min: 1, max: 64, fallback: 8 }),

@@ -197,6 +197,55 @@ describe("loadAgentConfig: distributed variables", () => {
   });
 });
 
+describe("loadAgentConfig: DATASET_DIR and CHECKPOINT_DIR (a pull replaces DATASET_DIR wholesale)", () => {
+  it.each<[string, Env, string[]]>([
+    [
+      "CHECKPOINT_DIR inside DATASET_DIR",
+      { DATASET_DIR: "/w/data", CHECKPOINT_DIR: "/w/data/ck" },
+      ["DATASET_DIR", "CHECKPOINT_DIR"],
+    ],
+    [
+      "DATASET_DIR inside CHECKPOINT_DIR",
+      { DATASET_DIR: "/w/ck/data", CHECKPOINT_DIR: "/w/ck/" },
+      ["DATASET_DIR", "CHECKPOINT_DIR"],
+    ],
+    ["the same folder", { DATASET_DIR: "/w/x", CHECKPOINT_DIR: "/w/./x/" }, ["DATASET_DIR", "CHECKPOINT_DIR"]],
+    ["DATASET_DIR=/", { DATASET_DIR: "/" }, ["DATASET_DIR must be a folder of its own, not the root folder"]],
+    ["DATASET_DIR=/w/..", { DATASET_DIR: "/w/.." }, ["DATASET_DIR must be a folder of its own, not the root folder"]],
+    ["CHECKPOINT_DIR=/", { CHECKPOINT_DIR: "/" }, ["CHECKPOINT_DIR must be a folder of its own, not the root folder"]],
+    ["DATASET_DIR=.", { DATASET_DIR: "." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
+    ["DATASET_DIR=..", { DATASET_DIR: ".." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
+    [
+      "an empty DATASET_DIR",
+      { DATASET_DIR: "" },
+      ['DATASET_DIR must be a folder path (unset for the default), got ""'],
+    ],
+    ["a blank CHECKPOINT_DIR", { CHECKPOINT_DIR: "  " }, ["CHECKPOINT_DIR must be a folder path"]],
+    ["DATASET_DIR=/etc", { DATASET_DIR: "/etc/" }, ["DATASET_DIR must be a folder of its own, not a system folder"]],
+    [
+      "CHECKPOINT_DIR=/usr",
+      { CHECKPOINT_DIR: "/usr" },
+      ["CHECKPOINT_DIR must be a folder of its own, not a system folder"],
+    ],
+    [
+      "DATASET_DIR=HOME",
+      { HOME: "/home/me", DATASET_DIR: "/home/me" },
+      ["DATASET_DIR must be a folder of its own, not HOME"],
+    ],
+  ])("rejects %s, naming the variables", (_name, env, parts) => {
+    const message = rejection(env);
+    for (const part of parts) expect(message).toContain(part);
+  });
+
+  it("resolves relative folders and accepts separate ones (siblings with a common prefix too)", () => {
+    const s = loadAgentConfig({ DATASET_DIR: "data", CHECKPOINT_DIR: "/w/data-ck" }).storage;
+    expect(s.datasetDir).toBe(`${process.cwd()}/data`);
+    expect(loadAgentConfig({ DATASET_DIR: "/w/data", CHECKPOINT_DIR: "/w/data-ck" }).storage.checkpointDir).toBe(
+      "/w/data-ck",
+    );
+  });
+});
+
 describe("loadAgentConfig: other variables", () => {
   it.each<[string, Env, string]>([
     [

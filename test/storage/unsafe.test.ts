@@ -158,4 +158,67 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     ok.close();
     bad.close();
   });
+
+  describe("the pull replaces only a DATASET_DIR it made", () => {
+    const pullInto = async (dir: string, ck: string, name = "good.zip"): Promise<unknown> => {
+      const storage = await createStorage(
+        config({
+          S3_ENDPOINT: server.endpoint,
+          S3_BUCKET: "data",
+          DATASET_URI: `s3://data/datasets/${name}`,
+          DATASET_DIR: dir,
+          CHECKPOINT_DIR: ck,
+        }),
+        { logger: quietLogger() },
+      );
+      try {
+        await storage.pullDataset({});
+        return undefined;
+      } catch (error) {
+        return error;
+      } finally {
+        storage.close();
+      }
+    };
+
+    it("refuses when CHECKPOINT_DIR reaches into DATASET_DIR through a symbolic link, and keeps the checkpoint", async () => {
+      const root = await tmpDir("unsafe-cklink-");
+      const dir = path.join(root, "dataset");
+      expect(await pullInto(dir, path.join(root, "ck"))).toBeUndefined();
+      await fs.mkdir(path.join(dir, "ck"));
+      await fs.writeFile(path.join(dir, "ck", "epoch-7.pt"), "weights");
+      await fs.symlink(path.join(dir, "ck"), path.join(root, "ck-link"));
+      const error = await pullInto(dir, path.join(root, "ck-link"), "tar-zeros.tar");
+      expect(isAgentError(error, "CONFIG_INVALID")).toBe(true);
+      expect((error as Error).message).toMatch(/DATASET_DIR .*CHECKPOINT_DIR .*symbolic link/);
+      expect(await fs.readFile(path.join(dir, "ck", "epoch-7.pt"), "utf8")).toBe("weights");
+    });
+
+    it("refuses a DATASET_DIR holding files no pull put there, and leaves them", async () => {
+      const root = await tmpDir("unsafe-foreign-");
+      const dir = path.join(root, "dataset");
+      await fs.mkdir(dir);
+      await fs.writeFile(path.join(dir, "mine.txt"), "keep me");
+      const error = await pullInto(dir, path.join(root, "ck"));
+      expect(isAgentError(error, "CONFIG_INVALID")).toBe(true);
+      expect((error as Error).message).toContain("DATASET_DIR");
+      expect(await listAll(root)).toEqual(["dataset", path.join("dataset", "mine.txt")]);
+    });
+
+    it("replaces a folder an interrupted pull left (its marker says pending) and one a finished pull made", async () => {
+      const root = await tmpDir("unsafe-pending-");
+      const dir = path.join(root, "dataset");
+      await fs.mkdir(dir);
+      await fs.writeFile(path.join(dir, "half.bin"), "x");
+      await fs.writeFile(
+        path.join(root, ".dataset.trainer-dataset.json"),
+        JSON.stringify({ pending: true, source: "s", version: "v", bytes: 0, files: 0, completed_at: "" }),
+      );
+      expect(await pullInto(dir, path.join(root, "ck"))).toBeUndefined();
+      expect(await listAll(dir)).toEqual(["data.bin", "ok.txt"]);
+      expect(await pullInto(dir, path.join(root, "ck"), "tar-symlink-inside.tar")).toBeUndefined();
+      expect(await listAll(dir)).toContain("ok.txt");
+      expect(await listAll(dir)).not.toContain("data.bin");
+    });
+  });
 });
