@@ -1,11 +1,12 @@
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { groupRunning } from "../../src/process/group.ts";
 import { supervise, type SuperviseOptions } from "../../src/process/supervise.ts";
 import type { Report } from "../../src/contract/report.ts";
 
@@ -205,7 +206,45 @@ describe("supervise (real child processes)", () => {
     expect(res.reason).toBe("killed: did not exit within the 0.3 s grace period after SIGTERM received");
     expect(logs.text()).toContain("did not exit within the grace period");
   });
+
+  it.each([
+    ["ends a grandchild the child left running in its group (SIGTERM)", "0", "SIGTERM to the group"],
+    ["SIGKILLs a leftover grandchild that ignores SIGTERM after the grace period", "1", "outlived the grace period"],
+  ])("%s", async (_name, ignoreTerm, logged) => {
+    const { sup, out, logs } = start([fixture("leave-sleeper.sh")], {
+      graceSeconds: 0.3,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", IGNORE_TERM: ignoreTerm },
+    });
+    const res = await sup.result;
+    const sleeper = Number(/sleeper (\d+)/.exec(out.text())?.[1]);
+    expect(sleeper).toBeGreaterThan(0);
+    try {
+      expect(res.exitCode).toBe(0);
+      expect(res.reason).toBeUndefined();
+      // Ended by the time the result is known: nothing of the job outlives the agent. (Gone, or a zombie where
+      // PID 1 does not reap orphans, as on this test machine.)
+      expect(await stateOf(sleeper)).toMatch(/^(gone|Z)$/);
+      expect(await groupRunning(sup.pid as number)).toBe(false);
+      expect(logs.text()).toContain(logged);
+    } finally {
+      try {
+        process.kill(sleeper, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  });
 });
+
+/** A process's state letter from /proc (R, S, Z...), or "gone". */
+async function stateOf(pid: number): Promise<string> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] as string;
+  } catch {
+    return "gone";
+  }
+}
 
 async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const until = Date.now() + timeoutMs;
