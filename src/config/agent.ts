@@ -7,7 +7,7 @@ import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
-import type { Secret } from "./secret.ts";
+import { secretList, type Secret } from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -115,6 +115,38 @@ export const SECRET_ENV_NAMES = [
   "BACKEND_ADMIN_TOKEN",
   "CALLBACK_JWT_SECRET",
 ] as const;
+
+/**
+ * Names that look like they hold a secret beyond SECRET_ENV_NAMES (HF_TOKEN, WANDB_API_KEY, DB_PASSWORD,
+ * GITHUB_PAT...): a word of the name, between underscores, says so.
+ */
+const SECRET_LOOKING_NAME = /(?:^|_)(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|APIKEY|PAT|CREDENTIALS?|PRIVATE)(?:_|$)/i;
+
+/**
+ * Every secret value the agent holds, longest first, for masking what it sends to the backend: its keys and
+ * callback token, the values of the secret variables and of secret-looking names in its environment, and
+ * passwords inside URLs (`postgres://user:pass@host`). The token in CALLBACK_TOKEN_FILE is read by the caller.
+ */
+export function secretValues(config: AgentConfig): string[] {
+  const values: (string | undefined)[] = [
+    config.callbacks.token?.reveal(),
+    config.storage.accessKeyId?.reveal(),
+    config.storage.secretAccessKey?.reveal(),
+  ];
+  for (const [name, value] of Object.entries(config.baseEnv)) {
+    if ((SECRET_ENV_NAMES as readonly string[]).includes(name) || SECRET_LOOKING_NAME.test(name))
+      values.push(value.trim());
+    for (const m of value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)) {
+      values.push(m[1]);
+      try {
+        values.push(decodeURIComponent(m[1] as string));
+      } catch {
+        // not percent-encoded
+      }
+    }
+  }
+  return secretList(values);
+}
 
 const ENDPOINT_NAMES = ["S3_ENDPOINT", "MINIO_ENDPOINT", "R2_ENDPOINT"] as const;
 const ACCESS_KEY_NAMES = ["S3_ACCESS_KEY_ID", "R2_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] as const;

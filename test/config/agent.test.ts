@@ -1,6 +1,14 @@
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
-import { EnvReader, loadAgentConfig, Secret, type Env } from "../../src/config/index.ts";
+import {
+  EnvReader,
+  loadAgentConfig,
+  maskSecrets,
+  Secret,
+  secretList,
+  secretValues,
+  type Env,
+} from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 
 /** The CONFIG_INVALID message of a rejected environment (fails the test when the env is accepted). */
@@ -401,5 +409,52 @@ describe("EnvReader", () => {
     expect(message).toContain(`${name} must be a URL without user:password@`);
     expect(message).toContain("//***@");
     for (const part of ["hunter2", "admin", "wJalr-secret", "AKIA123"]) expect(message).not.toContain(part);
+  });
+});
+
+describe("secretValues and maskSecrets (what leaves the agent is masked)", () => {
+  const env: Env = {
+    CALLBACK_TOKEN: "tok-123456",
+    S3_ACCESS_KEY_ID: "AKIA0000",
+    S3_SECRET_ACCESS_KEY: "secret-abcdef",
+    HF_TOKEN: "hf_longtoken",
+    WANDB_API_KEY: "wandb-key-1",
+    DB_PASS: "hunter22",
+    GITHUB_PAT: "ghp_abcdef",
+    DATABASE_URL: "postgres://u:p%40ss-word@db/x",
+    SHORT_TOKEN: "abc",
+    MODEL_NAME: "resnet-50-v2",
+    TOKENIZERS_PARALLELISM: "falsefalse",
+    PWD: "/workspace/run",
+  };
+  const values = secretValues(loadAgentConfig(env));
+
+  it.each([
+    ["the callback token", "tok-123456"],
+    ["the access key", "AKIA0000"],
+    ["the S3 secret key", "secret-abcdef"],
+    ["HF_TOKEN", "hf_longtoken"],
+    ["WANDB_API_KEY", "wandb-key-1"],
+    ["DB_PASS", "hunter22"],
+    ["GITHUB_PAT", "ghp_abcdef"],
+    ["a URL's password, encoded", "p%40ss-word"],
+    ["a URL's password, decoded", "p@ss-word"],
+  ])("masks %s", (_name, value) => {
+    expect(maskSecrets(`a ${value} b ${value}`, values)).toBe("a *** b ***");
+  });
+
+  it.each([
+    ["a value under 6 characters", "abc"],
+    ["an ordinary variable", "resnet-50-v2"],
+    ["a name that only starts like a secret one", "falsefalse"],
+    ["the working folder (PWD)", "/workspace/run"],
+  ])("leaves %s", (_name, text) => {
+    expect(maskSecrets(text, values)).toBe(text);
+  });
+
+  it("masks a value that holds another one whole", () => {
+    const list = secretList(["secret-abcdef", "secret-abcdef-and-more", "secret-abcdef"]);
+    expect(list).toEqual(["secret-abcdef-and-more", "secret-abcdef"]);
+    expect(maskSecrets("x secret-abcdef-and-more y", list)).toBe("x *** y");
   });
 });
