@@ -103,6 +103,7 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     ["tar-deep.tar", "ARCHIVE_UNSAFE_PATH"],
     ["zip-deep.zip", "ARCHIVE_UNSAFE_PATH"],
     ["tar-long-name.tar", "ARCHIVE_UNSAFE_PATH"],
+    ["zip-nul.zip", "ARCHIVE_UNSAFE_PATH"],
     ["nested/", "DATASET_CORRUPT"],
     ["long/", "ARCHIVE_UNSAFE_PATH"],
   ])("%s -> %s", async (name, code) => {
@@ -122,6 +123,7 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     ["tar-zeros.tar", []],
     ["tar-empty-dir.tar", []],
     ["zip-empty.zip", []],
+    ["tar-case.tar", ["OK.txt", "Ok.txt", "ok.txt"]],
   ])("%s is a valid dataset (links resolving inside through each other; empty archives)", async (name, want) => {
     const { root, error } = await pull(name);
     expect(error).toBeUndefined();
