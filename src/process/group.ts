@@ -5,6 +5,19 @@
  */
 import fs from "node:fs/promises";
 
+/** A process's state letter (R, S, Z...) and process group from /proc, or undefined when it is gone. */
+export async function processStat(pid: number | string): Promise<{ state: string; pgrp: number } | undefined> {
+  let stat: string;
+  try {
+    stat = await fs.readFile(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so fields count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0] ?? "", pgrp: Number(fields[2]) };
+}
+
 export async function groupRunning(pgid: number): Promise<boolean> {
   let pids: string[];
   try {
@@ -14,15 +27,8 @@ export async function groupRunning(pgid: number): Promise<boolean> {
   }
   for (const pid of pids) {
     if (!/^\d+$/.test(pid)) continue;
-    let stat: string;
-    try {
-      stat = await fs.readFile(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so fields count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
+    const stat = await processStat(pid);
+    if (stat !== undefined && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") return true;
   }
   return false;
 }

@@ -1,12 +1,12 @@
 import { once } from "node:events";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { groupRunning } from "../../src/process/group.ts";
+import { groupRunning, processStat } from "../../src/process/group.ts";
 import { supervise, type SuperviseOptions } from "../../src/process/supervise.ts";
 import type { Report } from "../../src/contract/report.ts";
 
@@ -223,7 +223,7 @@ describe("supervise (real child processes)", () => {
       expect(res.reason).toBeUndefined();
       // Ended by the time the result is known: nothing of the job outlives the agent. (Gone, or a zombie where
       // PID 1 does not reap orphans, as on this test machine.)
-      expect(await stateOf(sleeper)).toMatch(/^(gone|Z)$/);
+      expect((await processStat(sleeper))?.state ?? "gone").toMatch(/^(gone|Z)$/);
       expect(await groupRunning(sup.pid as number)).toBe(false);
       expect(logs.text()).toContain(logged);
     } finally {
@@ -235,16 +235,6 @@ describe("supervise (real child processes)", () => {
     }
   });
 });
-
-/** A process's state letter from /proc (R, S, Z...), or "gone". */
-async function stateOf(pid: number): Promise<string> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] as string;
-  } catch {
-    return "gone";
-  }
-}
 
 async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const until = Date.now() + timeoutMs;
