@@ -4,7 +4,7 @@
  * link is resolved through the archive's other links, as the kernel would), a file and a folder of one name, paths
  * the file system cannot hold. Links are created last, after every regular file, so no entry is ever written
  * through a link. Every byte written is counted against DATASET_MAX_BYTES and the expansion ratio (zip bombs,
- * tar.gz bombs). The rules are listed in docs/storage.md ("Dataset safety").
+ * tar.gz bombs). The rules are listed in docs/storage.md ("Archive safety").
  */
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -32,6 +32,12 @@ const SHOWN_NAME = 120;
 export function shownName(name: string): string {
   if (name.length <= SHOWN_NAME) return JSON.stringify(name);
   return `${JSON.stringify(name.slice(0, SHOWN_NAME))}... (${Buffer.byteLength(name)} bytes)`;
+}
+
+/** A trie of symbolic link names by path component; `target` is set where a link ends. */
+interface LinkNode {
+  children: Map<string, LinkNode>;
+  target?: string;
 }
 
 const parentOf = (rel: string): string => (rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
@@ -113,7 +119,7 @@ export class SafeTree {
    * Claims rel and its parents as folders, synchronously (entries of a zip are written concurrently, so the check
    * and the claim must not be split by an await): a name already used by a file or a link is a dataset error.
    */
-  #claimDir(rel: string): Promise<unknown> | undefined {
+  #claimDir(rel: string): Promise<unknown> {
     const made = this.#dirs.get(rel);
     if (made !== undefined) return made;
     const chain: string[] = [];
@@ -229,26 +235,30 @@ export class SafeTree {
    * Follows a symbolic link's target through every link of the archive, component by component, as the kernel
    * resolves a path: "escapes" when any step climbs above the root (a lexical check misses `up2 -> up/..` after
    * `up -> ..`), "loop" past MAX_LINK_HOPS. Names that do not exist are taken as folders, which can only be stricter.
+   * `links` is the trie of the symbolic links' names, so each step costs one map lookup whatever the depth.
    */
-  #resolve(link: { name: string; target: string }, targets: ReadonlyMap<string, string>): "ok" | "escapes" | "loop" {
-    const at = link.name.split("/").slice(0, -1);
+  #resolve(link: { name: string; target: string }, links: LinkNode): "ok" | "escapes" | "loop" {
+    // The trie nodes of the folders walked so far (undefined once off every link's path); [0] is the root.
+    const at: (LinkNode | undefined)[] = [links];
+    for (const c of link.name.split("/").slice(0, -1)) at.push(at.at(-1)?.children.get(c));
     const todo = link.target.split("/").reverse();
     let hops = 0;
     while (todo.length > 0) {
       const c = todo.pop() as string;
       if (c === "" || c === ".") continue;
       if (c === "..") {
-        if (at.length === 0) return "escapes";
+        if (at.length === 1) return "escapes";
         at.pop();
         continue;
       }
-      at.push(c);
-      const next = targets.get(at.join("/"));
-      if (next === undefined) continue;
+      const node = at.at(-1)?.children.get(c);
+      if (node?.target === undefined) {
+        at.push(node);
+        continue;
+      }
       if (++hops > MAX_LINK_HOPS) return "loop";
-      at.pop();
-      if (next.startsWith("/")) return "escapes";
-      todo.push(...next.split("/").reverse());
+      if (node.target.startsWith("/")) return "escapes";
+      todo.push(...node.target.split("/").reverse());
     }
     return "ok";
   }
@@ -277,7 +287,17 @@ export class SafeTree {
    */
   async finish(): Promise<void> {
     await this.flush();
-    const targets = new Map(this.#links.filter((l) => !l.hard).map((l) => [l.name, l.target]));
+    const trie: LinkNode = { children: new Map() };
+    for (const l of this.#links) {
+      if (l.hard) continue;
+      let node = trie;
+      for (const c of l.name.split("/")) {
+        let next = node.children.get(c);
+        if (next === undefined) node.children.set(c, (next = { children: new Map() }));
+        node = next;
+      }
+      node.target = l.target;
+    }
     for (const link of this.#links) {
       const refuse = (why: string): AgentError => this.#refuseLink(link.name, link.target, why);
       if (this.#files.has(link.name) || this.#dirs.has(link.name))
@@ -288,7 +308,7 @@ export class SafeTree {
         if (!this.#files.has(link.target)) throw refuse("the target is not a file of the archive");
         continue;
       }
-      const where = this.#resolve(link, targets);
+      const where = this.#resolve(link, trie);
       if (where === "escapes") throw refuse("through the archive's other links, the target leaves the dataset folder");
       if (where === "loop") throw refuse(`the links form a loop (more than ${MAX_LINK_HOPS} hops)`);
     }
