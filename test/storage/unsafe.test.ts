@@ -118,19 +118,24 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     await fs.rm(root, { recursive: true, force: true });
   });
 
-  it.each([
-    ["tar-symlink-inside.tar", ["d", "d/ok", "d/self", "d/up", "ok.txt"]],
-    ["tar-zeros.tar", []],
-    ["tar-empty-dir.tar", []],
-    ["zip-empty.zip", []],
-    ["tar-case.tar", ["OK.txt", "Ok.txt", "ok.txt"]],
-  ])("%s is a valid dataset (links resolving inside through each other; empty archives)", async (name, want) => {
-    const { root, error } = await pull(name);
-    expect(error).toBeUndefined();
-    const dir = path.join(root, "work", "dataset");
-    expect(await listAll(dir)).toEqual(want.map((p) => path.join(...p.split("/"))));
-    if (want.includes("d/ok")) expect(await fs.readFile(path.join(dir, "d", "ok"), "utf8")).toBe("fine\n");
-  });
+  it.each<[string, string[], Record<string, string>]>([
+    ["tar-symlink-inside.tar", ["d", "d/ok", "d/self", "d/up", "ok.txt"], { "d/ok": "fine\n" }],
+    ["tar-zeros.tar", [], {}],
+    ["tar-empty-dir.tar", [], {}],
+    ["zip-empty.zip", [], {}],
+    ["tar-case.tar", ["OK.txt", "Ok.txt", "ok.txt"], { "OK.txt": "OK", "Ok.txt": "Ok" }],
+    ["tar-duplicate-file.tar", ["hl", "ok.txt"], { "ok.txt": "again\n", hl: "again\n" }],
+  ])(
+    "%s is a valid dataset (links inside through each other, empty archives, tar appends)",
+    async (name, want, has) => {
+      const { root, error } = await pull(name);
+      expect(error).toBeUndefined();
+      const dir = path.join(root, "work", "dataset");
+      expect(await listAll(dir)).toEqual(want.map((p) => path.join(...p.split("/"))));
+      for (const [file, text] of Object.entries(has))
+        expect(await fs.readFile(path.join(dir, file), "utf8")).toBe(text);
+    },
+  );
 
   it("DATASET_MAX_BYTES caps a legitimate archive too, with a message naming the variable", async () => {
     const { error } = await pull("good.zip", { DATASET_MAX_BYTES: "1000" });
