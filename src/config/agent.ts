@@ -7,7 +7,8 @@ import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
-import { secretList, type Secret } from "./secret.ts";
+import { secretList } from "./mask.ts";
+import type { Secret } from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];

@@ -1,4 +1,5 @@
 export * from "./agent.ts";
 export { dirsOverlap } from "./dirs.ts";
+export { maskSecrets, maskSecretsDeep, secretList } from "./mask.ts";
 export { EnvReader, type Env } from "./parse.ts";
-export { maskSecrets, maskSecretsDeep, Secret, secretList } from "./secret.ts";
+export { Secret } from "./secret.ts";
