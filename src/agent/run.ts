@@ -12,10 +12,18 @@
  * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
  */
 import type { SpawnOptions, ChildProcess } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import type { DestinationStream } from "pino";
-import { loadAgentConfig, type AgentConfig, type Env } from "../config/index.ts";
+import {
+  loadAgentConfig,
+  maskSecrets,
+  maskSecretsDeep,
+  secretList,
+  secretValues,
+  type AgentConfig,
+  type Env,
+} from "../config/index.ts";
 import type { DoneStatus, StoredCheckpoint } from "../contract/callbacks.ts";
 import type { Report } from "../contract/report.ts";
 import { AgentError, exitCodeFor, isAgentError } from "../errors/index.ts";
@@ -86,6 +94,9 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   });
   const log = logger.child({ component: "agent" });
   const callbacks = await openCallbacks(config, trace, logger, deps);
+  // What the child prints reaches the backend (done's log_tail and reason, its events): the secret values the agent
+  // holds are masked there. The relay to the pod log stays byte-exact: that is the child's own output.
+  let secrets = secretValues(config);
   const tracker = new ProgressTracker({ nodeRank: config.distributed.nodeRank, now, startedAt });
 
   // Termination can arrive at any point: before the child runs it aborts the preparation.
@@ -217,7 +228,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           sync?.notify(report.path);
         } else {
           const data = { ...report.data, ...(report.rank !== undefined && { rank: report.rank }) };
-          callbacks?.event(report.type, report.message, Object.keys(data).length > 0 ? data : undefined);
+          callbacks?.event(
+            report.type,
+            report.message === undefined ? undefined : maskSecrets(report.message, secrets),
+            Object.keys(data).length > 0 ? (maskSecretsDeep(data, secrets) as Record<string, unknown>) : undefined,
+          );
         }
       };
       const parseLine = plugin.parseLine?.bind(plugin);
@@ -260,7 +275,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           callbacks.heartbeat(tracker.latest()),
         );
       if (cancelReason !== undefined) child.terminate("SIGTERM", cancelReason);
-      result = await child.result;
+      const ended = await child.result;
+      // The token file is read now: it may have been rotated since the start.
+      const fileToken = await readTokenFile(config.callbacks.tokenFile);
+      if (fileToken !== undefined) secrets = secretList([...secrets, fileToken]);
+      result = {
+        ...ended,
+        reason: ended.reason === undefined ? undefined : maskSecrets(ended.reason, secrets),
+        logTail: ended.logTail.map((line) => maskSecrets(line, secrets)),
+      };
       liveness?.stop();
       if (result.spawnFailed) log.error({ reason: result.reason }, "the command could not be started");
       else log.info({ exit_code: result.exitCode, signal: result.signal, reason: result.reason }, "child exited");
@@ -429,6 +452,15 @@ async function failEarly(
   });
   await callbacks.close();
   return code;
+}
+
+async function readTokenFile(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    return undefined; // the callbacks say so when they need it
+  }
 }
 
 function toAgentError(error: unknown, cancelReason: string | undefined): AgentError {

@@ -5,7 +5,9 @@
 import { isIP } from "node:net";
 import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
+import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
+import { secretList } from "./mask.ts";
 import type { Secret } from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
@@ -61,6 +63,7 @@ export interface StorageConfig {
   region: string;
   datasetId: string | undefined;
   datasetUri: string | undefined;
+  /** Absolute; checked not to overlap checkpointDir nor be a dangerous folder (config/dirs.ts). */
   datasetDir: string;
   checkpointDir: string;
   /** Explicit CHECKPOINT_URI, else derived from bucket and JOB_ID by the storage module. */
@@ -114,6 +117,38 @@ export const SECRET_ENV_NAMES = [
   "CALLBACK_JWT_SECRET",
 ] as const;
 
+/**
+ * Names that look like they hold a secret beyond SECRET_ENV_NAMES (HF_TOKEN, WANDB_API_KEY, DB_PASSWORD,
+ * GITHUB_PAT...): a word of the name, between underscores, says so.
+ */
+const SECRET_LOOKING_NAME = /(?:^|_)(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|APIKEY|PAT|CREDENTIALS?|PRIVATE)(?:_|$)/i;
+
+/**
+ * Every secret value the agent holds, longest first, for masking what it sends to the backend: its keys and
+ * callback token, the values of the secret variables and of secret-looking names in its environment, and
+ * passwords inside URLs (`postgres://user:pass@host`). The token in CALLBACK_TOKEN_FILE is read by the caller.
+ */
+export function secretValues(config: AgentConfig): string[] {
+  const values: (string | undefined)[] = [
+    config.callbacks.token?.reveal(),
+    config.storage.accessKeyId?.reveal(),
+    config.storage.secretAccessKey?.reveal(),
+  ];
+  for (const [name, value] of Object.entries(config.baseEnv)) {
+    if ((SECRET_ENV_NAMES as readonly string[]).includes(name) || SECRET_LOOKING_NAME.test(name))
+      values.push(value.trim());
+    for (const m of value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)) {
+      values.push(m[1]);
+      try {
+        values.push(decodeURIComponent(m[1] as string));
+      } catch {
+        // not percent-encoded
+      }
+    }
+  }
+  return secretList(values);
+}
+
 const ENDPOINT_NAMES = ["S3_ENDPOINT", "MINIO_ENDPOINT", "R2_ENDPOINT"] as const;
 const ACCESS_KEY_NAMES = ["S3_ACCESS_KEY_ID", "R2_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] as const;
 const SECRET_KEY_NAMES = ["S3_SECRET_ACCESS_KEY", "R2_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"];
@@ -125,7 +160,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
 
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
-  const storage = readStorage(r);
+  const storage = readStorage(r, env);
   const jobId = r.string("JOB_ID");
   if (callbacks.baseUrl !== undefined) {
     if (jobId === undefined) r.problems.push("JOB_ID must be set when BACKEND_BASE_URL is set (callbacks are on)");
@@ -254,7 +289,7 @@ function readCallbacks(r: EnvReader): CallbackConfig {
   };
 }
 
-function readStorage(r: EnvReader): StorageConfig {
+function readStorage(r: EnvReader, env: Env): StorageConfig {
   const endpointVar = r.firstOf(ENDPOINT_NAMES);
   const endpoint = endpointVar === undefined ? undefined : r.url(endpointVar.name);
   const bucket = r.firstOf(BUCKET_NAMES)?.value;
@@ -291,8 +326,7 @@ function readStorage(r: EnvReader): StorageConfig {
     region: r.string("S3_REGION") ?? (type === "r2" ? "auto" : "us-east-1"),
     datasetId,
     datasetUri,
-    datasetDir: r.string("DATASET_DIR", "/workspace/dataset"),
-    checkpointDir: r.string("CHECKPOINT_DIR", "/workspace/checkpoints"),
+    ...readWorkDirs(r, env),
     checkpointUri,
     checkpointUpload: r.oneOf("CHECKPOINT_UPLOAD", CHECKPOINT_UPLOAD_MODES, "rank0"),
     concurrency: r.int("STORAGE_CONCURRENCY", { min: 1, max: 64, fallback: 8 }),

@@ -2,14 +2,17 @@
  * Runs the training command: spawned by argv (never through a shell) as the leader of its own process group,
  * its stdout/stderr relayed unchanged to ours with the reports taken out, terminated by the fixed protocol
  * (forward the signal to the group, wait the grace period, SIGKILL the group), and summed up in one result
- * shape for success and failure.
+ * shape for success and failure. When the child exits on its own, whatever it left running in its group
+ * (a background process, a dataloader worker) is ended by the same protocol: the job ends with its leader.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { constants } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Writable, Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { Report } from "../contract/report.ts";
 import { classifyEnding } from "./classify.ts";
+import { groupRunning } from "./group.ts";
 import { ReportRelay } from "./relay.ts";
 import { LogTail } from "./tail.ts";
 
@@ -17,6 +20,8 @@ export type StreamName = "stdout" | "stderr";
 
 /** Quiet time after which bytes held as a possible marker start are written anyway, ms. */
 const PREFIX_FLUSH_MS = 50;
+/** How often the child's group is checked for leftovers after the child exited, ms. */
+const GROUP_POLL_MS = 50;
 
 /** How the child ended. The same shape whether it succeeded, failed, was killed or never started. */
 export interface ChildResult {
@@ -103,6 +108,25 @@ export function supervise(options: SuperviseOptions): Supervised {
       if ((error as NodeJS.ErrnoException).code !== "ESRCH")
         log.warn({ err: error, signal }, "could not signal the child");
     }
+  };
+
+  /** After the leader exited on its own: SIGTERM what is left of its group, SIGKILL it after the grace period. */
+  const endGroup = async (): Promise<void> => {
+    if (pid === undefined || !(await groupRunning(pid))) return;
+    log.warn(
+      { pid, grace_seconds: options.graceSeconds },
+      "the child exited but processes of its group still run: SIGTERM to the group",
+    );
+    killGroup("SIGTERM");
+    const deadline = now() + options.graceSeconds * 1000;
+    // Nothing signals a group becoming empty (its members are not our children), so it is polled.
+    while ((await groupRunning(pid)) && now() < deadline) await sleep(GROUP_POLL_MS);
+    if (!(await groupRunning(pid))) return;
+    log.warn(
+      { grace_seconds: options.graceSeconds },
+      "processes of the child's group outlived the grace period: SIGKILL",
+    );
+    killGroup("SIGKILL");
   };
 
   const startedPromise = new Promise<void>((resolve) => {
@@ -200,8 +224,11 @@ export function supervise(options: SuperviseOptions): Supervised {
     const exit = await exitPromise;
     exited = true;
     if (graceTimer !== undefined) clearTimeout(graceTimer);
-    // The leader is gone; when we were stopping the job, nothing else of its group may linger.
-    if (terminationReason !== undefined && spawnError === undefined) killGroup("SIGKILL");
+    // The leader is gone: nothing else of its group may linger (when we were stopping the job, the grace is spent).
+    if (spawnError === undefined) {
+      if (terminationReason !== undefined) killGroup("SIGKILL");
+      else await endGroup();
+    }
     if (spawnError !== undefined) for (const close of streamClosers) close();
     await waitForPipes(
       relays,

@@ -4,7 +4,7 @@
  * saved after SIGTERM.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -106,5 +106,15 @@ describe("trainer-agent run with storage", () => {
     expect(run.stdout).toBe("");
     expect(run.stderr).toMatch(/^trainer-agent: DATASET_NOT_FOUND: .*$/m);
     expect(doneOf("j3")).toMatchObject({ status: "failed", exit_code: 66 });
+  });
+
+  it("CHECKPOINT_DIR inside DATASET_DIR: exit 78 naming both, before any pull, the checkpoint kept", async () => {
+    await mkdir(join(dir, "pod5/ds/ck"), { recursive: true });
+    await writeFile(join(dir, "pod5/ds/ck/epoch-7.pt"), "weights");
+    const run = await pod("pod5", "j5", { CHECKPOINT_DIR: join(dir, "pod5/ds/ck") }, ["sh", "-c", "echo ran"]);
+    expect(run.code).toBe(78);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toMatch(/CONFIG_INVALID: .*DATASET_DIR .*CHECKPOINT_DIR .*must be separate folders/);
+    expect(await readFile(join(dir, "pod5/ds/ck/epoch-7.pt"), "utf8")).toBe("weights");
   });
 });

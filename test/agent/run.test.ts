@@ -3,6 +3,9 @@
  * backend on 127.0.0.1.
  */
 import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, startBackend, type TestBackend } from "../callbacks/backend.ts";
@@ -127,6 +130,40 @@ describe("trainer-agent run (real process)", () => {
       status: "failed",
       exit_code: 1,
       reason: "ValueError: learning rate must be positive",
+    });
+  });
+
+  it("masks the secrets the agent holds in done's log_tail and reason and in events; the relay stays exact", async () => {
+    const b = await backend();
+    const dir = await mkdtemp(join(tmpdir(), "secrets-"));
+    const tokenFile = join(dir, "token");
+    await writeFile(tokenFile, `${TOKEN}\n`);
+    const secrets = {
+      S3_ACCESS_KEY_ID: "AKIAEXAMPLEACCESS",
+      S3_SECRET_ACCESS_KEY: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYsecret",
+      HF_TOKEN: "hf_abcdefghijklmnop",
+      DATABASE_URL: "postgres://trainer:db-pass-123@db:5432/x",
+    };
+    const env = { ...cb(b), CALLBACK_TOKEN: "", CALLBACK_TOKEN_FILE: tokenFile, ...secrets };
+    const run = await agent(["--", fixture("print-secrets.sh")], env);
+    await rm(dir, { recursive: true, force: true });
+    expect(run.code).toBe(1);
+    // The child's own output reaches the pod log unchanged.
+    expect(run.stdout).toContain(`secret=${secrets.S3_SECRET_ACCESS_KEY}`);
+    expect(run.stdout).toContain(`callback token: ${TOKEN}`);
+    const done = b.of("done")[0]?.body as { log_tail: string; reason: string };
+    const events = JSON.stringify(b.of("event").map((r) => r.body));
+    for (const value of [...Object.values(secrets).slice(0, 3), "db-pass-123", TOKEN]) {
+      expect(done.log_tail).not.toContain(value);
+      expect(done.reason).not.toContain(value);
+      expect(events).not.toContain(value);
+    }
+    expect(done.log_tail).toContain("key=*** secret=*** hf=*** db=postgres://trainer:***@db:5432/x");
+    expect(done.log_tail).toContain("callback token: ***");
+    expect(done.reason).toBe("PermissionError: access denied for ***");
+    expect(b.of("event").find((r) => r.body.type === "warning")?.body).toMatchObject({
+      message: "login with ***",
+      data: { k: "***" },
     });
   });
 

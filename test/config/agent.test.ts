@@ -1,6 +1,14 @@
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
-import { EnvReader, loadAgentConfig, Secret, type Env } from "../../src/config/index.ts";
+import {
+  EnvReader,
+  loadAgentConfig,
+  maskSecrets,
+  Secret,
+  secretList,
+  secretValues,
+  type Env,
+} from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 
 /** The CONFIG_INVALID message of a rejected environment (fails the test when the env is accepted). */
@@ -197,6 +205,55 @@ describe("loadAgentConfig: distributed variables", () => {
   });
 });
 
+describe("loadAgentConfig: DATASET_DIR and CHECKPOINT_DIR (a pull replaces DATASET_DIR wholesale)", () => {
+  it.each<[string, Env, string[]]>([
+    [
+      "CHECKPOINT_DIR inside DATASET_DIR",
+      { DATASET_DIR: "/w/data", CHECKPOINT_DIR: "/w/data/ck" },
+      ["DATASET_DIR", "CHECKPOINT_DIR"],
+    ],
+    [
+      "DATASET_DIR inside CHECKPOINT_DIR",
+      { DATASET_DIR: "/w/ck/data", CHECKPOINT_DIR: "/w/ck/" },
+      ["DATASET_DIR", "CHECKPOINT_DIR"],
+    ],
+    ["the same folder", { DATASET_DIR: "/w/x", CHECKPOINT_DIR: "/w/./x/" }, ["DATASET_DIR", "CHECKPOINT_DIR"]],
+    ["DATASET_DIR=/", { DATASET_DIR: "/" }, ["DATASET_DIR must be a folder of its own, not the root folder"]],
+    ["DATASET_DIR=/w/..", { DATASET_DIR: "/w/.." }, ["DATASET_DIR must be a folder of its own, not the root folder"]],
+    ["CHECKPOINT_DIR=/", { CHECKPOINT_DIR: "/" }, ["CHECKPOINT_DIR must be a folder of its own, not the root folder"]],
+    ["DATASET_DIR=.", { DATASET_DIR: "." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
+    ["DATASET_DIR=..", { DATASET_DIR: ".." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
+    [
+      "an empty DATASET_DIR",
+      { DATASET_DIR: "" },
+      ['DATASET_DIR must be a folder path (unset for the default), got ""'],
+    ],
+    ["a blank CHECKPOINT_DIR", { CHECKPOINT_DIR: "  " }, ["CHECKPOINT_DIR must be a folder path"]],
+    ["DATASET_DIR=/etc", { DATASET_DIR: "/etc/" }, ["DATASET_DIR must be a folder of its own, not a system folder"]],
+    [
+      "CHECKPOINT_DIR=/usr",
+      { CHECKPOINT_DIR: "/usr" },
+      ["CHECKPOINT_DIR must be a folder of its own, not a system folder"],
+    ],
+    [
+      "DATASET_DIR=HOME",
+      { HOME: "/home/me", DATASET_DIR: "/home/me" },
+      ["DATASET_DIR must be a folder of its own, not HOME"],
+    ],
+  ])("rejects %s, naming the variables", (_name, env, parts) => {
+    const message = rejection(env);
+    for (const part of parts) expect(message).toContain(part);
+  });
+
+  it("resolves relative folders and accepts separate ones (siblings with a common prefix too)", () => {
+    const s = loadAgentConfig({ DATASET_DIR: "data", CHECKPOINT_DIR: "/w/data-ck" }).storage;
+    expect(s.datasetDir).toBe(`${process.cwd()}/data`);
+    expect(loadAgentConfig({ DATASET_DIR: "/w/data", CHECKPOINT_DIR: "/w/data-ck" }).storage.checkpointDir).toBe(
+      "/w/data-ck",
+    );
+  });
+});
+
 describe("loadAgentConfig: other variables", () => {
   it.each<[string, Env, string]>([
     [
@@ -352,5 +409,52 @@ describe("EnvReader", () => {
     expect(message).toContain(`${name} must be a URL without user:password@`);
     expect(message).toContain("//***@");
     for (const part of ["hunter2", "admin", "wJalr-secret", "AKIA123"]) expect(message).not.toContain(part);
+  });
+});
+
+describe("secretValues and maskSecrets (what leaves the agent is masked)", () => {
+  const env: Env = {
+    CALLBACK_TOKEN: "tok-123456",
+    S3_ACCESS_KEY_ID: "AKIA0000",
+    S3_SECRET_ACCESS_KEY: "secret-abcdef",
+    HF_TOKEN: "hf_longtoken",
+    WANDB_API_KEY: "wandb-key-1",
+    DB_PASS: "hunter22",
+    GITHUB_PAT: "ghp_abcdef",
+    DATABASE_URL: "postgres://u:p%40ss-word@db/x",
+    SHORT_TOKEN: "abc",
+    MODEL_NAME: "resnet-50-v2",
+    TOKENIZERS_PARALLELISM: "falsefalse",
+    PWD: "/workspace/run",
+  };
+  const values = secretValues(loadAgentConfig(env));
+
+  it.each([
+    ["the callback token", "tok-123456"],
+    ["the access key", "AKIA0000"],
+    ["the S3 secret key", "secret-abcdef"],
+    ["HF_TOKEN", "hf_longtoken"],
+    ["WANDB_API_KEY", "wandb-key-1"],
+    ["DB_PASS", "hunter22"],
+    ["GITHUB_PAT", "ghp_abcdef"],
+    ["a URL's password, encoded", "p%40ss-word"],
+    ["a URL's password, decoded", "p@ss-word"],
+  ])("masks %s", (_name, value) => {
+    expect(maskSecrets(`a ${value} b ${value}`, values)).toBe("a *** b ***");
+  });
+
+  it.each([
+    ["a value under 6 characters", "abc"],
+    ["an ordinary variable", "resnet-50-v2"],
+    ["a name that only starts like a secret one", "falsefalse"],
+    ["the working folder (PWD)", "/workspace/run"],
+  ])("leaves %s", (_name, text) => {
+    expect(maskSecrets(text, values)).toBe(text);
+  });
+
+  it("masks a value that holds another one whole", () => {
+    const list = secretList(["secret-abcdef", "secret-abcdef-and-more", "secret-abcdef"]);
+    expect(list).toEqual(["secret-abcdef-and-more", "secret-abcdef"]);
+    expect(maskSecrets("x secret-abcdef-and-more y", list)).toBe("x *** y");
   });
 });

@@ -6,6 +6,7 @@ import { PassThrough, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { groupRunning, processStat } from "../../src/process/group.ts";
 import { supervise, type SuperviseOptions } from "../../src/process/supervise.ts";
 import type { Report } from "../../src/contract/report.ts";
 
@@ -204,6 +205,34 @@ describe("supervise (real child processes)", () => {
     expect(res).toMatchObject({ exitCode: 137, signal: "SIGKILL", terminationReason: "SIGTERM received" });
     expect(res.reason).toBe("killed: did not exit within the 0.3 s grace period after SIGTERM received");
     expect(logs.text()).toContain("did not exit within the grace period");
+  });
+
+  it.each([
+    ["ends a grandchild the child left running in its group (SIGTERM)", "0", "SIGTERM to the group"],
+    ["SIGKILLs a leftover grandchild that ignores SIGTERM after the grace period", "1", "outlived the grace period"],
+  ])("%s", async (_name, ignoreTerm, logged) => {
+    const { sup, out, logs } = start([fixture("leave-sleeper.sh")], {
+      graceSeconds: 0.3,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", IGNORE_TERM: ignoreTerm },
+    });
+    const res = await sup.result;
+    const sleeper = Number(/sleeper (\d+)/.exec(out.text())?.[1]);
+    expect(sleeper).toBeGreaterThan(0);
+    try {
+      expect(res.exitCode).toBe(0);
+      expect(res.reason).toBeUndefined();
+      // Ended by the time the result is known: nothing of the job outlives the agent. (Gone, or a zombie where
+      // PID 1 does not reap orphans, as on this test machine.)
+      expect((await processStat(sleeper))?.state ?? "gone").toMatch(/^(gone|Z)$/);
+      expect(await groupRunning(sup.pid as number)).toBe(false);
+      expect(logs.text()).toContain(logged);
+    } finally {
+      try {
+        process.kill(sleeper, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
   });
 });
 

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { dirsOverlap } from "../../config/index.ts";
 import { AgentError } from "../../errors/index.ts";
 import type { DatasetResult, TransferProgress } from "../types.ts";
 import { parseUri, rangeSource, type StorageContext } from "../internal/context.ts";
@@ -33,6 +34,8 @@ interface Source {
 }
 
 export interface DatasetMarker {
+  /** Written before the folder is replaced: the folder belongs to the pull even if the pod dies before the end. */
+  pending?: true;
   source: string;
   version: string;
   bytes: number;
@@ -124,6 +127,60 @@ async function readMarker(file: string): Promise<DatasetMarker | null> {
   }
 }
 
+/** p with symbolic links resolved, as far as it exists (the rest appended unchanged). */
+async function realPath(p: string): Promise<string> {
+  try {
+    return await fs.realpath(p);
+  } catch {
+    const parent = path.dirname(p);
+    return parent === p ? p : path.join(await realPath(parent), path.basename(p));
+  }
+}
+
+/**
+ * The pull may replace DATASET_DIR only when it is absent, empty, or was put there by an earlier pull (its marker
+ * exists), and never when it holds CHECKPOINT_DIR through a symbolic link (the config checks the paths as written).
+ */
+async function checkReplaceable(dir: string, checkpointDir: string, marker: string): Promise<void> {
+  const [realDir, realCk] = await Promise.all([realPath(dir), realPath(path.resolve(checkpointDir))]);
+  if (dirsOverlap(realDir, realCk))
+    throw new AgentError(
+      "CONFIG_INVALID",
+      `DATASET_DIR (${JSON.stringify(dir)}, really ${JSON.stringify(realDir)}) and CHECKPOINT_DIR ` +
+        `(${JSON.stringify(checkpointDir)}, really ${JSON.stringify(realCk)}) are the same folder or one holds the ` +
+        "other through a symbolic link: a dataset pull would replace the checkpoints",
+    );
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code === "ENOTDIR")
+      throw new AgentError("CONFIG_INVALID", `DATASET_DIR must be a folder, got the file ${JSON.stringify(dir)}`);
+    throw error;
+  }
+  // Temporary folders of an earlier pull (made inside when the parent is read-only) do not count.
+  if (names.every((n) => n.startsWith(".trainer-tmp-"))) return;
+  try {
+    await fs.access(marker);
+  } catch {
+    throw new AgentError(
+      "CONFIG_INVALID",
+      `DATASET_DIR ${JSON.stringify(dir)} holds ${names.length} entries that no dataset pull put there (no ` +
+        `${path.basename(marker)} beside it); a pull replaces the folder, so it refuses: empty it or set DATASET_DIR ` +
+        "to a folder of its own",
+      { details: { entries: names.length } },
+    );
+  }
+}
+
+async function writeMarker(marker: string, value: DatasetMarker): Promise<void> {
+  const tmpMarker = `${marker}.tmp`;
+  await fs.writeFile(tmpMarker, `${JSON.stringify(value, null, 2)}\n`);
+  await fs.rename(tmpMarker, marker);
+}
+
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await fs.stat(p)).isDirectory();
@@ -144,7 +201,13 @@ export async function pullDataset(
   const log = ctx.logger.child({ dataset: source.label });
 
   const previous = await readMarker(marker);
-  if (previous && previous.source === source.label && previous.version === source.version && (await isDir(dir))) {
+  if (
+    previous &&
+    previous.pending !== true &&
+    previous.source === source.label &&
+    previous.version === source.version &&
+    (await isDir(dir))
+  ) {
     log.info({ version: source.version }, "dataset already in place (same source and ETag): download skipped");
     return {
       dir,
@@ -156,6 +219,7 @@ export async function pullDataset(
     };
   }
 
+  await checkReplaceable(dir, ctx.config.checkpointDir, marker);
   const totalIn = source.objects.reduce((n, o) => n + o.size, 0);
   if (source.kind === "prefix" || source.kind === "object") {
     if (totalIn > ctx.config.maxDatasetBytes)
@@ -203,6 +267,14 @@ export async function pullDataset(
       });
     }
     await tree.close();
+    await writeMarker(marker, {
+      pending: true,
+      source: source.label,
+      version: source.version,
+      bytes: 0,
+      files: 0,
+      completed_at: "",
+    });
     await replaceDir(tmp, dir);
   } catch (error) {
     await tree.flush().catch(() => {}); // no background write may land after the removal
@@ -224,9 +296,7 @@ export async function pullDataset(
     files: tree.files,
     completed_at: new Date(ctx.now()).toISOString(),
   };
-  const tmpMarker = `${marker}.tmp`;
-  await fs.writeFile(tmpMarker, `${JSON.stringify(result, null, 2)}\n`);
-  await fs.rename(tmpMarker, marker);
+  await writeMarker(marker, result);
   log.info(
     {
       bytes: tree.bytes,

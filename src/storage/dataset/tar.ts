@@ -119,17 +119,22 @@ export async function extractTar(src: RangeSource, tree: SafeTree, gzip: boolean
   };
 
   const parser = new Parser({ strict: true, onReadEntry: onEntry });
-  parser.on("error", (e: Error) => fail(corrupt(e.message, e)));
-  const parsed = new Promise<void>((resolve) => parser.on("end", () => resolve()));
   // Keep the last 1 KiB: a tar ends with two zero blocks, which is how a cut at an entry boundary is caught.
   let tail: Buffer = Buffer.alloc(0);
   let total = 0;
+  // An archive of zero blocks only is a valid empty tar (tar -T /dev/null); the parser calls it unrecognised.
+  let allZero = true;
+  parser.on("error", (e: Error & { code?: string }) => {
+    if (!(allZero && e.code === "TAR_BAD_ARCHIVE" && total >= 1024)) fail(corrupt(e.message, e));
+  });
+  const parsed = new Promise<void>((resolve) => parser.on("end", () => resolve()));
 
   const sink = new Writable({
     highWaterMark: 1024 * 1024,
     write(chunk: Buffer, _enc, cb): void {
       if (failure !== undefined) return cb(failure as Error);
       total += chunk.length;
+      if (allZero) allZero = chunk.every((b) => b === 0);
       tail = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([tail, chunk]).subarray(-1024);
       const ok = parser.write(chunk);
       const go = async (): Promise<void> => {
