@@ -8,7 +8,7 @@ import { AgentError } from "../errors/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
-import type { Secret } from "./secret.ts";
+import { isSecretLookingName, isSecretLookingValue, type Secret } from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -118,12 +118,6 @@ export const SECRET_ENV_NAMES = [
 ] as const;
 
 /**
- * Names that look like they hold a secret beyond SECRET_ENV_NAMES (HF_TOKEN, WANDB_API_KEY, DB_PASSWORD,
- * GITHUB_PAT...): a word of the name, between underscores, says so.
- */
-const SECRET_LOOKING_NAME = /(?:^|_)(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|APIKEY|PAT|CREDENTIALS?|PRIVATE)(?:_|$)/i;
-
-/**
  * Every secret value the agent holds, longest first, for masking what it sends to the backend: its keys and
  * callback token, the values of the secret variables and of secret-looking names in its environment, and
  * passwords inside URLs (`postgres://user:pass@host`). The token in CALLBACK_TOKEN_FILE is read by the caller.
@@ -135,12 +129,18 @@ export function secretValues(config: AgentConfig): string[] {
     config.storage.secretAccessKey?.reveal(),
   ];
   for (const [name, value] of Object.entries(config.baseEnv)) {
-    if ((SECRET_ENV_NAMES as readonly string[]).includes(name) || SECRET_LOOKING_NAME.test(name))
+    // A URL with a password keeps its host readable in what is sent: only the password is masked.
+    const urlPasswords = [...value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)].map((m) => m[1] as string);
+    if (
+      (SECRET_ENV_NAMES as readonly string[]).includes(name) ||
+      isSecretLookingName(name) ||
+      (urlPasswords.length === 0 && isSecretLookingValue(value))
+    )
       values.push(value.trim());
-    for (const m of value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)) {
-      values.push(m[1]);
+    for (const password of urlPasswords) {
+      values.push(password);
       try {
-        values.push(decodeURIComponent(m[1] as string));
+        values.push(decodeURIComponent(password));
       } catch {
         // not percent-encoded
       }
