@@ -351,6 +351,12 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     await callbacks.close();
   }
   log.info({ status, exit_code: exitCode, duration_seconds: (now() - startedAt) / 1000 }, "agent done");
+  // A command that never started, or a failure with a known remedy, gets the one line agent failures get, last
+  // so that it is what a person sees at the end of the pod's log.
+  if (agentError === undefined && result !== undefined && reason !== undefined) {
+    if (result.spawnFailed) stderr.write(`trainer-agent: CHILD_SPAWN_FAILED: ${reason}\n`);
+    else if (result.known !== undefined) stderr.write(`trainer-agent: ${result.known.code}: ${reason}\n`);
+  }
   return exitCode;
 }
 

@@ -167,7 +167,10 @@ describe("trainer-agent run (real process)", () => {
   it("works with callbacks off and answers 127 for a missing command", async () => {
     const run = await agent(["--", "no-such-command-xyz"], {});
     expect(run.code).toBe(127);
-    expect(run.stderr).toContain("command not found: no-such-command-xyz");
+    // The last line is the one-line form every agent failure has, not only a JSON log record.
+    expect(run.stderr.trimEnd().split("\n").at(-1)).toBe(
+      "trainer-agent: CHILD_SPAWN_FAILED: command not found: no-such-command-xyz",
+    );
   });
 
   it("on SIGTERM: event terminating, forwards it to the child, done cancelled, child's exit code", async () => {
