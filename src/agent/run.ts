@@ -23,6 +23,7 @@ import type { CallbackClient } from "../callbacks/client.ts";
 import type { Transport } from "../callbacks/transport.ts";
 import { ProgressTracker, startLiveness } from "../callbacks/progress.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
+import { significant } from "../log/units.ts";
 import { resolveTrace, type TraceContext } from "../log/trace.ts";
 import { commonChildEnv } from "../env/common.ts";
 import { exitCodeOfSignal, supervise, type ChildResult, type Supervised } from "../process/supervise.ts";
@@ -180,7 +181,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           files: dataset.files,
           seconds: dataset.seconds,
           skipped: dataset.skipped,
-          ...(mbPerS !== undefined && { mb_per_s: Math.round(mbPerS * 10) / 10 }),
+          ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
         });
       }
       sync = storage.startCheckpointSync({

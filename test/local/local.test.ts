@@ -145,7 +145,7 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     );
     expect(sent).toBe(true);
     expect(res.code, res.stdout + res.stderr).toBe(130);
-    expect(res.stdout).toContain("SIGINT, stopping 2 node(s)");
+    expect(res.stdout).toContain("SIGINT, stopping 2 nodes");
     expect(res.stdout).toMatch(/state CANCELLED/);
     expect(res.stdout).toContain("interrupted by SIGINT");
     const left = await new Promise<string>((resolve) => {
