@@ -50,6 +50,11 @@ export interface LocalOptions {
   command: readonly string[];
   /** Keep the servers (and the run folder) after the run, until Ctrl-C. */
   keep: boolean;
+  /**
+   * Keep only the servers (dashboard, bucket) up after the run, until Ctrl-C: the demo on a terminal, where a
+   * person is about to click the dashboard link. The run folder goes as after any clean run.
+   */
+  holdOpen?: boolean;
   /** Run folder, kept; default a fresh one under the system temp dir, removed after a clean run. */
   workdir: string | undefined;
   name: string;
@@ -353,13 +358,13 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
         exitCode,
         interrupted,
         runDir: keepFiles ? runDir : undefined,
-        kept: options.keep,
+        kept: options.keep || options.holdOpen === true,
       }),
     );
 
-    if (options.keep && interrupted === undefined && !forceKill) {
+    if ((options.keep || options.holdOpen === true) && interrupted === undefined && !forceKill) {
       say(
-        `trainer-agent local: --keep: the dashboard and the bucket stay up (${backend.dashboardUrl}` +
+        `trainer-agent local: ${options.keep ? "--keep: " : ""}the dashboard and the bucket stay up (${backend.dashboardUrl}` +
           `${target !== undefined ? `, S3 ${target.endpoint}` : ""}); Ctrl-C to stop`,
       );
       await new Promise<void>((resolveWait) => {
