@@ -113,7 +113,7 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     );
     const res = await cli(["--nodes", "1", "--workdir", workdir, "--", "python3", script], baseEnv());
     expect(res.code, res.stdout + res.stderr).toBe(0);
-    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(25165824 B\)/);
+    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(24 MiB\)/);
   }, 60_000);
 
   it("stops every node cleanly on Ctrl-C: SIGINT -> agents cancel, exit 130, no process left", async () => {
