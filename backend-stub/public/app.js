@@ -2,7 +2,9 @@
  * `/` lists the jobs (live over /v1/stream), `/jobs/{id}` shows one job (live over /v1/jobs/{id}/stream) with a
  * uPlot chart per metric. Text from jobs is only ever set through textContent.
  * For tests: window.__dashboard.points(name) is the number of x values in that metric's chart, and each chart card
- * carries data-metric and data-points. */
+ * carries data-metric and data-points. #app carries data-ready="job" (or "list") once the live data is shown, for
+ * screenshots and crawlers that run scripts; the server already puts a job's summary into its page for those that
+ * do not. */
 /* global uPlot, window, document, location, history, fetch, EventSource, CSS, Node, requestAnimationFrame, setInterval */
 "use strict";
 
@@ -36,6 +38,19 @@
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
     return el;
+  }
+
+  // The same units as the command line's (src/log/units.ts); this script has no build step to import it.
+  function bytesText(n) {
+    if (n < 1024) return `${n} B`;
+    const units = ["KiB", "MiB", "GiB", "TiB"];
+    let v = n / 1024;
+    let u = 0;
+    while (v >= 1024 && u < units.length - 1) {
+      v /= 1024;
+      u++;
+    }
+    return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
   }
 
   function age(iso) {
@@ -124,6 +139,7 @@
 
   // ---- job list ----
   function renderList() {
+    app.setAttribute("data-ready", "list");
     const jobs = [...state.jobs.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
     const rows = jobs.map((j) =>
       h(
@@ -212,6 +228,7 @@
   function renderJob() {
     const j = state.job;
     if (!j) return;
+    app.setAttribute("data-ready", "job");
     for (const u of charts.values()) u.destroy();
     charts.clear();
     app.replaceChildren(
@@ -329,7 +346,7 @@
         ? h(
             "ul",
             { class: "ckpts" },
-            d.checkpoints.map((c) => h("li", {}, h("code", { text: c.key }), ` ${(c.bytes / 1048576).toFixed(1)} MiB`)),
+            d.checkpoints.map((c) => h("li", {}, h("code", { text: c.key }), ` ${bytesText(c.bytes)}`)),
           )
         : null,
       nodeList,
@@ -528,7 +545,10 @@
       const id = decodeURIComponent(m[1]);
       state.job = null;
       document.title = `${id} · Astrago Trainer`;
-      app.replaceChildren(header(), h("p", { class: "empty", text: `Loading job ${id}…` }));
+      // The server put the job's summary into the first page: keep it on screen until the live view is ready.
+      if (app.getAttribute("data-rendered") === "server") app.removeAttribute("data-rendered");
+      else app.replaceChildren(header(), h("p", { class: "empty", text: `Loading job ${id}…` }));
+      app.removeAttribute("data-ready");
       // Ask once before streaming: EventSource would retry a 404 forever.
       fetch(`/v1/jobs/${encodeURIComponent(id)}`).then((r) => {
         if (r.status === 404) {

@@ -39,6 +39,7 @@ import { HttpError, sendError, sendJson } from "./http/respond.ts";
 import { Metrics } from "./http/metrics.ts";
 import { SseHub, type SseLimits } from "./http/sse.ts";
 import { defaultPublicDir, loadAssets, type Asset } from "./http/static.ts";
+import { jobPage } from "./http/job-page.ts";
 import { validateBody } from "./http/validate.ts";
 import { silentLogger, type StubLogger } from "./logger.ts";
 import { listenOn } from "../../src/http/listen.ts";
@@ -489,16 +490,28 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     const assetPath = pathname === "/" || (parts[0] === "jobs" && parts.length === 2) ? "/assets/index.html" : pathname;
     const asset = assets.get(assetPath);
     if (asset === undefined) throw new HttpError(404, "not_found", `no such page ${pathname}`);
+    let body = asset.body;
+    if (parts[0] === "jobs" && parts.length === 2) {
+      await ready();
+      let id: string | undefined;
+      try {
+        id = decodeURIComponent(parts[1]!);
+      } catch {
+        id = undefined; // malformed %-escape: no job has that id; the page says so once its script asks
+      }
+      const job = id === undefined ? undefined : store.jobs.get(id);
+      body = jobPage(asset.body, job === undefined ? undefined : summarize(job));
+    }
     res.writeHead(200, {
       "content-type": asset.type,
-      "content-length": String(asset.body.length),
+      "content-length": String(body.length),
       "cache-control": assetPath.endsWith(".html") ? "no-store" : "no-cache",
       "x-content-type-options": "nosniff",
       ...(asset.type.startsWith("text/html")
         ? { "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:" }
         : {}),
     });
-    res.end(method === "HEAD" ? undefined : asset.body);
+    res.end(method === "HEAD" ? undefined : body);
   }
 
   async function listJobs(): Promise<JobSummary[]> {

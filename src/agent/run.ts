@@ -31,6 +31,7 @@ import type { CallbackClient } from "../callbacks/client.ts";
 import type { Transport } from "../callbacks/transport.ts";
 import { ProgressTracker, startLiveness } from "../callbacks/progress.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
+import { significant } from "../log/units.ts";
 import { resolveTrace, type TraceContext } from "../log/trace.ts";
 import { commonChildEnv } from "../env/common.ts";
 import { exitCodeOfSignal, supervise, type ChildResult, type Supervised } from "../process/supervise.ts";
@@ -191,7 +192,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           files: dataset.files,
           seconds: dataset.seconds,
           skipped: dataset.skipped,
-          ...(mbPerS !== undefined && { mb_per_s: Math.round(mbPerS * 10) / 10 }),
+          ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
         });
       }
       sync = storage.startCheckpointSync({
@@ -374,6 +375,12 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     await callbacks.close();
   }
   log.info({ status, exit_code: exitCode, duration_seconds: (now() - startedAt) / 1000 }, "agent done");
+  // A command that never started, or a failure with a known remedy, gets the one line agent failures get, last
+  // so that it is what a person sees at the end of the pod's log.
+  if (agentError === undefined && result !== undefined && reason !== undefined) {
+    if (result.spawnFailed) stderr.write(`trainer-agent: CHILD_SPAWN_FAILED: ${reason}\n`);
+    else if (result.known !== undefined) stderr.write(`trainer-agent: ${result.known.code}: ${reason}\n`);
+  }
   return exitCode;
 }
 

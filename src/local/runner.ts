@@ -22,6 +22,7 @@ import { loadAgentConfig } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { startEmbeddedBackend, useExternalBackend, type JobSnapshot, type LocalBackend } from "./backend.ts";
 import { createLinePrefixer, nodeLabel, readableLogLine } from "./display.ts";
+import { count, formatBytes } from "../log/units.ts";
 import { freePorts } from "./ports.ts";
 import {
   datasetIdFor,
@@ -49,6 +50,11 @@ export interface LocalOptions {
   command: readonly string[];
   /** Keep the servers (and the run folder) after the run, until Ctrl-C. */
   keep: boolean;
+  /**
+   * Keep only the servers (dashboard, bucket) up after the run, until Ctrl-C: the demo on a terminal, where a
+   * person is about to click the dashboard link. The run folder goes as after any clean run.
+   */
+  holdOpen?: boolean;
   /** Run folder, kept; default a fresh one under the system temp dir, removed after a clean run. */
   workdir: string | undefined;
   name: string;
@@ -124,7 +130,7 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
       return;
     }
     interrupted = signal;
-    say(`trainer-agent local: ${signal}, stopping ${nodes.length} node(s) (send it again to kill them at once)`);
+    say(`trainer-agent local: ${signal}, stopping ${count(nodes.length, "node")} (send it again to kill them at once)`);
     setup.abort(); // a dataset upload in flight stops
     for (const n of nodes) terminate(n);
   };
@@ -200,7 +206,7 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
       });
       if (shown > 0) out.write("\r\u001b[2K");
       agentEnv.DATASET_ID = id;
-      datasetLabel = `${seeded.key} (${seeded.files} files, ${formatBytes(seeded.bytes)}) from ${options.dataset}`;
+      datasetLabel = `${seeded.key} (${count(seeded.files, "file")}, ${formatBytes(seeded.bytes)}) from ${options.dataset}`;
     } else if (deps.env.DATASET_ID !== undefined || deps.env.DATASET_URI !== undefined) {
       datasetLabel = deps.env.DATASET_URI ?? `datasets/${deps.env.DATASET_ID}`;
     }
@@ -242,7 +248,9 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     const masterPort = ports[0]!;
     const traceId = deps.env.TRACE_ID ?? randomUUID().replaceAll("-", "");
 
-    say(`trainer-agent local: ${options.nodes} node(s) x ${options.nprocPerNode} process(es), job ${backend.jobId}`);
+    say(
+      `trainer-agent local: ${count(options.nodes, "node")} x ${options.nprocPerNode === "1" ? "1 process" : `${options.nprocPerNode} processes`}, job ${backend.jobId}`,
+    );
     say(`  dashboard  ${backend.dashboardUrl}${backend.embedded ? " (backend stub, in-process)" : ""}`);
     say(`  storage    ${storageLabel}`);
     if (datasetLabel !== undefined) say(`  dataset    ${datasetLabel}`);
@@ -350,13 +358,13 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
         exitCode,
         interrupted,
         runDir: keepFiles ? runDir : undefined,
-        kept: options.keep,
+        kept: options.keep || options.holdOpen === true,
       }),
     );
 
-    if (options.keep && interrupted === undefined && !forceKill) {
+    if ((options.keep || options.holdOpen === true) && interrupted === undefined && !forceKill) {
       say(
-        `trainer-agent local: --keep: the dashboard and the bucket stay up (${backend.dashboardUrl}` +
+        `trainer-agent local: ${options.keep ? "--keep: " : ""}the dashboard and the bucket stay up (${backend.dashboardUrl}` +
           `${target !== undefined ? `, S3 ${target.endpoint}` : ""}); Ctrl-C to stop`,
       );
       await new Promise<void>((resolveWait) => {
@@ -507,16 +515,4 @@ function definedOnly(env: Readonly<Record<string, string | undefined>>): Record<
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   return out;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }

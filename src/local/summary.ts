@@ -1,4 +1,5 @@
 /** The one summary a local run prints at the end. */
+import { count, formatBytes } from "../log/units.ts";
 import type { JobSnapshot } from "./backend.ts";
 
 export interface NodeOutcome {
@@ -31,7 +32,7 @@ export function formatSummary(s: SummaryInput): string {
   if (snap !== undefined) {
     const epochs =
       snap.epoch === null ? "none reported" : `${snap.epoch}${snap.totalEpochs !== null ? `/${snap.totalEpochs}` : ""}`;
-    lines.push(`epochs     ${epochs}  (${snap.heartbeats} heartbeat(s))`);
+    lines.push(`epochs     ${epochs}  (${count(snap.heartbeats, "heartbeat")})`);
     const metrics = Object.entries(snap.metrics);
     if (metrics.length > 0) lines.push(`metrics    ${metrics.map(([k, v]) => `${k}=${formatNumber(v)}`).join("  ")}`);
   }
@@ -45,13 +46,13 @@ export function formatSummary(s: SummaryInput): string {
   if (s.checkpointKeys.length === 0) lines.push("checkpoints none in the bucket");
   else {
     lines.push(
-      `checkpoints ${files.length} object(s) in bucket ${s.bucket ?? "?"}` +
-        (manifests > 0 ? ` (+ ${manifests} manifest(s) under _manifests/)` : "") +
+      `checkpoints ${count(files.length, "object")} in bucket ${s.bucket ?? "?"}` +
+        (manifests > 0 ? ` (+ ${count(manifests, "manifest")} under _manifests/)` : "") +
         ":",
     );
     const shown = files.slice(-8);
     if (files.length > shown.length) lines.push(`  ... ${files.length - shown.length} more`);
-    for (const k of shown) lines.push(`  s3://${s.bucket ?? "?"}/${k.key}  (${k.bytes} B)`);
+    for (const k of shown) lines.push(`  s3://${s.bucket ?? "?"}/${k.key}  (${formatBytes(k.bytes)})`);
   }
   lines.push(`dashboard  ${s.dashboardUrl}${s.kept ? "" : " (closed when this command ends; --keep keeps it up)"}`);
   if (s.runDir !== undefined) lines.push(`run folder ${s.runDir} (per-node output.log, dataset, checkpoints)`);

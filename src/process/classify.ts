@@ -24,6 +24,31 @@ const NOT_FOUND = /(command not found|: not found|No such file or directory)/;
 /** The wrapper exception torchrun raises after a worker failed: the worker's own traceback says more. */
 const WRAPPER = /^(torch\.distributed\.elastic\.multiprocessing\.errors\.)?ChildFailedError\b/;
 
+/** A failure whose cause and remedy are known: the agent says the remedy in done.reason and on its last line. */
+export interface KnownFailure {
+  code: "TORCHRUN_OLD_REDIRECTS";
+  remedy: string;
+}
+
+/**
+ * torchrun of Debian's torch 1.13 crashes before starting any worker when `--redirects`/`--tee` come neither from
+ * the command line nor from PET_REDIRECTS/PET_TEE: `to_map` in its multiprocessing api calls `.get` on None.
+ * Any explicit value avoids it; 9:1 touches only a local rank 9 that 1 to 8 processes per node never have.
+ */
+const OLD_TORCHRUN_TO_MAP = /torch\/distributed\/elastic\/multiprocessing\/api\.py", line \d+, in to_map\b/;
+const NONE_GET = /AttributeError: 'NoneType' object has no attribute 'get'/;
+
+export function knownFailure(logTail: readonly string[]): KnownFailure | undefined {
+  const frame = logTail.findIndex((l) => OLD_TORCHRUN_TO_MAP.test(l));
+  if (frame >= 0 && logTail.slice(frame + 1).some((l) => NONE_GET.test(l)))
+    return {
+      code: "TORCHRUN_OLD_REDIRECTS",
+      remedy:
+        "this torchrun (old torch, e.g. Debian's 1.13) crashed reading its --redirects/--tee defaults: set PET_REDIRECTS=9:1 PET_TEE=9:1",
+    };
+  return undefined;
+}
+
 /** The one-line reason of an ending; undefined for a clean exit 0. */
 export function classifyEnding(f: EndingFacts): string | undefined {
   if (f.spawnError !== undefined) {
@@ -38,6 +63,8 @@ export function classifyEnding(f: EndingFacts): string | undefined {
   if (f.signal === "SIGKILL" || (f.exitCode === 137 && f.signal === null)) return "killed (out of memory?)";
 
   const traceback = lastTracebackLine(f.logTail);
+  const known = knownFailure(f.logTail);
+  if (known !== undefined) return `${known.remedy} (${traceback ?? `exit ${f.exitCode}`})`;
   if (traceback !== undefined) return traceback;
   const nccl = findLast(f.logTail, (l) => NCCL.test(l));
   if (nccl !== undefined) return `NCCL error: ${nccl.trim()}`;

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Writable, Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { Report } from "../contract/report.ts";
-import { classifyEnding } from "./classify.ts";
+import { classifyEnding, knownFailure, type KnownFailure } from "./classify.ts";
 import { groupRunning } from "./group.ts";
 import { ReportRelay } from "./relay.ts";
 import { LogTail } from "./tail.ts";
@@ -37,6 +37,8 @@ export interface ChildResult {
   terminationReason: string | undefined;
   /** True when the child did not start at all (command not found, not executable). */
   spawnFailed: boolean;
+  /** Set when the ending is one with a known remedy (already part of `reason`). */
+  known?: KnownFailure | undefined;
 }
 
 export interface SuperviseOptions {
@@ -261,6 +263,7 @@ export function supervise(options: SuperviseOptions): Supervised {
       logTail,
       terminationReason,
       spawnFailed: spawnError !== undefined,
+      known: exitCode === 0 ? undefined : knownFailure(logTail),
     };
     return res;
   })();

@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, startBackend, type TestBackend } from "../callbacks/backend.ts";
@@ -115,7 +115,16 @@ describe("trainer-agent run (real process)", () => {
 
   it("sends a liveness heartbeat every HEARTBEAT_INTERVAL_SECONDS while no epoch is reported", async () => {
     const b = await backend();
-    const run = await agent(["--", "sleep", "2.6"], cb(b, { HEARTBEAT_INTERVAL_SECONDS: "1" }));
+    // The child runs until the backend has two heartbeats (a fixed sleep got only one on a loaded machine).
+    const flag = join(await mkdtemp(join(tmpdir(), "agent-liveness-")), "enough");
+    const running = agent(
+      ["--", "/bin/sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done', flag],
+      cb(b, { HEARTBEAT_INTERVAL_SECONDS: "1" }),
+    );
+    await b.waitFor((r) => r.filter((x) => x.kind === "heartbeat").length >= 2, 60_000);
+    await writeFile(flag, "");
+    const run = await running;
+    await rm(dirname(flag), { recursive: true, force: true });
     expect(run.code).toBe(0);
     const beats = b.of("heartbeat");
     expect(beats.length).toBeGreaterThanOrEqual(2);
@@ -204,7 +213,10 @@ describe("trainer-agent run (real process)", () => {
   it("works with callbacks off and answers 127 for a missing command", async () => {
     const run = await agent(["--", "no-such-command-xyz"], {});
     expect(run.code).toBe(127);
-    expect(run.stderr).toContain("command not found: no-such-command-xyz");
+    // The last line is the one-line form every agent failure has, not only a JSON log record.
+    expect(run.stderr.trimEnd().split("\n").at(-1)).toBe(
+      "trainer-agent: CHILD_SPAWN_FAILED: command not found: no-such-command-xyz",
+    );
   });
 
   it("on SIGTERM: event terminating, forwards it to the child, done cancelled, child's exit code", async () => {

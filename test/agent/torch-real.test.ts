@@ -9,11 +9,16 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startStub } from "../backend-stub/helpers.ts";
 
 const PYTHON = "/usr/bin/python3";
 const torchAvailable = spawnSync(PYTHON, ["-c", "import torch.distributed"], { stdio: "ignore" }).status === 0;
 const root = join(import.meta.dirname, "../..");
 const agentBin = join(root, "bin/trainer-agent.js");
+// The --redirects crash is torch 1.x's torchrun (Debian's 1.13 here).
+const oldTorch =
+  torchAvailable &&
+  spawnSync(PYTHON, ["-c", "import sys, torch; sys.exit(int(torch.__version__.split('.')[0]) >= 2)"]).status === 0;
 const torchrunOnPath = spawnSync("sh", ["-c", "command -v torchrun"], { stdio: "ignore" }).status === 0;
 
 const SCRIPT = String.raw`
@@ -67,7 +72,7 @@ async function freePort(): Promise<number> {
 
 /** One agent as one pod would run it; resolves with its exit code and output. */
 function runAgent(
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   python = PYTHON,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -87,7 +92,7 @@ function runAgent(
           CHECKPOINT_DIR: join(dir, "checkpoints"),
           OMP_NUM_THREADS: "1",
           ...env,
-        },
+        } as Record<string, string>,
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
@@ -173,6 +178,35 @@ describe.skipIf(!torchAvailable)("real PyTorch through trainer-agent run --frame
     "1 agent x 2 processes from a bare `python3`: torchrun from PATH",
     async () => {
       await world(1, 2, "python3");
+    },
+    90_000,
+  );
+
+  it.skipIf(!oldTorch)(
+    "without PET_REDIRECTS/PET_TEE old torchrun crashes: done.reason and the last line name the fix",
+    async () => {
+      const s = await startStub();
+      try {
+        const job = await s.stub.createJob();
+        const r = await runAgent({
+          PET_NPROC_PER_NODE: "2",
+          PET_MASTER_PORT: String(await freePort()),
+          PET_REDIRECTS: undefined,
+          PET_TEE: undefined,
+          BACKEND_BASE_URL: s.url,
+          JOB_ID: job.id,
+          CALLBACK_TOKEN: job.token,
+        });
+        const last = r.stderr.trimEnd().split("\n").at(-1);
+        expect(last, r.stderr.slice(-3000)).toMatch(
+          /^trainer-agent: TORCHRUN_OLD_REDIRECTS: .*set PET_REDIRECTS=9:1 PET_TEE=9:1 \(AttributeError: /,
+        );
+        const view = (await s.stub.getJob(job.id))!;
+        expect(view.done).toMatchObject({ status: "failed", exit_code: 1 });
+        expect(view.done?.reason).toContain("set PET_REDIRECTS=9:1 PET_TEE=9:1");
+      } finally {
+        await s.stop();
+      }
     },
     90_000,
   );

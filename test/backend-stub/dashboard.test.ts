@@ -167,4 +167,40 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in headless Chromium", () => {
     expect(await page.locator("#done .nodes li").count()).toBe(2);
     expect(pageErrors).toEqual([]);
   });
+
+  it("a job page shows the job without its live stream (server-rendered), then marks itself data-ready", async () => {
+    const job = await s.stub.createJob({ id: "ssr-job", name: "<b>bold</b> name" });
+    const hb = heartbeatBody("ssr-job", { epoch: 2, total_epochs: 5, metrics: { loss: 0.25 } });
+    await call(s.url, "POST", callbackPath("ssr-job", "heartbeat"), { token: job.token, body: hb });
+    const ckpt = { key: "checkpoints/job-ssr-job/epoch-2.pt", bytes: 1395 };
+    const done = doneBody("ssr-job", "succeeded", { checkpoints: [ckpt] });
+    await call(s.url, "POST", callbackPath("ssr-job", "done"), { token: job.token, body: done });
+
+    // What a crawler or curl gets: the job is in the HTML, with its text escaped.
+    const html = await (await fetch(`${s.url}/jobs/ssr-job`)).text();
+    expect(html).toContain('data-state="SUCCEEDED"');
+    expect(html).toContain("epoch 2/5, exit code 0");
+    expect(html).toContain("<b>loss</b> 0.25");
+    expect(html).toContain("&lt;b&gt;bold&lt;/b&gt; name");
+    expect(html).not.toContain("<b>bold</b>");
+    expect(html).not.toContain("Loading…");
+
+    // A screenshot taken at the load event, before any stream data can arrive: the streams are held back.
+    await page.route("**/stream", () => undefined);
+    try {
+      await page.goto(`${s.url}/jobs/ssr-job`, { waitUntil: "load" });
+      expect(await page.textContent("#job-title")).toContain("ssr-job");
+      expect(await page.getAttribute("#job-state [data-state]", "data-state")).toBe("SUCCEEDED");
+      expect(await page.getAttribute("#app", "data-ready")).toBeNull();
+      await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-server-rendered.png") });
+    } finally {
+      await page.unroute("**/stream");
+    }
+
+    await page.goto(`${s.url}/jobs/ssr-job`);
+    await page.locator('#app[data-ready="job"]').waitFor();
+    // A 1,395-byte checkpoint is shown in a unit that does not round it to nothing.
+    expect(await page.textContent("#done .ckpts li")).toContain("epoch-2.pt 1.4 KiB");
+    expect(pageErrors).toEqual([]);
+  });
 });

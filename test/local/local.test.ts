@@ -113,7 +113,7 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     );
     const res = await cli(["--nodes", "1", "--workdir", workdir, "--", "python3", script], baseEnv());
     expect(res.code, res.stdout + res.stderr).toBe(0);
-    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(25165824 B\)/);
+    expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(24 MiB\)/);
   }, 60_000);
 
   it("stops every node cleanly on Ctrl-C: SIGINT -> agents cancel, exit 130, no process left", async () => {
@@ -145,7 +145,7 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     );
     expect(sent).toBe(true);
     expect(res.code, res.stdout + res.stderr).toBe(130);
-    expect(res.stdout).toContain("SIGINT, stopping 2 node(s)");
+    expect(res.stdout).toContain("SIGINT, stopping 2 nodes");
     expect(res.stdout).toMatch(/state CANCELLED/);
     expect(res.stdout).toContain("interrupted by SIGINT");
     const left = await new Promise<string>((resolve) => {
@@ -198,9 +198,48 @@ describe("trainer-agent local (the command, fully embedded)", () => {
       expect(res.stdout).toMatch(/epochs {5}[1-5]\/5/); // see the note on node 1's done in the first test
       expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/epoch-5\.pt/);
       expect(res.stdout).toMatch(/dashboard {2}http:\/\/127\.0\.0\.1:\d+\/jobs\//);
+      // Not a terminal: the command ends, so scripts and CI finish.
+      expect(res.stdout).not.toContain("Ctrl-C");
     },
     90_000,
   );
+
+  it("the demo on a terminal keeps its dashboard up until Ctrl-C, and says so", async () => {
+    const child = spawn(
+      "/usr/bin/python3",
+      [
+        join(ROOT, "test/fixtures/children/on-a-terminal.py"),
+        process.execPath,
+        BIN,
+        "local",
+        "--nodes",
+        "1",
+        "--example",
+      ],
+      { cwd: ROOT, env: baseEnv(), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    const held = new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (b: Buffer) => {
+        out += b.toString();
+        const m =
+          /the dashboard and the bucket stay up \((http:\/\/127\.0\.0\.1:\d+\/jobs\/[\w-]+)[,)].*Ctrl-C to stop/.exec(
+            out,
+          );
+        if (m !== null) resolve(m[1]!);
+      });
+      child.on("close", (code) => reject(new Error(`ended (${code}) without holding the dashboard:\n${out}`)));
+    });
+    const ended = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const url = await held;
+    // The link works after the run: the job page answers with the finished job.
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('data-state="SUCCEEDED"');
+    child.kill("SIGTERM"); // the helper presses Ctrl-C on the terminal
+    expect(await ended, out).toBe(0);
+    await expect(fetch(url)).rejects.toThrow();
+  }, 90_000);
 });
 
 describe.skipIf(!haveTorch)("trainer-agent local with torchrun workers (--nproc-per-node 2)", () => {

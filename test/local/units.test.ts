@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { createLinePrefixer, nodeLabel, readableLogLine } from "../../src/local/display.ts";
 import { exampleRun, findTorchPython } from "../../src/local/example.ts";
 import { freePorts } from "../../src/local/ports.ts";
-import { checkpointPrefixFor, formatBytes, runLocal } from "../../src/local/runner.ts";
+import { checkpointPrefixFor, runLocal } from "../../src/local/runner.ts";
+import { count, formatBytes, significant } from "../../src/log/units.ts";
 import { datasetIdFor } from "../../src/local/s3.ts";
 import { formatSummary } from "../../src/local/summary.ts";
 import { fileURLToPath } from "node:url";
@@ -82,6 +83,14 @@ describe("local run helpers", () => {
     expect(formatBytes(512)).toBe("512 B");
     expect(formatBytes(15_515)).toBe("15 KiB");
     expect(formatBytes(5 * 1024 * 1024)).toBe("5.0 MiB");
+    expect(formatBytes(1395)).toBe("1.4 KiB"); // the demo's checkpoints, once shown as "0.0 MiB"
+    expect(count(1, "file")).toBe("1 file");
+    expect(count(2, "file")).toBe("2 files");
+    expect(count(0, "process", "processes")).toBe("0 processes");
+    // 33,868 bytes in 1.17 s, once logged as mb_per_s=0
+    expect(significant(33_868 / 1e6 / 1.17)).toBe(0.0289);
+    expect(significant(812.3456)).toBe(812);
+    expect(significant(0)).toBe(0);
   });
 
   it("gives distinct free ports", async () => {
@@ -119,11 +128,11 @@ describe("local run helpers", () => {
     });
     expect(text).toContain("job        j1  state FAILED");
     expect(text).toContain("reason     RuntimeError: boom");
-    expect(text).toContain("epochs     2/5  (2 heartbeat(s))");
+    expect(text).toContain("epochs     2/5  (2 heartbeats)");
     expect(text).toContain("metrics    loss=0.010143  acc=1");
     expect(text).toContain("nodes      node0: exit 1, node1: exit 143 (stopped)");
-    expect(text).toContain("checkpoints 1 object(s) in bucket b (+ 1 manifest(s) under _manifests/):");
-    expect(text).toContain("  s3://b/checkpoints/job-j1/epoch-1.pt  (1395 B)");
+    expect(text).toContain("checkpoints 1 object in bucket b (+ 1 manifest under _manifests/):");
+    expect(text).toContain("  s3://b/checkpoints/job-j1/epoch-1.pt  (1.4 KiB)");
     expect(text).toContain("exit code  1");
   });
 
@@ -152,7 +161,7 @@ describe("local run helpers", () => {
       kept: false,
     });
     expect(text).toContain("warning    the backend kept the first node's done (succeeded), but node0 failed");
-    expect(text).toContain("epochs     none reported  (0 heartbeat(s))");
+    expect(text).toContain("epochs     none reported  (0 heartbeats)");
   });
 
   it("picks the torch example only when torch imports", () => {

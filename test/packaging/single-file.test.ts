@@ -215,7 +215,7 @@ describe("dist/trainer-agent, alone in an empty folder with an empty environment
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("rank 0 dataset data");
     expect(result.stdout).toContain("rank 1 dataset data");
-    expect(result.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/.*\/epoch-1\.pt\s+\(7000 B\)/);
+    expect(result.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/.*\/epoch-1\.pt\s+\(6\.8 KiB\)/);
   }, 120_000); // real subprocesses on a shared 2-core machine
 
   it("serves the backend stub's dashboard from its embedded assets (local --keep)", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyEnding, lastTracebackLine } from "../../src/process/classify.ts";
+import { classifyEnding, knownFailure, lastTracebackLine } from "../../src/process/classify.ts";
 
 const tb = (...last: string[]) => [
   "Traceback (most recent call last):",
@@ -63,6 +63,23 @@ describe("classifyEnding", () => {
     expect(classifyEnding({ exitCode: 127, signal: null, logTail: [], spawnError: e, command: "nope" })).toBe(
       "command not found: nope",
     );
+  });
+
+  it("names the variables that avoid old torchrun's --redirects crash, and only for that crash", () => {
+    const crash = [
+      "Traceback (most recent call last):",
+      '  File "/usr/lib/python3/dist-packages/torch/distributed/elastic/multiprocessing/api.py", line 162, in to_map',
+      "    map[i] = val_or_map.get(i, Std.NONE)",
+      "AttributeError: 'NoneType' object has no attribute 'get'",
+    ];
+    expect(knownFailure(crash)?.code).toBe("TORCHRUN_OLD_REDIRECTS");
+    expect(classifyEnding({ exitCode: 1, signal: null, logTail: crash })).toMatch(
+      /set PET_REDIRECTS=9:1 PET_TEE=9:1 \(AttributeError: 'NoneType' object has no attribute 'get'\)$/,
+    );
+    // The same exception from the user's own code is not torchrun's crash.
+    const own = [crash[0]!, '  File "train.py", line 3, in <module>', crash[3]!];
+    expect(knownFailure(own)).toBeUndefined();
+    expect(classifyEnding({ exitCode: 1, signal: null, logTail: own })).toBe(crash[3]);
   });
 });
 

@@ -85,7 +85,7 @@ describe("progress", () => {
     const seen: number[] = [];
     await tty.pullDataset({ onProgress: (p) => seen.push(p.bytes) });
     expect(drawn.at(-1)).toMatch(
-      /^\rdataset s3:\/\/data\/datasets\/ds-zip\.zip \[#+\] \d+\/\d+ MiB \d+ MiB\/s \d+ files\n$/,
+      /^\rdataset s3:\/\/data\/datasets\/ds-zip\.zip \[#+\] [\d.]+ [KMG]?i?B\/[\d.]+ [KMG]?i?B [\d.]+ [KMG]?i?B\/s \d+ files?\n$/,
     );
     expect(seen.at(-1)).toBeGreaterThan(0);
     tty.close();
@@ -103,7 +103,7 @@ describe("progress", () => {
     await plain.pullDataset({});
     const ready = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "dataset ready");
     expect(ready).toMatchObject({ files: Object.keys(expected).length });
-    expect(typeof ready?.mb_per_s).toBe("number");
+    expect(ready?.mb_per_s).toBeGreaterThan(0); // a small, quick pull is not rounded to 0
     expect(lines.join("")).not.toContain("sekrit-value");
     plain.close();
   });

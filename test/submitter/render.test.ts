@@ -13,9 +13,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as shellQuoteParse } from "shell-quote";
 import YAML from "yaml";
-import { loadCrd, sharedDir } from "./helpers/crd.ts";
+import { loadCrd, repoRoot } from "./helpers/crd.ts";
 
-// Parsed once for the file: the CRD is ~0.5 MB of YAML.
+// Parsed once for the file: the CRD schema is ~0.2 MB of YAML.
 const trainJobCrd = loadCrd("trainer.kubeflow.org_trainjobs.yaml");
 const now = () => new Date("2025-11-05T13:00:00Z");
 
@@ -344,11 +344,10 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
 });
 
 describe("migrating the seeds' TrainJob YAML (v2.1 form) with render -f", () => {
-  // The two TrainJob examples of ../shared/seeds/backend-guide.md, read as they are.
-  const guide = readFileSync(path.join(sharedDir, "seeds/backend-guide.md"), "utf8");
-  const seedDocs = [...guide.matchAll(/```yaml\n([\s\S]*?)```/g)]
-    .map((m) => m[1]!)
-    .filter((b) => b.includes("kind: TrainJob"));
+  // The seed backend's two TrainJob forms (PyTorch, TensorFlow), restated as a fixture.
+  const seedDocs = YAML.parseAllDocuments(
+    readFileSync(path.join(repoRoot, "test/fixtures/submitter/v2.1-trainjobs.yaml"), "utf8"),
+  ).map((d) => d.toJS() as Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
 
   it.each([
     ["PyTorch", 0, "pytorch-simple", "pytorch", ["python", "/workspace/scripts/train.py"]],
@@ -356,7 +355,7 @@ describe("migrating the seeds' TrainJob YAML (v2.1 form) with render -f", () => 
   ])(
     "%s example: bash -c env setup dropped, overrides become runtimePatches, CRD-valid",
     (_fw, i, runtime, fw, argv) => {
-      const doc = YAML.parse(seedDocs[i as number]!);
+      const doc = structuredClone(seedDocs[i as number]!);
       expect(doc.spec.podTemplateOverrides).toBeDefined(); // really the old form
       const r = render(doc);
       expect(trainJobCrd.validate(r.trainJob)).toEqual([]);
@@ -379,7 +378,7 @@ describe("migrating the seeds' TrainJob YAML (v2.1 form) with render -f", () => 
   );
 
   it("keeps a bash -c script of several commands as written, with a warning", () => {
-    const doc = YAML.parse(seedDocs[0]!);
+    const doc = structuredClone(seedDocs[0]!);
     doc.spec.trainer.command[2] += "\npython /workspace/scripts/eval.py\n";
     const r = render(doc);
     expect(trainer(r.trainJob).command.slice(5, 7)).toEqual(["bash", "-c"]);

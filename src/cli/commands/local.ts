@@ -93,6 +93,9 @@ Examples:
           datasetId: run.datasetId,
           command: run.command,
           keep: options.keep === true,
+          // A person who ran the demo on a terminal is about to open its dashboard link; scripts and CI
+          // (no terminal) still get a command that ends.
+          holdOpen: options.example === true && process.stdout.isTTY === true,
           workdir: options.workdir,
           name: options.name ?? "local",
           failGraceSeconds,

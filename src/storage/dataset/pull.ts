@@ -9,6 +9,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { dirsOverlap } from "../../config/index.ts";
 import { AgentError } from "../../errors/index.ts";
+import { significant } from "../../log/units.ts";
 import type { DatasetResult, TransferProgress } from "../types.ts";
 import { parseUri, rangeSource, type StorageContext } from "../internal/context.ts";
 import { downloadObjects } from "../internal/objects.ts";
@@ -302,7 +303,7 @@ export async function pullDataset(
       bytes: tree.bytes,
       files: tree.files,
       seconds: Number(seconds.toFixed(2)),
-      mb_per_s: Number((totalIn / 1048576 / Math.max(seconds, 0.001)).toFixed(1)),
+      mb_per_s: significant(totalIn / 1048576 / Math.max(seconds, 0.001)),
     },
     "dataset ready",
   );

@@ -3,6 +3,7 @@
  * few seconds (pods' logs are not terminals). Never prints keys, URLs with signatures or credentials.
  */
 import type { Logger } from "pino";
+import { count, formatBytes, significant } from "../../log/units.ts";
 
 export interface ProgressSink {
   isTTY?: boolean;
@@ -42,16 +43,14 @@ export function startProgress(opts: {
       const frac = total ? Math.min(bytes / total, 1) : 0;
       const width = 28;
       const bar = total ? "#".repeat(Math.round(frac * width)).padEnd(width, ".") : "";
-      const size = total
-        ? `${(bytes / MB).toFixed(0)}/${(total / MB).toFixed(0)} MiB`
-        : `${(bytes / MB).toFixed(0)} MiB`;
+      const size = total ? `${formatBytes(bytes)}/${formatBytes(total)}` : formatBytes(bytes);
       opts.stderr?.write(
-        `\r${opts.label} [${bar}] ${size} ${rate.toFixed(0)} MiB/s ${files} files${final ? "\n" : ""}`,
+        `\r${opts.label} [${bar}] ${size} ${formatBytes(Math.round(bytes / secs))}/s ${count(files, "file")}${final ? "\n" : ""}`,
       );
     } else {
       opts.logger.info(
-        { bytes, total_bytes: total, files, mb_per_s: Number(rate.toFixed(1)), seconds: Number(secs.toFixed(1)) },
-        `${opts.label}: ${(bytes / MB).toFixed(0)}${total ? `/${(total / MB).toFixed(0)}` : ""} MiB`,
+        { bytes, total_bytes: total, files, mb_per_s: significant(rate), seconds: Number(secs.toFixed(1)) },
+        `${opts.label}: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ""}`,
       );
     }
   };

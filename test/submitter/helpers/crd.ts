@@ -1,6 +1,6 @@
 /**
- * Validates objects against the Kubeflow Trainer v2.3 CRDs' OpenAPI schemas in ../shared/reference (next to the
- * repository root, as CI checks it out). Strict like `kubectl apply --validate=strict`: an unknown field is an
+ * Validates objects against the Kubeflow Trainer v2.3 CRDs' OpenAPI schemas (the schema-only copies in
+ * test/fixtures/kubeflow-trainer, see its README). Strict like `kubectl apply --validate=strict`: an unknown field is an
  * error, not silently pruned, so a leftover `podTemplateOverrides` fails. CEL rules (x-kubernetes-validations)
  * cannot run here; the TrainJob name rules are checked by hand.
  */
@@ -11,8 +11,8 @@ import addFormats from "ajv-formats";
 import YAML from "yaml";
 
 export const repoRoot = path.resolve(import.meta.dirname, "../../..");
-export const sharedDir = path.resolve(repoRoot, "../shared");
-export const crdDir = path.join(sharedDir, "reference/kubeflow-trainer/crds");
+export const trainerFixtures = path.join(repoRoot, "test/fixtures/kubeflow-trainer");
+const crdDir = path.join(trainerFixtures, "crds");
 
 type Schema = Record<string, unknown>;
 
@@ -46,7 +46,7 @@ export interface CrdValidator {
   validate(doc: unknown): string[];
 }
 
-/** Loads one CRD file (about 1 MB: call once per test file) and compiles its v1alpha1 schema. */
+/** Loads one CRD file (a few hundred kB: call once per test file) and compiles its v1alpha1 schema. */
 export function loadCrd(file: string): CrdValidator {
   const crd = YAML.parse(readFileSync(path.join(crdDir, file), "utf8")) as {
     spec: { names: { kind: string }; versions: Array<{ name: string; schema: { openAPIV3Schema: Schema } }> };
