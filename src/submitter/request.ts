@@ -5,7 +5,7 @@
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
 import { hasShellSyntax, splitCommand } from "./argv.ts";
-import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, maxTrainJobNameLength } from "./names.ts";
+import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, INT32_MAX, maxTrainJobNameLength } from "./names.ts";
 import { readCode } from "./request/code.ts";
 import { readCallback, readStorage } from "./request/connections.ts";
 import { readEnv, type EnvSeen } from "./request/env.ts";
@@ -53,7 +53,16 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
   const r = new Reader();
   if (!isObj(input))
     throw specInvalid([{ field: "(request)", message: `must be a JSON object, got ${describe(input)}` }]);
-  const req = input.kind === "TrainJob" ? fromTrainJobDocument(input, r) : input;
+  // A TrainJob document with request fields beside it (the CLI's flags on `submit -f tj.yaml`): those win.
+  const req =
+    input.kind === "TrainJob"
+      ? {
+          ...fromTrainJobDocument(input, r),
+          ...Object.fromEntries(
+            Object.entries(input).filter(([k]) => !["apiVersion", "kind", "metadata", "spec", "status"].includes(k)),
+          ),
+        }
+      : input;
   const config = isObj(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};
 
@@ -71,9 +80,10 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
 
   // nodes and processes
   const nodes =
-    r.int(req, ["num_nodes", "numNodes", "nodes"], 1) ?? r.int(config, ["num_nodes", "numNodes"], 1, "config.");
+    r.int(req, ["num_nodes", "numNodes", "nodes"], 1, "", INT32_MAX) ??
+    r.int(config, ["num_nodes", "numNodes"], 1, "config.", INT32_MAX);
   const numNodes = nodes?.value ?? 1; // like the runtimes' mlPolicy.numNodes
-  const proc = r.int(req, ["proc_per_node", "procPerNode", "nproc_per_node", "numProcPerNode"], 1);
+  const proc = r.int(req, ["proc_per_node", "procPerNode", "nproc_per_node", "numProcPerNode"], 1, "", INT32_MAX);
 
   // resources
   const resources = readResources(r, req, config);
