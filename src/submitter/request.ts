@@ -5,7 +5,14 @@
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
 import { hasShellSyntax, splitCommand } from "./argv.ts";
-import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, INT32_MAX, maxTrainJobNameLength } from "./names.ts";
+import {
+  DNS1035_LABEL,
+  DNS1123_LABEL,
+  DNS1123_SUBDOMAIN,
+  INT32_MAX,
+  labelValueProblem,
+  maxTrainJobNameLength,
+} from "./names.ts";
 import { readCode } from "./request/code.ts";
 import { readCallback, readStorage } from "./request/connections.ts";
 import { readEnv, type EnvSeen } from "./request/env.ts";
@@ -210,6 +217,10 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
       r.problem(field, `must be an s3:// (or file://) URI, got ${describe(uri)}`);
   }
   const deadline = r.int(req, ["active_deadline_seconds", "activeDeadlineSeconds"], 1);
+  const trace = r.string(req, ["trace_id", "traceId"]);
+  // A label value: it goes on the pods as trainer.astrago.io/trace-id.
+  if (trace !== undefined && labelValueProblem(trace.value) !== undefined)
+    r.problem(trace.field, `${labelValueProblem(trace.value)!} (it becomes a pod label), got ${describe(trace.value)}`);
 
   if (r.problems.length > 0) throw specInvalid(r.problems);
   return {
@@ -233,6 +244,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     ...(datasetUri === undefined ? {} : { datasetUri }),
     ...(checkpointUri === undefined ? {} : { checkpointUri }),
     ...(deadline === undefined ? {} : { activeDeadlineSeconds: deadline.value }),
+    ...(trace === undefined ? {} : { traceId: trace.value }),
     pod,
     warnings: r.warnings,
   };

@@ -7,6 +7,7 @@
  * child left by an earlier TrainJob of the same name (the garbage collector has not removed it yet) is adopted by
  * an update that points its owner reference at the new TrainJob.
  */
+import { randomBytes } from "node:crypto";
 import type { Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { AgentError, isAgentError } from "../errors/index.ts";
@@ -19,6 +20,7 @@ import {
   renderJob,
   secretName,
   SPEC_HASH_ANNOTATION,
+  TRACE_ID_LABEL,
   TRAINER_API_VERSION,
   type K8sObject,
   type RenderedJob,
@@ -40,6 +42,8 @@ export interface SubmitResult {
   readonly created: boolean;
   readonly uid?: string;
   readonly job_id?: string;
+  /** The job's trace id (pod label trainer.astrago.io/trace-id, the agent's TRACE_ID): search logs by it. */
+  readonly trace_id?: string;
   /** true with `dryRun`: the server checked and admitted everything but stored nothing. */
   readonly dry_run?: boolean;
   readonly warnings: readonly string[];
@@ -184,7 +188,8 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
     async submit(specIn, options = {}) {
       const k = await kube();
       const dryRun = options.dryRun === true;
-      let spec = specIn;
+      let spec: JobSpec =
+        specIn.traceId === undefined ? { ...specIn, traceId: randomBytes(16).toString("hex") } : specIn;
       let rendered = renderJob(spec);
       const { namespace, name } = { namespace: spec.namespace, name: spec.name };
       // submit takes care of an unknown token itself: it registers the job, or finds it created before, or fails.
@@ -198,6 +203,8 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         created,
         ...(tj.metadata.uid === undefined ? {} : { uid: tj.metadata.uid }),
         ...(spec.callback === undefined ? {} : { job_id: spec.callback.jobId }),
+        // An existing job keeps the trace id it was made with.
+        trace_id: tj.metadata.labels?.[TRACE_ID_LABEL] ?? spec.traceId,
         ...(dryRun ? { dry_run: true } : {}),
         warnings,
       });

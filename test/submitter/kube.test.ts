@@ -575,3 +575,38 @@ describe("what a real API server does that the first stand-in did not", () => {
     });
   });
 });
+
+describe("trace id on the pods", () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const podTemplate = (tj: any) =>
+    tj.spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[0].template.spec.template;
+
+  it("submit gives the job a trace id: pod label and annotation, the agent's TRACE_ID; a re-submit keeps it", async () => {
+    const first = await submitter.submit(spec());
+    expect(first.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    const tj = fake.store.get("trainjobs")!.get("team-a/mnist")!;
+    expect(podTemplate(tj).metadata).toEqual({
+      labels: { "trainer.astrago.io/trace-id": first.trace_id },
+      annotations: { "trainer.astrago.io/trace-id": first.trace_id },
+    });
+    expect(tj.metadata.labels["trainer.astrago.io/trace-id"]).toBe(first.trace_id);
+    expect(tj.spec.trainer.env).toContainEqual({ name: "TRACE_ID", value: first.trace_id });
+    const again = await submitter.submit(spec()); // another random id, same job: unchanged, the first id kept
+    expect(again).toMatchObject({ created: false, trace_id: first.trace_id });
+  });
+
+  it("a trace id given with the request is used, and must be a label value", async () => {
+    const result = await submitter.submit(spec({ trace_id: "req-7f3a" }));
+    expect(result.trace_id).toBe("req-7f3a");
+    expect(podTemplate(fake.store.get("trainjobs")!.get("team-a/mnist")!).metadata.labels).toEqual({
+      "trainer.astrago.io/trace-id": "req-7f3a",
+    });
+    let error: unknown;
+    try {
+      spec({ trace_id: "not a label!" });
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, "SPEC_INVALID") && error.details?.field).toBe("trace_id");
+  });
+});
