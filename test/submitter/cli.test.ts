@@ -268,6 +268,26 @@ describe("trainjob submit / status / logs / delete against the stand-in API serv
     for (const r of fake.requests) expect(r.authorization).toBe("Bearer cli-token");
   });
 
+  it("a pod not scheduled yet and a TrainJob held by a finalizer are said as such", async () => {
+    await trainjob(["submit", "--name", "dying-job", "--", "python3", "t.py"]);
+    fake.addPod("team-a", workerPod("dying-job", 0, { phase: "Pending", scheduled: false }));
+    const logs = await trainjob(["logs", "dying-job"]);
+    expect(logs.code).toBe(69);
+    expect(logs.stderr).toMatch(/the pod has not started yet \(not scheduled to a node\)/);
+
+    fake.store.get("trainjobs")!.get("team-a/dying-job")!.metadata.finalizers = ["trainer.kubeflow.org/resources"];
+    const del = await trainjob(["delete", "dying-job"]);
+    expect(del.code).toBe(0);
+    expect(del.stdout).toMatch(
+      /^trainjob\/dying-job deletion in progress \(since \S+; waiting on finalizers trainer\.kubeflow\.org\/resources\)\n/,
+    );
+    expect((await trainjob(["status", "dying-job"])).stdout).toMatch(/^dying-job\tTerminating\t/);
+    const again = await trainjob(["submit", "--name", "dying-job", "--", "python3", "t.py"]);
+    expect(again.code).toBe(75);
+    expect(again.stderr).toMatch(/is being deleted/);
+    fake.finalize("trainjobs", "team-a", "dying-job");
+  });
+
   it("list and get show state, progress, ETA and the latest metrics from status.trainerStatus", async () => {
     await trainjob(["submit", "--name", "table-job", "--", "python3", "t.py"]);
     fake.store.get("trainjobs")!.get("team-a/table-job")!.status = {
