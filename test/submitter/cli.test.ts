@@ -156,15 +156,15 @@ describe("trainjob render", () => {
 
   it("flags override a TrainJob document (-f tj.yaml --name other -n team-a --nodes 3)", async () => {
     const doc = path.join(tmp, "tj.yaml");
-    await writeFile(
-      doc,
-      YAML.stringify({
-        apiVersion: "trainer.kubeflow.org/v1alpha1",
-        kind: "TrainJob",
-        metadata: { name: "from-file", namespace: "team-z" },
-        spec: { runtimeRef: { name: "pytorch-simple" }, trainer: { numNodes: 1, command: ["python3", "t.py"] } },
-      }),
-    );
+    const yaml = [
+      "apiVersion: trainer.kubeflow.org/v1alpha1",
+      "kind: TrainJob",
+      "metadata: {name: from-file, namespace: team-z}",
+      "spec:",
+      "  runtimeRef: {name: pytorch-simple}",
+      "  trainer: {numNodes: 1, command: [python3, t.py]}",
+    ];
+    await writeFile(doc, yaml.join("\n") + "\n");
     const r = await trainjob(["render", "-f", doc, "--name", "other", "-n", "team-a", "--nodes", "3", "-o", "json"]);
     expect(r.code).toBe(0);
     const tj = JSON.parse(r.stdout); // one object: no code, no Secret
