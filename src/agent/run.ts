@@ -38,6 +38,7 @@ import { exitCodeOfSignal, supervise, type ChildResult, type Supervised } from "
 import type { CheckpointSync, Storage } from "../storage/types.ts";
 import type { PluginContext, TrainerPlugin } from "../plugins/types.ts";
 import type { ResolvePluginOptions } from "../plugins/resolve.ts";
+import type { TrainerStatusReporter } from "../progress/trainer-status.ts";
 
 export interface RunOptions {
   framework?: string | undefined;
@@ -60,6 +61,8 @@ export interface RunDeps {
   spawn?: (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
   transport?: Transport;
   now?: () => number;
+  /** Least time between two posts to the Trainer's status server, ms (default 5000). */
+  trainerStatusIntervalMs?: number;
 }
 
 /** Variables the child never sees: the callback JWT is the agent's, not the training script's. */
@@ -99,6 +102,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   // holds are masked there. The relay to the pod log stays byte-exact: that is the child's own output.
   let secrets = secretValues(config);
   const tracker = new ProgressTracker({ nodeRank: config.distributed.nodeRank, now, startedAt });
+  const trainerStatus = await openTrainerStatus(config, logger, deps);
 
   // Termination can arrive at any point: before the child runs it aborts the preparation.
   const prep = new AbortController();
@@ -222,6 +226,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           const hb = tracker.onEpoch(report);
           if (hb !== undefined) {
             callbacks?.heartbeat(hb);
+            trainerStatus?.report(hb);
             liveness?.reset();
           }
         } else if (report.kind === "checkpoint") {
@@ -355,6 +360,8 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   if (sync !== undefined) await sync.close().catch(() => undefined);
   storage?.close?.();
 
+  // The final progress to the Trainer goes alongside `done`; its own timeout bounds it, and it never throws.
+  const trainerStatusClosed = trainerStatus?.close({ complete: status === "succeeded" });
   if (callbacks !== undefined) {
     const finalMetrics = tracker.finalMetrics();
     const logTail = result?.logTail.join("\n");
@@ -374,6 +381,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     });
     await callbacks.close();
   }
+  await trainerStatusClosed;
   log.info({ status, exit_code: exitCode, duration_seconds: (now() - startedAt) / 1000 }, "agent done");
   // A command that never started, or a failure with a known remedy, gets the one line agent failures get, last
   // so that it is what a person sees at the end of the pod's log.
@@ -400,6 +408,24 @@ async function openCallbacks(
     logger,
     ...(deps.transport !== undefined && { transport: deps.transport }),
     ...(deps.now !== undefined && { now: deps.now }),
+  });
+}
+
+/** The Trainer's status-server client, on node 0 only (rank 0's reports arrive there), when the Trainer set it up. */
+async function openTrainerStatus(
+  config: AgentConfig,
+  logger: Logger,
+  deps: RunDeps,
+): Promise<TrainerStatusReporter | undefined> {
+  for (const problem of config.trainerStatusProblems)
+    logger.warn({ component: "trainer-status" }, `${problem}; progress is not reported to the Trainer`);
+  if (config.trainerStatus === undefined || config.distributed.nodeRank !== 0) return undefined;
+  const { createTrainerStatusReporter } = await import("../progress/trainer-status.ts");
+  return createTrainerStatusReporter({
+    config: config.trainerStatus,
+    logger,
+    ...(deps.now !== undefined && { now: deps.now }),
+    ...(deps.trainerStatusIntervalMs !== undefined && { minIntervalMs: deps.trainerStatusIntervalMs }),
   });
 }
 

@@ -19,12 +19,16 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** An undici-based transport with one keep-alive connection pool. */
-export function undiciTransport(): Transport {
+/** An undici-based transport with one keep-alive connection pool; `ca` (PEM) replaces the trusted roots. */
+export function undiciTransport(options: { ca?: string } = {}): Transport {
   let agent: Promise<{ dispatcher: import("undici").Agent; request: typeof import("undici").request }> | undefined;
   const load = () =>
     (agent ??= import("undici").then(({ Agent, request }) => ({
-      dispatcher: new Agent({ keepAliveTimeout: 10_000, connections: 4 }),
+      dispatcher: new Agent({
+        keepAliveTimeout: 10_000,
+        connections: 4,
+        ...(options.ca === undefined ? {} : { connect: { ca: options.ca } }),
+      }),
       request,
     })));
   return {

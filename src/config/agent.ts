@@ -81,6 +81,19 @@ export interface StorageConfig {
   maxExpansionRatio: number;
 }
 
+/**
+ * Kubeflow Trainer's status server (v2.2+, feature gate TrainJobStatus): the controller injects the endpoint URL
+ * and two file paths into the trainer pods (pkg/runtime/framework/plugins/trainjobstatus in kubeflow/trainer).
+ */
+export interface TrainerStatusConfig {
+  /** `KUBEFLOW_TRAINER_SERVER_URL`: https://.../namespaces/{ns}/trainjobs/{name}/status, POSTed as is. */
+  url: URL;
+  /** `KUBEFLOW_TRAINER_SERVER_CA_CERT`: path of the PEM CA that signed the status server's certificate. */
+  caCertFile: string;
+  /** `KUBEFLOW_TRAINER_SERVER_TOKEN`: path of a projected service-account token; it rotates, so read per request. */
+  tokenFile: string;
+}
+
 export interface AgentConfig {
   jobId: string | undefined;
   traceId: string | undefined;
@@ -88,6 +101,10 @@ export interface AgentConfig {
   distributed: DistributedConfig;
   callbacks: CallbackConfig;
   storage: StorageConfig;
+  /** Undefined when the Trainer injected nothing (or something unusable: see trainerStatusProblems). */
+  trainerStatus: TrainerStatusConfig | undefined;
+  /** Why the injected status-server settings are not used; logged as a warning, never fatal to the training. */
+  trainerStatusProblems: readonly string[];
   terminationGraceSeconds: number;
   /** Bound on the final checkpoint sync after the command exits on its own, seconds. */
   finalSyncTimeoutSeconds: number;
@@ -177,6 +194,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
   )
     r.problem("TRACEPARENT", "a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", traceparent);
 
+  const trainerStatus = readTrainerStatus(env);
   const config: AgentConfig = {
     jobId,
     traceId: r.string("TRACE_ID"),
@@ -184,6 +202,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     distributed,
     callbacks,
     storage,
+    trainerStatus: trainerStatus.config,
+    trainerStatusProblems: trainerStatus.problems,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
     finalSyncTimeoutSeconds: r.number("FINAL_SYNC_TIMEOUT_SECONDS", { min: 1, max: 86_400, fallback: 1800 }),
     terminationSyncSeconds: r.number("TERMINATION_SYNC_SECONDS", { min: 1, max: 3600, fallback: 60 }),
@@ -276,6 +296,29 @@ function readNproc(r: EnvReader): NprocPerNode {
   const lower = v.toLowerCase();
   if (lower === "auto" || lower === "cpu" || lower === "gpu") return lower;
   return r.int("PET_NPROC_PER_NODE", { min: 1, fallback: 1, expected: "a positive integer or auto, cpu, gpu" });
+}
+
+/**
+ * The Trainer's status-server settings, read apart from the rest: progress reporting is optional, so what is wrong
+ * with them becomes a warning and reporting stays off, rather than a CONFIG_INVALID that would fail the pod.
+ */
+function readTrainerStatus(env: Env): { config: TrainerStatusConfig | undefined; problems: string[] } {
+  const r = new EnvReader(env, SECRET_ENV_NAMES);
+  const url = r.url("KUBEFLOW_TRAINER_SERVER_URL", ["https:"]);
+  if (r.raw("KUBEFLOW_TRAINER_SERVER_URL") === undefined) return { config: undefined, problems: [] };
+  const caCertFile = r.string("KUBEFLOW_TRAINER_SERVER_CA_CERT");
+  const tokenFile = r.string("KUBEFLOW_TRAINER_SERVER_TOKEN");
+  for (const [name, value] of [
+    ["KUBEFLOW_TRAINER_SERVER_CA_CERT", caCertFile],
+    ["KUBEFLOW_TRAINER_SERVER_TOKEN", tokenFile],
+  ] as const) {
+    if (value === undefined)
+      r.problems.push(`${name} must be set (a file path) when KUBEFLOW_TRAINER_SERVER_URL is set`);
+    else if (!value.startsWith("/")) r.problem(name, "an absolute file path (the Trainer mounts it)", value);
+  }
+  if (r.problems.length > 0 || url === undefined || caCertFile === undefined || tokenFile === undefined)
+    return { config: undefined, problems: [...r.problems] };
+  return { config: { url, caCertFile, tokenFile }, problems: [] };
 }
 
 function readCallbacks(r: EnvReader): CallbackConfig {

@@ -18,10 +18,23 @@ import {
   type KubeOpts,
   type SpecOpts,
 } from "./cli/flags.ts";
-import { formatObjects, renderedObjects } from "./cli/output.ts";
+import { formatObjects, renderedObjects, shortDuration, statusTable } from "./cli/output.ts";
+import type { TrainJobStatus } from "./status.ts";
 
 export { formatObjects, renderedObjects } from "./cli/output.ts";
 export type { CliIo, Connected } from "./cli/flags.ts";
+
+/** `status`'s text line: the Trainer's progress, ETA and metrics when rank 0 reported them. */
+function progressText(status: TrainJobStatus): string {
+  const p = status.progress;
+  if (p === undefined) return "";
+  const parts = [
+    ...(p.percentage === undefined ? [] : [`progress ${p.percentage}%`]),
+    ...(p.eta_seconds === undefined ? [] : [`ETA ${shortDuration(p.eta_seconds)}`]),
+    ...p.metrics.map((m) => `${m.name}=${m.value}`),
+  ];
+  return parts.length === 0 ? "" : `\t${parts.join(" ")}`;
+}
 
 function warn(io: CliIo, warnings: readonly string[]): void {
   for (const w of warnings) io.stderr.write(`trainjob: warning: ${w}\n`);
@@ -95,15 +108,29 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .argument("[argv...]", "training command after --, passed as an argv")
     .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
     .option("--no-runtime-check", "do not check that the ClusterTrainingRuntime exists")
-    .action(async (argv: string[], opts: SpecOpts & { output: string }) => {
+    .addOption(
+      new Option(
+        "--dry-run <mode>",
+        "client: print what would be sent (as render); server: the API server validates and admits it, stores nothing",
+      ).choices(["none", "client", "server"]),
+    )
+    .action(async (argv: string[], opts: SpecOpts & { output: string; dryRun?: string }) => {
+      if (opts.dryRun === "client") {
+        const rendered = renderJob(await buildSpec(opts, argv, cfg(), io));
+        warn(io, rendered.warnings);
+        io.stdout.write(
+          await formatObjects(renderedObjects(rendered, false), opts.output === "json" ? "json" : "yaml"),
+        );
+        return;
+      }
       const connected = await connect(opts);
       const spec = await buildSpec(opts, argv, cfg(), io, namespaceOf(opts, cfg(), connected));
-      const result = await connected.submitter.submit(spec);
+      const result = await connected.submitter.submit(spec, { dryRun: opts.dryRun === "server" });
       warn(io, result.warnings);
       if (opts.output === "json") io.stdout.write(JSON.stringify(result, null, 2) + "\n");
       else
         io.stdout.write(
-          `trainjob.trainer.kubeflow.org/${result.trainjob_name} ${result.created ? "created" : "unchanged"} (namespace ${result.namespace})\n`,
+          `trainjob.trainer.kubeflow.org/${result.trainjob_name} ${result.created ? "created" : "unchanged"}${result.dry_run ? " (server dry run)" : ""} (namespace ${result.namespace})\n`,
         );
     });
 
@@ -124,9 +151,36 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
         status = await submitter.status(ns, name);
       }
       if (opts.output === "json") io.stdout.write(JSON.stringify(status, null, 2) + "\n");
-      else io.stdout.write(`${status.trainjob_name}\t${status.state}\t${status.message}\n`);
+      else io.stdout.write(`${status.trainjob_name}\t${status.state}\t${status.message}${progressText(status)}\n`);
       if (opts.wait && status.state === "Failed") process.exitCode = 1;
     });
+
+  const showTable = async (
+    opts: KubeOpts & { output: string; allNamespaces?: boolean },
+    read: (c: Connected, ns: string) => Promise<TrainJobStatus[]>,
+  ): Promise<void> => {
+    const connected = await connect(opts);
+    const rows = await read(connected, namespaceOf(opts, cfg(), connected));
+    if (opts.output === "json") io.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+    else if (rows.length === 0) io.stderr.write("No TrainJobs found.\n");
+    else io.stdout.write(statusTable(rows, (io.now ?? (() => new Date()))(), opts.allNamespaces === true));
+  };
+  kubeOptions(program.command("list"))
+    .description("TrainJobs of a namespace as a table: state, ready pods, progress, ETA, latest metrics, age")
+    .option("-n, --namespace <ns>", "namespace")
+    .option("-A, --all-namespaces", "every namespace", false)
+    .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json"]).default("table"))
+    .action((opts: KubeOpts & { output: string; allNamespaces: boolean }) =>
+      showTable(opts, (c, ns) => c.submitter.list(opts.allNamespaces ? undefined : ns)),
+    );
+  kubeOptions(program.command("get"))
+    .description("one TrainJob as a table row (like list)")
+    .argument("<name>", "TrainJob name")
+    .option("-n, --namespace <ns>", "namespace")
+    .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json"]).default("table"))
+    .action((name: string, opts: KubeOpts & { output: string }) =>
+      showTable(opts, async (c, ns) => [await c.submitter.status(ns, name)]),
+    );
 
   kubeOptions(program.command("logs"))
     .description("logs of one worker (node rank) of a TrainJob")
@@ -165,6 +219,12 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
     .action(async (name: string, opts: KubeOpts) => {
       const connected = await connect(opts);
       const result = await connected.submitter.delete(namespaceOf(opts, cfg(), connected), name);
+      if (result.terminating !== undefined) {
+        const f = result.terminating.finalizers;
+        io.stdout.write(
+          `trainjob/${name} deletion in progress (since ${result.terminating.since}${f.length > 0 ? `; waiting on finalizers ${f.join(", ")}` : ""})\n`,
+        );
+      }
       for (const what of result.deleted) io.stdout.write(`${what} deleted\n`);
     });
 

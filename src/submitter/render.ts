@@ -14,6 +14,8 @@ export const TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1";
 /** Owner of the submitter's runtime patch entry (the list is keyed by manager). */
 export const PATCH_MANAGER = "trainer.astrago.io/submitter";
 export const SPEC_HASH_ANNOTATION = "trainer.astrago.io/spec-hash";
+/** Label and annotation with the job's trace id, on the TrainJob and its pods (the agent's TRACE_ID). */
+export const TRACE_ID_LABEL = "trainer.astrago.io/trace-id";
 export const MANAGED_BY = "astrago-trainjob";
 /** Key of the callback JWT in the job's Secret. */
 export const CALLBACK_TOKEN_KEY = "callback-token";
@@ -102,6 +104,7 @@ export function renderJob(spec: JobSpec): RenderedJob {
 
   for (const e of spec.env) env.push(...userEnv(e, spec, fromSecret, warnings));
 
+  setManaged("TRACE_ID", spec.traceId);
   // Always set: the callback API needs it, and the agent's default checkpoint prefix is checkpoints/job-{JOB_ID}/,
   // so a job submitted again under the same name resumes from its own checkpoints.
   setManaged("JOB_ID", spec.callback?.jobId ?? spec.name);
@@ -185,6 +188,12 @@ export function renderJob(spec: JobSpec): RenderedJob {
   const podMeta: Record<string, unknown> = {};
   if (p.labels !== undefined) podMeta.labels = { ...p.labels };
   if (p.annotations !== undefined) podMeta.annotations = { ...p.annotations };
+  if (spec.traceId !== undefined) {
+    // Pod labels are what log collectors keep (Promtail, Fluent Bit, Vector); the annotation survives relabeling
+    // rules that drop unknown labels. The agent's own lines carry the same id as trace_id.
+    podMeta.labels = { ...(podMeta.labels as object | undefined), [TRACE_ID_LABEL]: spec.traceId };
+    podMeta.annotations = { ...(podMeta.annotations as object | undefined), [TRACE_ID_LABEL]: spec.traceId };
+  }
 
   const resources = renderResources(spec);
   const trainer: Record<string, unknown> = {
@@ -224,22 +233,28 @@ export function renderJob(spec: JobSpec): RenderedJob {
       stringData: secretData,
     };
   }
-  const specHash = createHash("sha256")
-    .update(
-      canonicalJson({
-        spec: trainJobSpec,
-        code: spec.code ?? {},
-        secretKeys: [...new Set([...Object.keys(secretData), ...(spec.callback ? [CALLBACK_TOKEN_KEY] : [])])].sort(),
-      }),
-    )
-    .digest("hex");
+  // The trace id differs on every submit: it must not make the same job look like another (idempotency).
+  const specHash =
+    spec.traceId !== undefined
+      ? renderJob({ ...spec, traceId: undefined }).specHash
+      : createHash("sha256")
+          .update(
+            canonicalJson({
+              spec: trainJobSpec,
+              code: spec.code ?? {},
+              secretKeys: [
+                ...new Set([...Object.keys(secretData), ...(spec.callback ? [CALLBACK_TOKEN_KEY] : [])]),
+              ].sort(),
+            }),
+          )
+          .digest("hex");
   const trainJob: K8sObject = {
     apiVersion: TRAINER_API_VERSION,
     kind: "TrainJob",
     metadata: {
       name: spec.name,
       namespace: spec.namespace,
-      labels,
+      labels: spec.traceId === undefined ? labels : { ...labels, [TRACE_ID_LABEL]: spec.traceId },
       annotations: { [SPEC_HASH_ANNOTATION]: specHash },
     },
     spec: trainJobSpec,

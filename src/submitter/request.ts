@@ -6,7 +6,15 @@
  */
 import { jsonShapeProblem } from "../http/json-shape.ts";
 import { hasShellSyntax, splitCommand } from "./argv.ts";
-import { DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE, maxTrainJobNameLength } from "./names.ts";
+import {
+  DNS1035_LABEL,
+  DNS1123_LABEL,
+  DNS1123_SUBDOMAIN,
+  INT32_MAX,
+  LABEL_VALUE,
+  labelValueProblem,
+  maxTrainJobNameLength,
+} from "./names.ts";
 import { readCode } from "./request/code.ts";
 import { readCallback, readStorage } from "./request/connections.ts";
 import { readEnv, type EnvSeen } from "./request/env.ts";
@@ -60,7 +68,16 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
   // Before anything reads it: rendering and hashing recurse through what the request gives (affinity, labels...).
   const shape = jsonShapeProblem(input, MAX_REQUEST_DEPTH);
   if (shape !== undefined) throw specInvalid([{ field: shape.field, message: shape.message }]);
-  const req = input.kind === "TrainJob" ? fromTrainJobDocument(input, r) : input;
+  // A TrainJob document with request fields beside it (the CLI's flags on `submit -f tj.yaml`): those win.
+  const req =
+    input.kind === "TrainJob"
+      ? {
+          ...fromTrainJobDocument(input, r),
+          ...Object.fromEntries(
+            Object.entries(input).filter(([k]) => !["apiVersion", "kind", "metadata", "spec", "status"].includes(k)),
+          ),
+        }
+      : input;
   const config = isObj(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};
 
@@ -78,9 +95,10 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
 
   // nodes and processes
   const nodes =
-    r.int(req, ["num_nodes", "numNodes", "nodes"], 1) ?? r.int(config, ["num_nodes", "numNodes"], 1, "config.");
+    r.int(req, ["num_nodes", "numNodes", "nodes"], 1, "", INT32_MAX) ??
+    r.int(config, ["num_nodes", "numNodes"], 1, "config.", INT32_MAX);
   const numNodes = nodes?.value ?? 1; // like the runtimes' mlPolicy.numNodes
-  const proc = r.int(req, ["proc_per_node", "procPerNode", "nproc_per_node", "numProcPerNode"], 1);
+  const proc = r.int(req, ["proc_per_node", "procPerNode", "nproc_per_node", "numProcPerNode"], 1, "", INT32_MAX);
 
   // resources
   const resources = readResources(r, req, config);
@@ -214,6 +232,10 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
       r.problem(field, `must be an s3:// (or file://) URI, got ${describe(uri)}`);
   }
   const deadline = r.int(req, ["active_deadline_seconds", "activeDeadlineSeconds"], 1);
+  const trace = r.string(req, ["trace_id", "traceId"]);
+  // A label value: it goes on the pods as trainer.astrago.io/trace-id.
+  if (trace !== undefined && labelValueProblem(trace.value) !== undefined)
+    r.problem(trace.field, `${labelValueProblem(trace.value)!} (it becomes a pod label), got ${describe(trace.value)}`);
 
   if (r.problems.length > 0) throw specInvalid(r.problems);
   return {
@@ -237,6 +259,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     ...(datasetUri === undefined ? {} : { datasetUri }),
     ...(checkpointUri === undefined ? {} : { checkpointUri }),
     ...(deadline === undefined ? {} : { activeDeadlineSeconds: deadline.value }),
+    ...(trace === undefined ? {} : { traceId: trace.value }),
     pod,
     warnings: r.warnings,
   };

@@ -118,6 +118,11 @@ export interface JobSpec {
   readonly datasetUri?: string;
   readonly checkpointUri?: string;
   readonly activeDeadlineSeconds?: number;
+  /**
+   * The job's correlation id: TRACE_ID of the agent (its logs and callbacks) and a label and annotation on the
+   * pods, so log collectors that keep pod labels select the job's lines by it. submit makes one when none is given.
+   */
+  readonly traceId?: string;
   readonly pod: PodPatchSpec;
   /** Non-fatal notes from normalisation (dropped seed fields, literal shell syntax): shown to the user. */
   readonly warnings: readonly string[];

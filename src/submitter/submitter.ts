@@ -3,12 +3,16 @@
  * defines it, so the same spec again is a no-op and a different spec under the same name is K8S_CONFLICT. The
  * TrainJob is created first; the ConfigMap and Secret follow with an owner reference to it, so deleting the
  * TrainJob removes them. When a child cannot be created the TrainJob is deleted again: nothing half-made stays.
+ * A TrainJob being deleted (deletionTimestamp set, finalizers pending) is neither reused nor given children; a
+ * child left by an earlier TrainJob of the same name (the garbage collector has not removed it yet) is adopted by
+ * an update that points its owner reference at the new TrainJob.
  */
+import { randomBytes } from "node:crypto";
 import type { Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { AgentError, isAgentError } from "../errors/index.ts";
 import type { BackendClient } from "./backend.ts";
-import type { KubeClient, CoreKind } from "./kube/client.ts";
+import type { KubeClient, CoreKind, WriteOptions } from "./kube/client.ts";
 import { NODE_CONTAINER, NODE_JOB } from "./names.ts";
 import { specInvalid } from "./request.ts";
 import {
@@ -16,6 +20,7 @@ import {
   renderJob,
   secretName,
   SPEC_HASH_ANNOTATION,
+  TRACE_ID_LABEL,
   TRAINER_API_VERSION,
   type K8sObject,
   type RenderedJob,
@@ -37,7 +42,26 @@ export interface SubmitResult {
   readonly created: boolean;
   readonly uid?: string;
   readonly job_id?: string;
+  /** The job's trace id (pod label trainer.astrago.io/trace-id, the agent's TRACE_ID): search logs by it. */
+  readonly trace_id?: string;
+  /** true with `dryRun`: the server checked and admitted everything but stored nothing. */
+  readonly dry_run?: boolean;
   readonly warnings: readonly string[];
+}
+
+export interface SubmitOptions {
+  /** Server-side dry run (dryRun=All): validated and admitted by the API server, nothing stored or registered. */
+  readonly dryRun?: boolean;
+}
+
+export interface DeleteResult {
+  readonly status: "success";
+  readonly trainjob_name: string;
+  readonly namespace: string;
+  /** What is gone (`trainjob/x`, `configmap/x-train-script`...). */
+  readonly deleted: string[];
+  /** Set when the TrainJob is still there with a deletion timestamp: its finalizers have not run yet. */
+  readonly terminating?: { readonly since: string; readonly finalizers: readonly string[] };
 }
 
 export interface LogsOptions {
@@ -62,14 +86,30 @@ export interface SubmitterDeps {
 }
 
 export interface Submitter {
-  submit(spec: JobSpec): Promise<SubmitResult>;
+  submit(spec: JobSpec, options?: SubmitOptions): Promise<SubmitResult>;
   status(namespace: string, name: string): Promise<TrainJobStatus>;
+  /** The state of every TrainJob in `namespace` (all namespaces when undefined), newest first. */
+  list(namespace: string | undefined): Promise<TrainJobStatus[]>;
   /** Logs of worker `worker` (node rank): returned as text, or streamed into `out` when `follow` is set. */
   logs(namespace: string, name: string, worker: number, options?: LogsOptions & { out?: Writable }): Promise<string>;
-  delete(
-    namespace: string,
-    name: string,
-  ): Promise<{ status: "success"; trainjob_name: string; namespace: string; deleted: string[] }>;
+  delete(namespace: string, name: string): Promise<DeleteResult>;
+}
+
+/** The deletion timestamp and pending finalizers of an object being deleted, or undefined. */
+export function terminating(obj: K8sObject): { since: string; finalizers: string[] } | undefined {
+  const since = obj.metadata.deletionTimestamp;
+  if (since === undefined || since === null) return undefined;
+  const finalizers = Array.isArray(obj.metadata.finalizers) ? obj.metadata.finalizers.map(String) : [];
+  return { since: since instanceof Date ? since.toISOString() : String(since), finalizers };
+}
+
+function beingDeleted(obj: K8sObject, what: string): AgentError {
+  const t = terminating(obj)!;
+  return new AgentError(
+    "K8S_CONFLICT",
+    `${what} is being deleted (since ${t.since}${t.finalizers.length > 0 ? `, waiting on finalizers ${t.finalizers.join(", ")}` : ""}); submit again once it is gone (trainjob status says not found)`,
+    { details: { field: "name", reason: "Terminating" } },
+  );
 }
 
 function ownerReference(trainJob: K8sObject): Record<string, unknown> {
@@ -106,29 +146,50 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
     }
   };
 
-  const ensureChild = async (k: KubeClient, kind: CoreKind, body: K8sObject, owner: K8sObject): Promise<void> => {
+  const ensureChild = async (
+    k: KubeClient,
+    kind: CoreKind,
+    body: K8sObject,
+    owner: K8sObject,
+    options: WriteOptions,
+  ): Promise<void> => {
     const ns = body.metadata.namespace!;
     const withOwner: K8sObject = { ...body, metadata: { ...body.metadata, ownerReferences: [ownerReference(owner)] } };
     try {
-      await k.createCore(kind, ns, withOwner);
+      await k.createCore(kind, ns, withOwner, options);
     } catch (error) {
       if (!isAgentError(error, "K8S_CONFLICT")) throw error;
       const existing = await k.getCore(kind, ns, body.metadata.name);
-      const owned = existing?.metadata.ownerReferences?.some((o) => o.uid === owner.metadata.uid) ?? false;
-      if (!owned) {
+      if (existing === undefined) throw error;
+      const owners = existing.metadata.ownerReferences ?? [];
+      if (owners.some((o) => o.uid === owner.metadata.uid)) return;
+      // Ours by label and owned by a TrainJob of this name that is gone (or going): the garbage collector has not
+      // caught up. Taking it over is what the collector would let a new create do a moment later.
+      const ours =
+        existing.metadata.labels?.["trainer.astrago.io/trainjob"] === owner.metadata.name &&
+        owners.length > 0 &&
+        owners.every((o) => o.kind === "TrainJob" && o.name === owner.metadata.name);
+      if (!ours || terminating(existing) !== undefined) {
         throw new AgentError(
           "K8S_CONFLICT",
           `${kind.toLowerCase()} ${ns}/${body.metadata.name} already exists and does not belong to trainjob ${owner.metadata.name}`,
           { cause: error },
         );
       }
+      const adopted: K8sObject = {
+        ...withOwner,
+        metadata: { ...withOwner.metadata, resourceVersion: existing.metadata.resourceVersion },
+      };
+      await k.replaceCore(kind, ns, adopted, options);
     }
   };
 
   return {
-    async submit(specIn) {
+    async submit(specIn, options = {}) {
       const k = await kube();
-      let spec = specIn;
+      const dryRun = options.dryRun === true;
+      let spec: JobSpec =
+        specIn.traceId === undefined ? { ...specIn, traceId: randomBytes(16).toString("hex") } : specIn;
       let rendered = renderJob(spec);
       const { namespace, name } = { namespace: spec.namespace, name: spec.name };
       // submit takes care of an unknown token itself: it registers the job, or finds it created before, or fails.
@@ -142,14 +203,19 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         created,
         ...(tj.metadata.uid === undefined ? {} : { uid: tj.metadata.uid }),
         ...(spec.callback === undefined ? {} : { job_id: spec.callback.jobId }),
+        // An existing job keeps the trace id it was made with.
+        trace_id: tj.metadata.labels?.[TRACE_ID_LABEL] ?? spec.traceId,
+        ...(dryRun ? { dry_run: true } : {}),
         warnings,
       });
+      const write: WriteOptions = { dryRun, warnings };
 
       const existing = await k.getTrainJob(namespace, name);
       if (existing !== undefined) {
+        if (terminating(existing) !== undefined) throw beingDeleted(existing, `trainjob ${namespace}/${name}`);
         sameJob(existing, rendered);
-        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, existing);
-        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, existing);
+        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, existing, write);
+        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, existing, write);
         return result(existing, false);
       }
       if (deps.checkRuntime ?? true) {
@@ -167,7 +233,11 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
           warnings.push(`runtime check skipped: ${error.message}`);
         }
       }
-      if (spec.callback !== undefined && spec.callback.token === undefined && deps.backend !== undefined) {
+      if (dryRun && spec.callback !== undefined && spec.callback.token === undefined) {
+        // Registering would create the job at the backend: a dry run sends a placeholder the server never stores.
+        spec = { ...spec, callback: { ...spec.callback, token: "dry-run" } };
+        rendered = renderJob(spec);
+      } else if (spec.callback !== undefined && spec.callback.token === undefined && deps.backend !== undefined) {
         const registered = await deps.backend.registerJob({ id: spec.callback.jobId, name });
         spec = { ...spec, callback: { ...spec.callback, token: registered.token } };
         rendered = renderJob(spec);
@@ -183,20 +253,21 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
 
       let trainJob: K8sObject;
       try {
-        trainJob = await k.createTrainJob(namespace, rendered.trainJob);
+        trainJob = await k.createTrainJob(namespace, rendered.trainJob, write);
       } catch (error) {
         if (!isAgentError(error, "K8S_CONFLICT")) throw error;
         const raced = await k.getTrainJob(namespace, name);
         if (raced === undefined) throw error;
+        if (terminating(raced) !== undefined) throw beingDeleted(raced, `trainjob ${namespace}/${name}`);
         sameJob(raced, rendered);
         trainJob = raced;
       }
       try {
-        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, trainJob);
-        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, trainJob);
+        if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, trainJob, write);
+        if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, trainJob, write);
       } catch (error) {
         // Without its code or token the job cannot run: take it back rather than leave pods waiting forever.
-        await k.deleteTrainJob(namespace, name).catch(() => false);
+        if (!dryRun) await k.deleteTrainJob(namespace, name).catch(() => false);
         throw error;
       }
       return result(trainJob, true);
@@ -207,6 +278,12 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
       const tj = await k.getTrainJob(namespace, name);
       if (tj === undefined) throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
       return trainJobStatus(tj);
+    },
+
+    async list(namespace) {
+      const k = await kube();
+      const all = (await k.listTrainJobs(namespace)).map(trainJobStatus);
+      return all.sort((a, b) => (b.created_at ?? "").localeCompare(a.created_at ?? ""));
     },
 
     async logs(namespace, name, worker, options = {}) {
@@ -233,10 +310,10 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
           }
           return await k.readPodLog(namespace, pod, NODE_CONTAINER, options);
         } catch (error) {
-          // A pod that does not exist yet, or whose container has not started (400), is worth waiting for.
+          // A pod that does not exist yet, or that has not started (204 unscheduled, 400 waiting), is worth waiting for.
           const waitable =
             isAgentError(error, "K8S_NOT_FOUND") ||
-            (isAgentError(error, "K8S_FAILED") && error.details?.status === 400);
+            (isAgentError(error, "K8S_FAILED") && error.details?.notStarted === true);
           if (!options.follow || !waitable || Date.now() >= deadline || options.signal?.aborted) throw error;
           if (!waited) options.onWaiting?.((error as Error).message);
           waited = true;
@@ -248,9 +325,14 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
 
     async delete(namespace, name) {
       const k = await kube();
-      if (!(await k.deleteTrainJob(namespace, name)))
+      const before = await k.getTrainJob(namespace, name);
+      if (before === undefined || !(await k.deleteTrainJob(namespace, name)))
         throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
-      const deleted = [`trainjob/${name}`];
+      // With finalizers pending the object stays, marked with a deletion timestamp, until its controller lets go.
+      const after = await k.getTrainJob(namespace, name);
+      const pending =
+        after === undefined || after.metadata.uid !== before.metadata.uid ? undefined : terminating(after);
+      const deleted = pending === undefined ? [`trainjob/${name}`] : [];
       // The owner references make the garbage collector remove these; deleting them now frees them at once.
       for (const [kind, child] of [
         ["ConfigMap", configMapName(name)],
@@ -264,7 +346,13 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
           deleted.push(`${kind.toLowerCase()}/${child}`);
         }
       }
-      return { status: "success", trainjob_name: name, namespace, deleted };
+      return {
+        status: "success",
+        trainjob_name: name,
+        namespace,
+        deleted,
+        ...(pending === undefined ? {} : { terminating: pending }),
+      };
     },
   };
 }

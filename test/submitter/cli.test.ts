@@ -149,7 +149,8 @@ describe("trainjob render", () => {
     expect(r.code).toBe(65);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(/SPEC_INVALID/);
-    for (const field of ["name:", "num_nodes:", "memory_request:"]) expect(r.stderr).toContain(field);
+    // Each problem names the flag that was typed, not the request field it fills.
+    for (const field of ["--name:", "--nodes:", "--memory:"]) expect(r.stderr).toContain(field);
     expect(r.stderr).not.toMatch(/\bat .*\.ts:\d+/);
   });
 
@@ -166,6 +167,58 @@ describe("trainjob render", () => {
     expect(secret.kind).toBe("Secret");
     expect(r.stderr).toContain("warning: env MINIO_SECRET_KEY: its name looks like a credential");
     expect(r.stderr).not.toContain(value);
+  });
+
+  it("flags override a TrainJob document (-f tj.yaml --name other -n team-a --nodes 3)", async () => {
+    const doc = path.join(tmp, "tj.yaml");
+    const yaml = [
+      "apiVersion: trainer.kubeflow.org/v1alpha1",
+      "kind: TrainJob",
+      "metadata: {name: from-file, namespace: team-z}",
+      "spec:",
+      "  runtimeRef: {name: pytorch-simple}",
+      "  trainer: {numNodes: 1, command: [python3, t.py]}",
+    ];
+    await writeFile(doc, yaml.join("\n") + "\n");
+    const r = await trainjob(["render", "-f", doc, "--name", "other", "-n", "team-a", "--nodes", "3", "-o", "json"]);
+    expect(r.code).toBe(0);
+    const tj = JSON.parse(r.stdout); // one object: no code, no Secret
+    expect(tj.metadata).toMatchObject({ name: "other", namespace: "team-a" });
+    expect(tj.spec.trainer.numNodes).toBe(3);
+  });
+
+  it("refuses int32 overflows and node selector keys no label can have, naming the flag", async () => {
+    const r = await trainjob([
+      "render",
+      "--name",
+      "x",
+      "--nodes",
+      "2147483648",
+      "--proc-per-node",
+      "2147483648",
+      "--node-selector",
+      "bad key!=gpu",
+      "--node-selector",
+      "pool=not ok",
+      "--",
+      "p",
+    ]);
+    expect(r.code).toBe(65);
+    expect(r.stderr).toContain('--nodes: must be an integer from 1 to 2147483647, got "2147483648"');
+    expect(r.stderr).toContain('--proc-per-node: must be an integer from 1 to 2147483647, got "2147483648"');
+    expect(r.stderr).toContain('--node-selector["bad key!"]: key "bad key!" must be at most 63');
+    expect(r.stderr).toContain('--node-selector["pool"]: value "not ok" must be empty or at most 63');
+    const ok = await trainjob([
+      "render",
+      "--name",
+      "x",
+      "--node-selector",
+      "nvidia.com/gpu.product=A100-SXM4",
+      "--",
+      "p",
+    ]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("nvidia.com/gpu.product: A100-SXM4");
   });
 
   it("rejects a malformed --volume and --env as usage errors (64)", async () => {
@@ -228,6 +281,63 @@ describe("trainjob submit / status / logs / delete against the stand-in API serv
     expect(gone.code).toBe(66);
     expect(gone.stderr).toMatch(/K8S_NOT_FOUND: trainjob team-a\/cli-job not found/);
     for (const r of fake.requests) expect(r.authorization).toBe("Bearer cli-token");
+  });
+
+  it("a pod not scheduled yet and a TrainJob held by a finalizer are said as such", async () => {
+    await trainjob(["submit", "--name", "dying-job", "--", "python3", "t.py"]);
+    fake.addPod("team-a", workerPod("dying-job", 0, { phase: "Pending", scheduled: false }));
+    const logs = await trainjob(["logs", "dying-job"]);
+    expect(logs.code).toBe(69);
+    expect(logs.stderr).toMatch(/the pod has not started yet \(not scheduled to a node\)/);
+
+    fake.store.get("trainjobs")!.get("team-a/dying-job")!.metadata.finalizers = ["trainer.kubeflow.org/resources"];
+    const del = await trainjob(["delete", "dying-job"]);
+    expect(del.code).toBe(0);
+    expect(del.stdout).toMatch(
+      /^trainjob\/dying-job deletion in progress \(since \S+; waiting on finalizers trainer\.kubeflow\.org\/resources\)\n/,
+    );
+    expect((await trainjob(["status", "dying-job"])).stdout).toMatch(/^dying-job\tTerminating\t/);
+    const again = await trainjob(["submit", "--name", "dying-job", "--", "python3", "t.py"]);
+    expect(again.code).toBe(75);
+    expect(again.stderr).toMatch(/is being deleted/);
+    fake.finalize("trainjobs", "team-a", "dying-job");
+  });
+
+  it("list and get show state, progress, ETA and the latest metrics from status.trainerStatus", async () => {
+    await trainjob(["submit", "--name", "table-job", "--", "python3", "t.py"]);
+    fake.store.get("trainjobs")!.get("team-a/table-job")!.status = {
+      jobsStatus: [{ name: "node", active: 1, ready: 1, succeeded: 0, failed: 0 }],
+      trainerStatus: {
+        progressPercentage: 42,
+        estimatedRemainingSeconds: 3725,
+        metrics: [
+          { name: "loss", value: "0.231" },
+          { name: "accuracy", value: "0.91" },
+        ],
+        lastUpdatedTime: "2026-01-01T00:00:00Z",
+      },
+    };
+    const list = await trainjob(["list"]);
+    expect(list.code).toBe(0);
+    const [header, ...rows] = list.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^NAME\s+STATE\s+READY\s+PROGRESS\s+ETA\s+METRICS\s+AGE$/);
+    expect(rows.find((row) => row.startsWith("table-job "))).toMatch(
+      /^table-job\s+Running\s+1\/1\s+42%\s+1h2m\s+loss=0\.231,accuracy=0\.91\s+\d+s$/,
+    );
+    const get = await trainjob(["get", "table-job", "-o", "json"]);
+    expect(JSON.parse(get.stdout)[0].progress).toEqual({
+      percentage: 42,
+      eta_seconds: 3725,
+      metrics: [
+        { name: "loss", value: "0.231" },
+        { name: "accuracy", value: "0.91" },
+      ],
+      updated_at: "2026-01-01T00:00:00Z",
+    });
+    const status = await trainjob(["status", "table-job"]);
+    expect(status.stdout).toBe(
+      "table-job\tRunning\t1 of 1 active pod(s) ready\tprogress 42% ETA 1h2m loss=0.231 accuracy=0.91\n",
+    );
   });
 
   it("status --wait polls until the job finishes and exits 1 when it failed", async () => {

@@ -377,7 +377,11 @@ describe("RBAC (runtimes/rbac.yaml) is least privilege", () => {
     fake.addPod("team-a", workerPod("mnist", 0), "x\n");
     await submitter.submit(spec());
     await submitter.submit(spec());
+    // Children left by a TrainJob that went without them (the collector lags): adopted by an update.
+    fake.store.get("trainjobs")!.delete("team-a/mnist");
+    await submitter.submit(spec());
     await submitter.status("team-a", "mnist");
+    await submitter.list("team-a");
     await submitter.logs("team-a", "mnist", 0);
     await submitter.delete("team-a", "mnist");
 
@@ -390,7 +394,7 @@ describe("RBAC (runtimes/rbac.yaml) is least privilege", () => {
       if (!m) throw new Error(`unmapped ${r.path}`);
       const group = m[1] === undefined || m[1] === "api" ? "" : m[1];
       const resource = m[4] ? `${m[2]}/log` : m[2]!;
-      const verb = { POST: "create", DELETE: "delete", GET: m[3] ? "get" : "list" }[r.method]!;
+      const verb = { POST: "create", PUT: "update", DELETE: "delete", GET: m[3] ? "get" : "list" }[r.method]!;
       used.add(`${group}|${resource}|${verb}`);
     }
     const docs = YAML.parseAllDocuments(readFileSync(path.join(repoRoot, "runtimes/rbac.yaml"), "utf8")).map((d) =>
@@ -406,5 +410,203 @@ describe("RBAC (runtimes/rbac.yaml) is least privilege", () => {
     const binding = docs.find((d) => d.kind === "ClusterRoleBinding");
     expect(binding.roleRef.name).toBe(role.metadata.name);
     expect(binding.subjects[0].name).toBe(docs.find((d) => d.kind === "ServiceAccount").metadata.name);
+  });
+});
+
+describe("what a real API server does that the first stand-in did not", () => {
+  const TOLERATIONS_PATH = "spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[0].template.spec";
+
+  it("a pod not scheduled yet: its log is 204 No Content; logs says it has not started, -f waits and follows", async () => {
+    await submitter.submit(spec());
+    fake.addPod("team-a", workerPod("mnist", 0, { phase: "Pending", scheduled: false }));
+    const error = await expectCode(submitter.logs("team-a", "mnist", 0), "K8S_FAILED");
+    expect(error.message).toMatch(/has not started yet/);
+    expect(error.details?.notStarted).toBe(true);
+
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (d: Buffer) => (text += d.toString()));
+    const waiting: string[] = [];
+    const following = submitter.logs("team-a", "mnist", 0, { follow: true, out, onWaiting: (r) => waiting.push(r) });
+    await expect.poll(() => sleeps.length, POLL).toBeGreaterThan(1);
+    expect(waiting).toEqual([expect.stringMatching(/has not started yet/)]);
+    const pod = fake.store.get("pods")!.get("team-a/mnist-node-0-0-abcde")!;
+    pod.spec = { nodeName: "worker-node-1" };
+    pod.status.phase = "Running";
+    await expect
+      .poll(() => fake.requests.filter((r) => r.path.endsWith("/log") && r.query.follow === "true").length, POLL)
+      .toBeGreaterThan(0);
+    fake.appendLog("team-a", "mnist-node-0-0-abcde", "epoch 1\n", true);
+    await following;
+    expect(text).toBe("epoch 1\n");
+  });
+
+  it("sends fieldValidation=Strict on every write: a mistyped field is SPEC_INVALID naming it, nothing stays", async () => {
+    const typo = spec({ tolerations: [{ key: "gpu", operator: "Exists", tolerationSecond: 30 }] });
+    const error = await expectCode(submitter.submit(typo), "SPEC_INVALID");
+    expect(error.details?.problems).toEqual([
+      { field: `${TOLERATIONS_PATH}.template.spec.tolerations[0].tolerationSecond`, message: expect.any(String) },
+    ]);
+    expect(error.message).toMatch(/unknown field/);
+    for (const r of writes(fake.requests).filter((w) => w.method === "POST"))
+      expect(r.query.fieldValidation).toBe("Strict");
+    expect(fake.store.get("trainjobs")?.size ?? 0).toBe(0);
+  });
+
+  it("passes the server's Warning headers on in the result's warnings", async () => {
+    // Without Strict (as the old client sent), the stand-in prunes and warns like a v1.23+ server.
+    const rendered = (await import("../../src/submitter/index.ts")).renderJob(spec());
+    const body = structuredClone(rendered.trainJob) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    body.spec.trainer.numNodez = 2;
+    const res = await fetch(`${fake.url}${TJ_PATH}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get("warning")).toBe('299 - "unknown field \\"spec.trainer.numNodez\\""');
+    expect(fake.store.get("trainjobs")!.get("team-a/mnist")!.spec.trainer.numNodez).toBeUndefined();
+    fake.store.get("trainjobs")!.clear();
+
+    fake.writeWarnings.push("trainer.kubeflow.org/v1alpha1 TrainJob is deprecated; use v1beta1");
+    const result = await submitter.submit(spec());
+    expect(result.warnings).toContain(
+      "trainjob team-a/mnist: Kubernetes API warning: trainer.kubeflow.org/v1alpha1 TrainJob is deprecated; use v1beta1",
+    );
+  });
+
+  it("a 422 from the server is SPEC_INVALID listing its causes, and the TrainJob is not left behind", async () => {
+    fake.failNext("POST", "trainjobs", 422, 'TrainJob.trainer.kubeflow.org "mnist" is invalid: [...]', {
+      name: "mnist",
+      kind: "TrainJob",
+      causes: [
+        { reason: "FieldValueInvalid", message: "Invalid value: 2: must be 1", field: "spec.trainer.numNodes" },
+        { reason: "FieldValueForbidden", message: "Forbidden: runtime is deprecated", field: "spec.runtimeRef" },
+      ],
+    });
+    const error = await expectCode(submitter.submit(spec()), "SPEC_INVALID");
+    expect(error.details?.problems).toEqual([
+      { field: "spec.trainer.numNodes", message: "Invalid value: 2: must be 1" },
+      { field: "spec.runtimeRef", message: "Forbidden: runtime is deprecated" },
+    ]);
+    expect(error.message).toMatch(
+      /spec\.trainer\.numNodes: Invalid value: 2: must be 1\n.*spec\.runtimeRef: Forbidden/s,
+    );
+  });
+
+  it("the CRD's schema is checked by the stand-in as by the server: 422 with causes", async () => {
+    const rendered = (await import("../../src/submitter/index.ts")).renderJob(spec());
+    const body = structuredClone(rendered.trainJob) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    body.spec.trainer.numNodes = "two";
+    const error = await expectCode(kube.createTrainJob("team-a", body), "SPEC_INVALID");
+    expect(error.details?.problems).toEqual([
+      { field: "spec.trainer.numNodes", message: expect.stringMatching(/must be integer/) },
+    ]);
+  });
+
+  it("a namespace that does not exist is K8S_NOT_FOUND saying so, naming namespace", async () => {
+    const error = await expectCode(submitter.submit(spec({ namespace: "nowhere" })), "K8S_NOT_FOUND");
+    expect(error.message).toMatch(/namespace "nowhere" does not exist/);
+    expect(error.details?.field).toBe("namespace");
+  });
+
+  it("dryRun: the server checks and admits everything with dryRun=All, nothing is stored or registered", async () => {
+    const registered: string[] = [];
+    const dry = createSubmitter({
+      kube,
+      backend: {
+        registerJob: async (job: { id: string }) => {
+          registered.push(job.id);
+          return { token: "t" };
+        },
+      } as never,
+    });
+    const result = await dry.submit(spec({ callback: { base_url: "http://backend:8000" } }), { dryRun: true });
+    expect(result).toMatchObject({ created: true, dry_run: true });
+    expect(registered).toEqual([]);
+    const posts = fake.requests.filter((r) => r.method === "POST");
+    expect(posts).toHaveLength(3);
+    for (const r of posts) expect(r.query).toMatchObject({ dryRun: "All", fieldValidation: "Strict" });
+    for (const c of ["trainjobs", "configmaps", "secrets"]) expect(fake.store.get(c)?.size ?? 0).toBe(0);
+  });
+
+  describe("a TrainJob being deleted (deletionTimestamp set, a finalizer pending)", () => {
+    beforeEach(async () => {
+      fake.trainJobFinalizers = ["trainer.kubeflow.org/resources"];
+      await submitter.submit(spec());
+    });
+
+    it("delete says deletion in progress, status says Terminating, submit refuses and creates nothing", async () => {
+      const del = await submitter.delete("team-a", "mnist");
+      expect(del.terminating).toMatchObject({ finalizers: ["trainer.kubeflow.org/resources"] });
+      expect(del.deleted).not.toContain("trainjob/mnist");
+      const st = await submitter.status("team-a", "mnist");
+      expect(st.state).toBe("Terminating");
+
+      const before = fake.requests.length;
+      const error = await expectCode(submitter.submit(spec()), "K8S_CONFLICT");
+      expect(error.message).toMatch(/is being deleted .*waiting on finalizers trainer\.kubeflow\.org\/resources/);
+      expect(error.details?.reason).toBe("Terminating");
+      expect(writes(fake.requests.slice(before))).toEqual([]); // no children made again for the dying owner
+
+      fake.finalize("trainjobs", "team-a", "mnist");
+      await expectCode(submitter.status("team-a", "mnist"), "K8S_NOT_FOUND");
+      expect((await submitter.submit(spec())).created).toBe(true);
+    });
+
+    it("children left by the TrainJob that is gone (collector not yet run) are adopted by an update", async () => {
+      const old = fake.store.get("trainjobs")!.get("team-a/mnist")!;
+      // Deleted elsewhere (kubectl delete): the garbage collector has not removed the children yet.
+      fake.store.get("trainjobs")!.delete("team-a/mnist");
+      const result = await submitter.submit(spec());
+      expect(result.created).toBe(true);
+      expect(result.uid).not.toBe(old.metadata.uid);
+      const puts = fake.requests.filter((r) => r.method === "PUT").map((r) => r.path);
+      expect(puts).toEqual([
+        "/api/v1/namespaces/team-a/configmaps/mnist-train-script",
+        "/api/v1/namespaces/team-a/secrets/mnist-trainer-secrets",
+      ]);
+      for (const c of ["configmaps", "secrets"]) {
+        const child = [...fake.store.get(c)!.values()][0]!;
+        expect(child.metadata.ownerReferences).toEqual([
+          { apiVersion: "trainer.kubeflow.org/v1alpha1", kind: "TrainJob", name: "mnist", uid: result.uid },
+        ]);
+      }
+    });
+  });
+});
+
+describe("trace id on the pods", () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const podTemplate = (tj: any) =>
+    tj.spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[0].template.spec.template;
+
+  it("submit gives the job a trace id: pod label and annotation, the agent's TRACE_ID; a re-submit keeps it", async () => {
+    const first = await submitter.submit(spec());
+    expect(first.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    const tj = fake.store.get("trainjobs")!.get("team-a/mnist")!;
+    expect(podTemplate(tj).metadata).toEqual({
+      labels: { "trainer.astrago.io/trace-id": first.trace_id },
+      annotations: { "trainer.astrago.io/trace-id": first.trace_id },
+    });
+    expect(tj.metadata.labels["trainer.astrago.io/trace-id"]).toBe(first.trace_id);
+    expect(tj.spec.trainer.env).toContainEqual({ name: "TRACE_ID", value: first.trace_id });
+    const again = await submitter.submit(spec()); // another random id, same job: unchanged, the first id kept
+    expect(again).toMatchObject({ created: false, trace_id: first.trace_id });
+  });
+
+  it("a trace id given with the request is used, and must be a label value", async () => {
+    const result = await submitter.submit(spec({ trace_id: "req-7f3a" }));
+    expect(result.trace_id).toBe("req-7f3a");
+    expect(podTemplate(fake.store.get("trainjobs")!.get("team-a/mnist")!).metadata.labels).toEqual({
+      "trainer.astrago.io/trace-id": "req-7f3a",
+    });
+    let error: unknown;
+    try {
+      spec({ trace_id: "not a label!" });
+    } catch (e) {
+      error = e;
+    }
+    expect(isAgentError(error, "SPEC_INVALID") && error.details?.field).toBe("trace_id");
   });
 });

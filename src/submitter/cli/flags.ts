@@ -6,9 +6,9 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { Option } from "commander";
-import { AgentError } from "../../errors/index.ts";
+import { AgentError, isAgentError } from "../../errors/index.ts";
 import { normalizeOptionsFrom, type SubmitterConfig } from "../config.ts";
-import { normalizeJobRequest } from "../request.ts";
+import { normalizeJobRequest, specInvalid, type Problem } from "../request.ts";
 import type { JobSpec } from "../spec.ts";
 import type { Submitter } from "../submitter.ts";
 
@@ -43,6 +43,7 @@ export interface SpecOpts extends KubeOpts {
   gpu?: string;
   env: string[];
   volume: string[];
+  nodeSelector: string[];
   code: string[];
   command?: string;
   runtime?: string;
@@ -83,6 +84,7 @@ export function specOptions(cmd: Command): Command {
       [],
     )
     .option("-v, --volume <NAME:PVC:/PATH[:ro]>", "mount a PersistentVolumeClaim (repeatable)", collect, [])
+    .option("--node-selector <KEY=VALUE>", "schedule the pods on nodes with this label (repeatable)", collect, [])
     .option(
       "--code <file>",
       "training code file put in a ConfigMap at /workspace/scripts/<file name> (repeatable)",
@@ -141,6 +143,41 @@ async function readInput(path: string, io: CliIo): Promise<unknown> {
   }
 }
 
+/** Request fields the flags set, with their flag: a problem in one of them names the flag the user typed. */
+const FLAG_OF: ReadonlyArray<readonly [keyof SpecOpts, string, string]> = [
+  ["name", "name", "--name"],
+  ["userId", "user_id", "--user-id"],
+  ["namespace", "namespace", "--namespace"],
+  ["framework", "framework", "--framework"],
+  ["image", "image", "--image"],
+  ["nodes", "num_nodes", "--nodes"],
+  ["procPerNode", "proc_per_node", "--proc-per-node"],
+  ["cpu", "cpu_request", "--cpu"],
+  ["cpuLimit", "cpu_limit", "--cpu-limit"],
+  ["memory", "memory_request", "--memory"],
+  ["memoryLimit", "memory_limit", "--memory-limit"],
+  ["gpu", "gpu_count", "--gpu"],
+  ["runtime", "runtime", "--runtime"],
+  ["agent", "agent", "--agent"],
+  ["datasetId", "dataset_id", "--dataset-id"],
+  ["checkpointUri", "checkpoint_uri", "--checkpoint-uri"],
+  ["nodeSelector", "node_selector", "--node-selector"],
+];
+
+function withFlagNames(error: unknown, opts: SpecOpts): unknown {
+  if (!isAgentError(error, "SPEC_INVALID") || !Array.isArray(error.details?.problems)) return error;
+  const problems = (error.details.problems as Problem[]).map((p) => {
+    for (const [opt, field, flag] of FLAG_OF) {
+      const given = opts[opt];
+      if (given === undefined || (Array.isArray(given) && given.length === 0)) continue;
+      if (p.field === field || p.field.startsWith(`${field}[`) || p.field.startsWith(`${field}.`))
+        return { field: flag + p.field.slice(field.length), message: p.message };
+    }
+    return p;
+  });
+  return specInvalid(problems);
+}
+
 export async function buildSpec(
   opts: SpecOpts,
   argv: string[],
@@ -172,6 +209,15 @@ export async function buildSpec(
   set("agent", opts.agent);
   set("dataset_id", opts.datasetId);
   set("checkpoint_uri", opts.checkpointUri);
+  if (opts.nodeSelector.length > 0) {
+    const selector: Record<string, string> = { ...((req.node_selector as object | undefined) ?? {}) };
+    for (const item of opts.nodeSelector) {
+      const eq = item.indexOf("=");
+      if (eq <= 0) throw new AgentError("USAGE", `--node-selector ${JSON.stringify(item)}: expected KEY=VALUE`);
+      selector[item.slice(0, eq)] = item.slice(eq + 1);
+    }
+    req.node_selector = selector;
+  }
   if (req.framework === undefined && opts.file === undefined) req.framework = "pytorch";
   if (opts.command !== undefined && argv.length > 0)
     throw new AgentError("USAGE", "give the command either with --command or after --, not both");
@@ -230,10 +276,14 @@ export async function buildSpec(
       ...(opts.s3Bucket === undefined ? {} : { bucket: opts.s3Bucket }),
     };
   }
-  return normalizeJobRequest(req, {
-    ...normalizeOptionsFrom(config, namespace),
-    ...(io.now === undefined ? {} : { now: io.now }),
-  });
+  try {
+    return normalizeJobRequest(req, {
+      ...normalizeOptionsFrom(config, namespace),
+      ...(io.now === undefined ? {} : { now: io.now }),
+    });
+  } catch (error) {
+    throw withFlagNames(error, opts);
+  }
 }
 
 /** A submitter and the kubeconfig context's namespace (the default, as for kubectl). */

@@ -1,5 +1,6 @@
 /** What `render` prints: the objects in apply order, as kubectl prints them, Secret values hidden by default. */
 import type { K8sObject, RenderedJob } from "../render.ts";
+import type { TrainJobStatus } from "../status.ts";
 
 function redactSecret(secret: K8sObject): K8sObject {
   const data = (secret.stringData ?? {}) as Record<string, string>;
@@ -26,4 +27,48 @@ export async function formatObjects(objects: K8sObject[], format: string): Promi
   }
   const YAML = await import("yaml");
   return objects.map((o) => YAML.stringify(o, { lineWidth: 0 })).join("---\n");
+}
+
+/** A duration as kubectl prints ages: 45s, 12m, 3h20m, 5d. */
+export function shortDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 120) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 36_000)
+    return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) > 0 ? `${Math.floor((s % 3600) / 60)}m` : ""}`;
+  if (s < 172_800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+/** Columns in kubectl's style: upper-case headers, left-aligned, three spaces apart. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("   ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n") + "\n";
+}
+
+/** `trainjob list` / `get`: state, pods, the Trainer's progress, ETA and latest metrics (status.trainerStatus). */
+export function statusTable(statuses: readonly TrainJobStatus[], now: Date, withNamespace: boolean): string {
+  const rows = statuses.map((st) => {
+    const p = st.progress;
+    const age = st.created_at === undefined ? "" : shortDuration((now.getTime() - Date.parse(st.created_at)) / 1000);
+    return [
+      ...(withNamespace ? [st.namespace] : []),
+      st.trainjob_name,
+      st.state,
+      `${st.pods.ready}/${st.pods.active}`,
+      p?.percentage === undefined ? "-" : `${p.percentage}%`,
+      p?.eta_seconds === undefined ? "-" : shortDuration(p.eta_seconds),
+      p === undefined || p.metrics.length === 0 ? "-" : p.metrics.map((m) => `${m.name}=${m.value}`).join(","),
+      age,
+    ];
+  });
+  return table(
+    [...(withNamespace ? ["NAMESPACE"] : []), "NAME", "STATE", "READY", "PROGRESS", "ETA", "METRICS", "AGE"],
+    rows,
+  );
 }

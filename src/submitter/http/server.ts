@@ -1,6 +1,6 @@
 /**
  * The seed backend's TrainJob API (CONTRACT section 7), served by `trainjob serve`:
- *   POST   /api/trainjob/create                          -> {status, trainjob_name, namespace, created_at}
+ *   POST   /api/trainjob/create[?dry_run=server]         -> {status, trainjob_name, namespace, created_at}
  *   GET    /api/trainjob/{name}/status?namespace=        -> {trainjob_name, state, message, created_at, completed_at}
  *   GET    /api/trainjob/{name}/logs?namespace=&worker=  -> {trainjob_name, worker, logs}  (follow=true: text stream)
  *   DELETE /api/trainjob/{name}?namespace=               -> {status, trainjob_name, namespace}
@@ -105,7 +105,9 @@ export function createApiServer(options: ApiServerOptions): Server {
       if (method !== "POST") throw new HttpError(405, "use POST");
       const body = await readJson(req, max);
       const spec = normalizeJobRequest(body, options.normalize);
-      const result = await submitter.submit(spec);
+      // ?dry_run=server (or true), as kubectl's --dry-run=server: the API server checks it, nothing is stored.
+      const dryRun = ["server", "true", "All"].includes(url.searchParams.get("dry_run") ?? "");
+      const result = await submitter.submit(spec, dryRun ? { dryRun } : {});
       return send(res, 200, result);
     }
     const m = /^\/api\/trainjob\/([^/]+)(\/status|\/logs)?$/.exec(path);
@@ -169,8 +171,8 @@ export function createApiServer(options: ApiServerOptions): Server {
         if (error instanceof HttpError) return send(res, error.status, { detail: error.message });
         if (isAgentError(error)) {
           const field = error.details?.field;
-          // The API server's 400 on a pod log means the container has not started yet: a state, not a failure.
-          const notReady = error.code === "K8S_FAILED" && error.details?.status === 400;
+          // A pod log the API server cannot give yet (204 unscheduled, 400 waiting to start): a state, not a failure.
+          const notReady = error.code === "K8S_FAILED" && error.details?.notStarted === true;
           return send(res, notReady ? 409 : (STATUS_FOR[error.code] ?? 500), {
             detail: error.message,
             code: error.code,

@@ -4,8 +4,10 @@
  * 404 -> K8S_NOT_FOUND, 409 -> K8S_CONFLICT, anything else -> K8S_FAILED, with the API server's Status message.
  */
 import type { Writable } from "node:stream";
+import type { IncomingMessage } from "node:http";
 import { AgentError } from "../../errors/index.ts";
 import type { K8sObject } from "../render.ts";
+import type { Problem } from "../request/reader.ts";
 
 export const TRAINER_GROUP = "trainer.kubeflow.org";
 export const TRAINER_VERSION = "v1alpha1";
@@ -18,17 +20,30 @@ export interface LogOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of a write (create/update): sent with fieldValidation=Strict, so an unknown field is refused. */
+export interface WriteOptions {
+  /** dryRun=All: the server validates and admits the object but stores nothing (`--dry-run=server`). */
+  readonly dryRun?: boolean;
+  /** The server's `Warning` headers (299 deprecations, unknown fields under Warn) are appended here. */
+  readonly warnings?: string[];
+}
+
 export interface KubeClient {
   readonly currentNamespace: string;
   getTrainJob(namespace: string, name: string): Promise<K8sObject | undefined>;
-  createTrainJob(namespace: string, body: K8sObject): Promise<K8sObject>;
+  /** TrainJobs of a namespace, or of all namespaces when `namespace` is undefined. */
+  listTrainJobs(namespace: string | undefined): Promise<K8sObject[]>;
+  createTrainJob(namespace: string, body: K8sObject, options?: WriteOptions): Promise<K8sObject>;
   /** false when it did not exist. */
   deleteTrainJob(namespace: string, name: string): Promise<boolean>;
   getClusterTrainingRuntime(name: string): Promise<K8sObject | undefined>;
   getCore(kind: CoreKind, namespace: string, name: string): Promise<K8sObject | undefined>;
-  createCore(kind: CoreKind, namespace: string, body: K8sObject): Promise<K8sObject>;
+  createCore(kind: CoreKind, namespace: string, body: K8sObject, options?: WriteOptions): Promise<K8sObject>;
+  /** PUT: body.metadata.resourceVersion must be the one read (409 when the object changed since). */
+  replaceCore(kind: CoreKind, namespace: string, body: K8sObject, options?: WriteOptions): Promise<K8sObject>;
   deleteCore(kind: CoreKind, namespace: string, name: string): Promise<boolean>;
   listPods(namespace: string, labelSelector: string): Promise<K8sObject[]>;
+  /** Throws K8S_FAILED with details.notStarted when the pod has no log yet (204, or 400 "waiting to start"). */
   readPodLog(namespace: string, pod: string, container: string, options?: LogOptions): Promise<string>;
   /** Streams the log into `out` (not ended) until the server closes it or `signal` aborts. */
   streamPodLog(namespace: string, pod: string, container: string, out: Writable, options?: LogOptions): Promise<void>;
@@ -44,8 +59,32 @@ export interface KubeClientOptions {
 
 type K8sModule = typeof import("@kubernetes/client-node");
 
-/** Translates a client-node failure into the project's error family, keeping the server's own message. */
-export function kubeError(error: unknown, what: string): AgentError {
+interface StatusCause {
+  reason?: unknown;
+  message?: unknown;
+  field?: unknown;
+}
+
+/** The problems a refused write names: the 422 Status's causes, or the fields of a strict decoding error (400). */
+function causesOf(status: number, message: string, details: { causes?: StatusCause[] } | undefined): Problem[] {
+  const problems: Problem[] = [];
+  for (const c of details?.causes ?? []) {
+    if (typeof c.message !== "string") continue;
+    problems.push({ field: typeof c.field === "string" && c.field !== "" ? c.field : "(object)", message: c.message });
+  }
+  if (problems.length === 0 && status === 400) {
+    for (const m of message.matchAll(/(unknown|duplicate) field "([^"]+)"/g))
+      problems.push({ field: m[2]!, message: `${m[1]} field (the server refuses it with fieldValidation=Strict)` });
+  }
+  return problems.length > 0 ? problems : [{ field: "(object)", message }];
+}
+
+/**
+ * Translates a client-node failure (or a raw answer: `{code, body}`) into the project's error family, keeping the
+ * server's own message. `write` marks a create/update, where 422 Invalid and 400 BadRequest (strict decoding) mean
+ * the object itself is wrong: SPEC_INVALID listing the server's causes, not an outage.
+ */
+export function kubeError(error: unknown, what: string, options: { write?: boolean } = {}): AgentError {
   const e = error as { code?: unknown; body?: unknown; message?: unknown };
   const status = typeof e.code === "number" ? e.code : undefined;
   if (status === undefined) {
@@ -60,18 +99,40 @@ export function kubeError(error: unknown, what: string): AgentError {
     }
     return new AgentError("K8S_FAILED", `${what}: cannot reach the Kubernetes API: ${reason}`, { cause: error });
   }
-  let body: { message?: unknown; reason?: unknown } = {};
+  let body: {
+    message?: unknown;
+    reason?: unknown;
+    details?: { kind?: unknown; name?: unknown; causes?: StatusCause[] };
+  } = {};
   try {
     body = typeof e.body === "string" ? (JSON.parse(e.body) as typeof body) : ((e.body ?? {}) as typeof body);
   } catch {
     body = {};
   }
+  if (typeof body !== "object" || body === null) body = {};
   const message = typeof body.message === "string" ? body.message : `HTTP ${status}`;
   const reason = typeof body.reason === "string" ? body.reason : undefined;
   const details = { status, ...(reason === undefined ? {} : { reason }) };
+  if (status === 404 && body.details?.kind === "namespaces") {
+    // The NamespaceLifecycle admission plugin's answer to a create in a namespace that is not there.
+    const ns = typeof body.details.name === "string" ? body.details.name : "?";
+    return new AgentError(
+      "K8S_NOT_FOUND",
+      `${what}: namespace ${JSON.stringify(ns)} does not exist (kubectl create namespace ${ns})`,
+      { cause: error, details: { ...details, field: "namespace" } },
+    );
+  }
   if (status === 404)
     return new AgentError("K8S_NOT_FOUND", `${what}: not found (${message})`, { cause: error, details });
   if (status === 409) return new AgentError("K8S_CONFLICT", `${what}: ${message}`, { cause: error, details });
+  if (status === 422 || (options.write === true && status === 400)) {
+    const problems = causesOf(status, message, body.details);
+    return new AgentError(
+      "SPEC_INVALID",
+      `${what}: the Kubernetes API refused the object (${reason ?? status}):\n  ${problems.map((p) => `${p.field}: ${p.message}`).join("\n  ")}`,
+      { cause: error, details: { ...details, problems, field: problems[0]!.field } },
+    );
+  }
   const hint =
     status === 403
       ? " (check the submitter's RBAC: runtimes/rbac.yaml)"
@@ -82,6 +143,17 @@ export function kubeError(error: unknown, what: string): AgentError {
     cause: error,
     details,
   });
+}
+
+/** The texts of `Warning` headers (RFC 7234 form `299 - "text"`), one per header line. */
+export function warningsOf(rawHeaders: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== "warning") continue;
+    const m = /^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"/.exec(rawHeaders[i + 1]!);
+    out.push(m ? m[1]!.replace(/\\(.)/g, "$1") : rawHeaders[i + 1]!);
+  }
+  return out;
 }
 
 export async function createKubeClient(options: KubeClientOptions = {}): Promise<KubeClient> {
@@ -135,6 +207,129 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
     })) ?? false;
   const tj = { group: TRAINER_GROUP, version: TRAINER_VERSION, plural: "trainjobs" };
 
+  // Writes and pod logs go over node:http(s) with the kubeconfig's TLS and auth options rather than client-node:
+  // its generated calls hide the `Warning` headers and cannot read a 204 (a pod not scheduled yet) nor stop a
+  // followed log cleanly (aborting its fetch leaves an unhandled AbortError on the piped stream).
+  const server = (kc.getCurrentCluster()?.server ?? "").replace(/\/+$/, "");
+  const open = async (
+    method: string,
+    path: string,
+    query: Record<string, string | undefined>,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<IncomingMessage> => {
+    const url = new URL(server + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const requestOptions: import("node:https").RequestOptions = {
+      method,
+      headers: {
+        accept: "application/json, */*",
+        ...(payload === undefined
+          ? {}
+          : { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) }),
+      },
+      ...(signal === undefined ? {} : { signal }),
+    };
+    await kc.applyToHTTPSOptions(requestOptions);
+    const { request } = url.protocol === "https:" ? await import("node:https") : await import("node:http");
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(url, requestOptions, resolve);
+      req.on("error", reject);
+      req.end(payload);
+    });
+  };
+  const readAll = async (res: IncomingMessage, max = 64 * 1024 * 1024): Promise<string> => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res) {
+      size += (chunk as Buffer).length;
+      if (size <= max) chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  };
+  const write = async (
+    method: "POST" | "PUT",
+    what: string,
+    path: string,
+    body: K8sObject,
+    options: WriteOptions = {},
+  ): Promise<K8sObject> => {
+    let res: IncomingMessage;
+    let text: string;
+    try {
+      res = await open(
+        method,
+        path,
+        {
+          fieldValidation: "Strict",
+          ...(options.dryRun ? { dryRun: "All" } : {}),
+        },
+        body,
+      );
+      text = await readAll(res);
+    } catch (error) {
+      throw kubeError(error, what);
+    }
+    options.warnings?.push(...warningsOf(res.rawHeaders).map((w) => `${what}: Kubernetes API warning: ${w}`));
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) throw kubeError({ code: status, body: text }, what, { write: true });
+    try {
+      return JSON.parse(text) as K8sObject;
+    } catch (error) {
+      throw new AgentError("K8S_FAILED", `${what}: the Kubernetes API answered ${status} with no JSON object`, {
+        cause: error,
+      });
+    }
+  };
+  const tjPath = (namespace: string): string =>
+    `/apis/${TRAINER_GROUP}/${TRAINER_VERSION}/namespaces/${encodeURIComponent(namespace)}/trainjobs`;
+  const corePath = (kind: CoreKind, namespace: string): string =>
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/${kind === "ConfigMap" ? "configmaps" : "secrets"}`;
+  const logPath = (namespace: string, pod: string): string =>
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`;
+  /** The log request's answer: 200 is the log; 204 (no node yet) and 400 "waiting to start" are a state. */
+  const openLog = async (
+    namespace: string,
+    pod: string,
+    container: string,
+    options: LogOptions,
+  ): Promise<IncomingMessage | undefined> => {
+    const what = `log of pod ${namespace}/${pod}`;
+    let res: IncomingMessage;
+    try {
+      res = await open(
+        "GET",
+        logPath(namespace, pod),
+        {
+          container,
+          follow: options.follow ? "true" : undefined,
+          tailLines: options.tailLines === undefined ? undefined : String(options.tailLines),
+        },
+        undefined,
+        options.signal,
+      );
+    } catch (error) {
+      if (options.signal?.aborted) return undefined;
+      throw kubeError(error, what);
+    }
+    const status = res.statusCode ?? 0;
+    if (status === 200) return res;
+    const text = status === 204 ? "" : await readAll(res, 64 * 1024).catch(() => "");
+    if (status === 204) {
+      res.resume();
+      throw new AgentError("K8S_FAILED", `${what}: the pod has not started yet (not scheduled to a node)`, {
+        details: { status, notStarted: true },
+      });
+    }
+    const error = kubeError({ code: status, body: text }, what);
+    // 400 BadRequest "container ... is waiting to start": the container exists but has not run yet.
+    if (status === 400) {
+      throw new AgentError("K8S_FAILED", error.message, { cause: error, details: { status, notStarted: true } });
+    }
+    throw error;
+  };
+
   return {
     currentNamespace,
     getTrainJob: (namespace, name) =>
@@ -142,11 +337,16 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
         `trainjob ${namespace}/${name}`,
         () => custom.getNamespacedCustomObject({ ...tj, namespace, name }) as Promise<K8sObject>,
       ),
-    createTrainJob: (namespace, body) =>
-      call(
-        `trainjob ${namespace}/${body.metadata.name}`,
-        () => custom.createNamespacedCustomObject({ ...tj, namespace, body }) as Promise<K8sObject>,
-      ),
+    listTrainJobs: async (namespace) =>
+      (
+        (await call(`trainjobs in ${namespace ?? "all namespaces"}`, () =>
+          namespace === undefined
+            ? custom.listClusterCustomObject({ ...tj })
+            : custom.listNamespacedCustomObject({ ...tj, namespace }),
+        )) as { items?: K8sObject[] }
+      ).items ?? [],
+    createTrainJob: (namespace, body, options) =>
+      write("POST", `trainjob ${namespace}/${body.metadata.name}`, tjPath(namespace), body, options),
     deleteTrainJob: (namespace, name) =>
       deleted(`trainjob ${namespace}/${name}`, () =>
         custom.deleteNamespacedCustomObject({ ...tj, namespace, name, propagationPolicy: "Background" }),
@@ -168,11 +368,21 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
           ? ((await core.readNamespacedConfigMap({ namespace, name })) as unknown as K8sObject)
           : ((await core.readNamespacedSecret({ namespace, name })) as unknown as K8sObject),
       ),
-    createCore: (kind, namespace, body) =>
-      call(`${kind.toLowerCase()} ${namespace}/${body.metadata.name}`, async () =>
-        kind === "ConfigMap"
-          ? ((await core.createNamespacedConfigMap({ namespace, body: body as never })) as unknown as K8sObject)
-          : ((await core.createNamespacedSecret({ namespace, body: body as never })) as unknown as K8sObject),
+    createCore: (kind, namespace, body, options) =>
+      write(
+        "POST",
+        `${kind.toLowerCase()} ${namespace}/${body.metadata.name}`,
+        corePath(kind, namespace),
+        body,
+        options,
+      ),
+    replaceCore: (kind, namespace, body, options) =>
+      write(
+        "PUT",
+        `${kind.toLowerCase()} ${namespace}/${body.metadata.name}`,
+        `${corePath(kind, namespace)}/${encodeURIComponent(body.metadata.name)}`,
+        body,
+        options,
       ),
     deleteCore: (kind, namespace, name) =>
       deleted(`${kind.toLowerCase()} ${namespace}/${name}`, () =>
@@ -183,59 +393,28 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
     listPods: async (namespace, labelSelector) =>
       (await call(`pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector })))
         .items as unknown as K8sObject[],
-    readPodLog: (namespace, pod, container, options = {}) =>
-      call(`log of pod ${namespace}/${pod}`, () =>
-        core.readNamespacedPodLog({
-          namespace,
-          name: pod,
-          container,
-          ...(options.tailLines === undefined ? {} : { tailLines: options.tailLines }),
-        }),
-      ),
+    readPodLog: async (namespace, pod, container, options = {}) => {
+      const res = await openLog(namespace, pod, container, { ...options, follow: false });
+      if (res === undefined) return "";
+      try {
+        return await readAll(res);
+      } catch (error) {
+        throw kubeError(error, `log of pod ${namespace}/${pod}`);
+      }
+    },
     streamPodLog: async (namespace, pod, container, out, options = {}) => {
-      // node:http(s) with the kubeconfig's TLS and auth options rather than client-node's Log: aborting its
-      // fetch leaves an unhandled AbortError on the piped stream, and a follow must stop cleanly on Ctrl-C.
-      const server = kc.getCurrentCluster()?.server ?? "";
-      const url = new URL(
-        `${server.replace(/\/+$/, "")}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`,
-      );
-      url.searchParams.set("container", container);
-      if (options.follow) url.searchParams.set("follow", "true");
-      if (options.tailLines !== undefined) url.searchParams.set("tailLines", String(options.tailLines));
-      const requestOptions: import("node:https").RequestOptions = { method: "GET", headers: {} };
-      await kc.applyToHTTPSOptions(requestOptions);
-      const what = `log of pod ${namespace}/${pod}`;
-      const { request } = url.protocol === "https:" ? await import("node:https") : await import("node:http");
-      await new Promise<void>((resolve, reject) => {
-        const req = request(url, requestOptions, (res) => {
-          const status = res.statusCode ?? 0;
-          if (status !== 200) {
-            let body = "";
-            res.setEncoding("utf8");
-            res.on("data", (d: string) => (body += d.slice(0, 4096)));
-            res.on("end", () => reject(kubeError({ code: status, body }, what)));
-            res.on("error", () => reject(kubeError({ code: status, body }, what)));
-            return;
+      const res = await openLog(namespace, pod, container, { ...options, follow: options.follow ?? true });
+      if (res === undefined) return;
+      await new Promise<void>((resolve) => {
+        res.on("data", (chunk: Buffer) => {
+          if (!out.write(chunk)) {
+            res.pause();
+            out.once("drain", () => res.resume());
           }
-          res.on("data", (chunk: Buffer) => {
-            if (!out.write(chunk)) {
-              res.pause();
-              out.once("drain", () => res.resume());
-            }
-          });
-          res.on("end", () => resolve());
-          res.on("error", () => resolve()); // connection cut (abort, API server restart): the stream simply ends
-          res.on("close", () => resolve());
         });
-        const onAbort = (): void => {
-          req.destroy();
-          resolve();
-        };
-        if (options.signal?.aborted) onAbort();
-        options.signal?.addEventListener("abort", onAbort, { once: true });
-        req.on("close", () => options.signal?.removeEventListener("abort", onAbort));
-        req.on("error", (error) => reject(options.signal?.aborted ? undefined : kubeError(error, what)));
-        req.end();
+        res.on("end", () => resolve());
+        res.on("error", () => resolve()); // connection cut (abort, API server restart): the stream simply ends
+        res.on("close", () => resolve());
       });
     },
   };

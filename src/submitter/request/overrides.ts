@@ -1,5 +1,5 @@
 /** The seeds' retired override blocks and whole TrainJob documents, turned into the current request form. */
-import { DNS1123_SUBDOMAIN, NODE_CONTAINER, NODE_JOB } from "../names.ts";
+import { DNS1123_SUBDOMAIN, NODE_CONTAINER, NODE_JOB, labelKeyProblem, labelValueProblem } from "../names.ts";
 import { CODE_VOLUME, type EnvVarSpec, type VolumeSpec } from "../spec.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
 import { describe, isObj, type Obj, type Reader } from "./reader.ts";
@@ -115,13 +115,36 @@ export function readOverrides(
       }
     });
   }
-  for (const k of ["node_selector", "nodeSelector"]) if (isObj(req[k])) pod.nodeSelector = req[k];
+  for (const k of ["node_selector", "nodeSelector"]) {
+    if (req[k] === undefined || req[k] === null) continue;
+    if (!isObj(req[k])) {
+      r.problem(k, `must be an object of label key: value, got ${describe(req[k])}`);
+      continue;
+    }
+    pod.nodeSelector = req[k];
+  }
+  if (isObj(pod.nodeSelector)) checkLabels(r, pod.nodeSelector, "node_selector");
+  if (isObj(pod.labels)) checkLabels(r, pod.labels, "podTemplateOverrides.metadata.labels");
   if (Array.isArray(req.tolerations)) pod.tolerations = req.tolerations;
   const sa = r.string(req, ["service_account", "serviceAccountName"]);
   if (sa !== undefined) {
     if (!DNS1123_SUBDOMAIN.test(sa.value))
       r.problem(sa.field, `must be a DNS-1123 subdomain, got ${describe(sa.value)}`);
     pod.serviceAccountName = sa.value;
+  }
+}
+
+/** Node selector or pod label keys and values as the API server validates them (every pod would be refused). */
+function checkLabels(r: Reader, labels: Obj, field: string): void {
+  for (const [key, value] of Object.entries(labels)) {
+    const f = `${field}[${JSON.stringify(key)}]`;
+    const keyProblem = labelKeyProblem(key);
+    if (keyProblem !== undefined) r.problem(f, `key ${describe(key)} ${keyProblem}`);
+    else if (typeof value !== "string") r.problem(f, `must be a string, got ${describe(value)}`);
+    else {
+      const valueProblem = labelValueProblem(value);
+      if (valueProblem !== undefined) r.problem(f, `value ${describe(value)} ${valueProblem}`);
+    }
   }
 }
 

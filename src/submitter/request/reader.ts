@@ -47,12 +47,20 @@ export class Reader {
     return { field: got.field, value: got.value.trim() };
   }
 
-  int(obj: Obj, names: readonly string[], min: number, prefix = ""): { field: string; value: number } | undefined {
+  /** An integer from `min` to `max` (pass INT32_MAX for the API's int32 fields). */
+  int(
+    obj: Obj,
+    names: readonly string[],
+    min: number,
+    prefix = "",
+    max = Number.MAX_SAFE_INTEGER,
+  ): { field: string; value: number } | undefined {
     const got = this.pick(obj, names, prefix);
     if (got === undefined) return undefined;
     const n = typeof got.value === "string" && /^\s*[+-]?\d+\s*$/.test(got.value) ? Number(got.value) : got.value;
-    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min) {
-      this.problem(got.field, `must be an integer >= ${min}, got ${describe(got.value)}`);
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < min || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+      this.problem(got.field, `must be an integer ${range}, got ${describe(got.value)}`);
       return undefined;
     }
     return { field: got.field, value: n };

@@ -12,7 +12,7 @@ import YAML from "yaml";
 
 export const repoRoot = path.resolve(import.meta.dirname, "../../..");
 export const trainerFixtures = path.join(repoRoot, "test/fixtures/kubeflow-trainer");
-const crdDir = path.join(trainerFixtures, "crds");
+export const crdDir = path.join(trainerFixtures, "crds");
 
 type Schema = Record<string, unknown>;
 

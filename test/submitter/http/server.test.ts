@@ -33,6 +33,7 @@ const logged: Array<{ method: string; path: string; status: number }> = [];
 
 beforeEach(async () => {
   fake = await startFakeKube();
+  fake.namespaces.add("user-123");
   fake.runtimes.set("pytorch-simple", { metadata: { name: "pytorch-simple" } });
   const kube = await createKubeClient({ kubeConfig: await fake.kubeConfig() });
   logged.length = 0;
@@ -109,6 +110,61 @@ describe("POST /api/trainjob/create", () => {
     expect((await json(res)).code).toBe("K8S_CONFLICT");
   });
 
+  it("answers 422 listing the API server's causes when it refuses the spec (not 502: the spec is wrong)", async () => {
+    // What the Trainer's validating webhook answers (its CEL and Go rules cannot run in the stand-in).
+    fake.failNext(
+      "POST",
+      "trainjobs",
+      422,
+      'admission webhook "validator.trainjob.trainer.kubeflow.org" denied the request: spec.trainer.numNodes: Invalid value: 2: must be 1 for this runtime',
+      {
+        name: "user123-job-20251105130000",
+        group: "trainer.kubeflow.org",
+        kind: "TrainJob",
+        causes: [
+          {
+            reason: "FieldValueInvalid",
+            message: "Invalid value: 2: must be 1 for this runtime",
+            field: "spec.trainer.numNodes",
+          },
+        ],
+      },
+    );
+    const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
+    expect(res.status).toBe(422);
+    const body = await json(res);
+    expect(body).toMatchObject({ code: "SPEC_INVALID", field: "spec.trainer.numNodes" });
+    expect(body.problems).toEqual([
+      { field: "spec.trainer.numNodes", message: "Invalid value: 2: must be 1 for this runtime" },
+    ]);
+    expect(body.detail).toMatch(/spec\.trainer\.numNodes: Invalid value: 2/);
+  });
+
+  it("answers 404 saying the namespace does not exist, and registers or stores nothing", async () => {
+    const res = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...SEED_REQUEST, namespace: "nowhere" }),
+    });
+    expect(res.status).toBe(404);
+    const body = await json(res);
+    expect(body).toMatchObject({ code: "K8S_NOT_FOUND", field: "namespace" });
+    expect(body.detail).toMatch(/namespace "nowhere" does not exist/);
+    expect(fake.store.get("trainjobs")?.size ?? 0).toBe(0);
+  });
+
+  it("?dry_run=server has the API server check everything and store nothing", async () => {
+    const res = await api("/api/trainjob/create?dry_run=server", {
+      method: "POST",
+      body: JSON.stringify(SEED_REQUEST),
+    });
+    expect(res.status).toBe(200);
+    expect(await json(res)).toMatchObject({ created: true, dry_run: true });
+    const writes = fake.requests.filter((r) => r.method === "POST");
+    expect(writes.map((r) => r.query.dryRun)).toEqual(["All", "All"]);
+    expect(fake.store.get("trainjobs")?.size ?? 0).toBe(0);
+    expect(fake.store.get("configmaps")?.size ?? 0).toBe(0);
+  });
+
   it("answers 502 when Kubernetes refuses, with its message", async () => {
     fake.failNext("POST", "trainjobs", 403, "trainjobs.trainer.kubeflow.org is forbidden");
     const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
@@ -180,6 +236,11 @@ describe("status, logs, delete", () => {
     const pending = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=0`);
     expect(pending.status).toBe(409);
     expect((await json(pending)).detail).toMatch(/waiting to start/);
+    // Not even scheduled: the API server answers 204 with no body; still a 409 saying so.
+    fake.addPod("user-123", workerPod(name, 0, { suffix: "yyyyy", created: "2028-01-01T00:00:00Z", scheduled: false }));
+    const unscheduled = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=0`);
+    expect(unscheduled.status).toBe(409);
+    expect((await json(unscheduled)).detail).toMatch(/has not started yet/);
 
     const follow = await api(`/api/trainjob/${name}/logs?namespace=user-123&worker=1&follow=true`);
     expect(follow.headers.get("content-type")).toMatch(/text\/plain/);
