@@ -19,7 +19,7 @@ import { AgentError } from "../../errors/index.ts";
 import type { RangeRead } from "./types.ts";
 
 /** SHA-256 of an empty body: what a GET signs as its payload hash. */
-const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const HEAD_MAX = 16 * 1024;
 /** Idle keep-alive sockets close after this long (servers drop theirs after 5-60 s). */
 const KEEP_ALIVE_MS = 4_000;
