@@ -333,6 +333,15 @@ export default async function storageBench(): Promise<void> {
   const wantedSchemes = (process.env.BENCH_SCHEMES ?? "http,https").split(",");
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "bench-storage-"));
   const target = await openTarget();
+  // An interrupted bench still stops the lane it started and removes its data (GiBs in the temp folder).
+  const interrupted = (signal: NodeJS.Signals): void => {
+    void target.stop().finally(async () => {
+      await fs.rm(work, { recursive: true, force: true });
+      process.kill(process.pid, signal);
+    });
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   const { bucket } = target;
   const prefix = "astrago-bench";
   const loads: string[] = [`start ${loadavg()}`];
@@ -722,6 +731,8 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
     }
     for (const f of failed) console.log(`  peer failed against this server: ${f}`);
   } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
     await target.stop();
     await fs.rm(work, { recursive: true, force: true });
   }
