@@ -12,11 +12,10 @@
  * the SDK. A body that breaks off or stalls after it started rejects with STORAGE_FAILED, after onBytes has
  * reported every byte that landed, so the caller resumes from there.
  */
-import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider, ChecksumConstructor, HashConstructor } from "@smithy/types";
 import { Pool, type Dispatcher } from "undici";
 import { AgentError } from "../../errors/index.ts";
-import { EMPTY_SHA256, encodeKey } from "./direct-get.ts";
+import { encodeKey, rangeSigner } from "./direct-get.ts";
 import type { RangeRead } from "./types.ts";
 
 /** Idle keep-alive connections close after this long (servers drop theirs after 5-60 s). */
@@ -140,24 +139,13 @@ class RangeHandler implements Dispatcher.DispatchHandler {
 
 export class UndiciGet {
   readonly #opts: UndiciGetOptions;
-  readonly #signer: SignatureV4;
+  readonly #sign: (req: RangeRead, path: string) => Promise<Record<string, string>>;
   readonly #pool: Pool;
-  readonly #hostname: string;
-  readonly #port: number | undefined;
   #closed = false;
 
   constructor(opts: UndiciGetOptions) {
     this.#opts = opts;
-    this.#signer = new SignatureV4({
-      service: "s3",
-      region: opts.region,
-      credentials: opts.credentials,
-      sha256: opts.sha256,
-      uriEscapePath: false, // S3 signs the path as sent, encoded once
-      applyChecksum: false,
-    });
-    this.#hostname = opts.origin.hostname.replace(/^\[|\]$/g, "");
-    this.#port = opts.origin.port === "" ? undefined : Number(opts.origin.port);
+    this.#sign = rangeSigner(opts);
     this.#pool = new Pool(opts.origin.origin, {
       connections: opts.connections,
       connect: { timeout: opts.connectTimeoutMs },
@@ -180,25 +168,6 @@ export class UndiciGet {
     if (first !== "retry") return first;
     const second = await this.#attempt(req, path, headers);
     return second === true;
-  }
-
-  async #sign(req: RangeRead, path: string): Promise<Record<string, string>> {
-    const headers: Record<string, string> = {
-      host: this.#opts.origin.host,
-      range: `bytes=${req.start}-${req.end - 1}`,
-      "x-amz-content-sha256": EMPTY_SHA256,
-    };
-    if (req.etag !== "") headers["if-match"] = `"${req.etag}"`;
-    const signed = await this.#signer.sign({
-      method: "GET",
-      protocol: this.#opts.origin.protocol,
-      hostname: this.#hostname,
-      port: this.#port,
-      path,
-      query: {},
-      headers,
-    });
-    return { ...signed.headers, "user-agent": "astrago-trainer" };
   }
 
   #attempt(req: RangeRead, path: string, headers: Record<string, string>): Promise<Attempt> {
