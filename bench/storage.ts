@@ -1,6 +1,10 @@
 /**
  * Storage benchmark: the agent's dataset pull and checkpoint upload against the tools a user would otherwise use,
- * side by side in one run, same S3 server (fauxqs, in its own process on 127.0.0.1), same data, same disk.
+ * side by side in one run, same S3 server, same data, same disk. The server is a real Ceph RGW started by
+ * scripts/rgw.sh (bluestore on a sparse file, in its own folder; stopped at the end unless BENCH_KEEP_RGW=1),
+ * reached over http and over https with the lane's CA; where the lane cannot start (no Ceph packages and no apt),
+ * or with BENCH_SERVER=fauxqs, the embedded fauxqs (JavaScript, in its own process on 127.0.0.1, http only).
+ * Each row also gives the server's CPU (its processes' user + system time) during that tool's run.
  *
  * Pull (download + extract) of one zip of ~10k files, and download of one large file:
  *   agent (createStorage().pullDataset in a child process)  vs  `aws s3 cp` + `unzip`, boto3 `download_file` +
@@ -38,6 +42,8 @@ const SECRET = "bench-secret-key-bench-secret-key";
 
 interface Timing {
   seconds: number;
+  /** CPU the server's processes spent during the run, s. */
+  serverSeconds?: number;
   rssMb: number | undefined;
   /** For the agent: the transfer alone, without node start-up and module loading. */
   innerSeconds?: number;
@@ -81,7 +87,7 @@ async function sequence(steps: (() => Promise<Timing>)[]): Promise<Timing> {
   return { seconds, rssMb: rss, userSeconds: user, sysSeconds: sys };
 }
 
-async function startServer(): Promise<{ endpoint: string; stop: () => void }> {
+async function startServer(): Promise<{ endpoint: string; pid: number; stop: () => void }> {
   const script = `import { startFauxqs } from "fauxqs";
 const s = await startFauxqs({ port: 0, host: "127.0.0.1", logger: false });
 s.createBucket(${JSON.stringify(BUCKET)});
@@ -99,7 +105,7 @@ console.log("PORT " + s.port);`;
     });
     child.on("exit", (code) => reject(new Error(`fauxqs exited with ${code}`)));
   });
-  return { endpoint: `http://127.0.0.1:${port}`, stop: () => child.kill() };
+  return { endpoint: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, stop: () => child.kill() };
 }
 
 async function makeData(dir: string, sizeMb: number, files: number): Promise<{ zip: string; big: string }> {
@@ -193,20 +199,88 @@ const fmt = (n: number | undefined, d = 1): string => (n === undefined ? "-" : n
 
 interface Target {
   endpoint: string;
+  /** The same server over https, with the CA that signed its certificate (the RGW lane). */
+  https?: { endpoint: string; caFile: string };
   bucket: string;
   region: string;
   keyId: string;
   secret: string;
   /** The embedded fauxqs server (which takes request bodies of at most 11 MiB). */
   embedded: boolean;
-  stop: () => void;
+  label: string;
+  /** The server's processes, for their CPU time (none known for a remote endpoint). */
+  serverPids: number[];
+  stop: () => Promise<void>;
+}
+
+/** Starts (or reuses) the RGW lane in a folder of the bench's own: bluestore keeps the OSD's memory bounded. */
+async function startRgw(): Promise<Target> {
+  const dir = path.join(os.tmpdir(), `astrago-rgw-bench-${os.userInfo().uid}`);
+  const env = {
+    ...process.env,
+    RGW_DIR: dir,
+    RGW_STORE: process.env.BENCH_RGW_STORE ?? "bluestore",
+    RGW_BUCKET: BUCKET,
+  };
+  const existed = await fs
+    .access(path.join(dir, "env"))
+    .then(() => true)
+    .catch(() => false);
+  const script = path.join(ROOT, "scripts/rgw.sh");
+  const { stdout } = await run("bash", [script, "start"], { env, maxBuffer: 1 << 20 });
+  const vars = Object.fromEntries(
+    stdout
+      .split("\n")
+      .filter((l) => l.includes("="))
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+  const need = (k: string): string => {
+    const v = vars[k];
+    if (v === undefined) throw new Error(`scripts/rgw.sh start printed no ${k}`);
+    return v;
+  };
+  const pids: number[] = [];
+  for (const d of ["radosgw", "osd", "mon"])
+    pids.push(Number(await fs.readFile(path.join(dir, `${d}.pid`), "utf8").catch(() => "0")));
+  return {
+    endpoint: need("RGW_ENDPOINT"),
+    https: { endpoint: need("RGW_HTTPS_ENDPOINT"), caFile: need("RGW_CA_FILE") },
+    bucket: need("RGW_BUCKET"),
+    region: "us-east-1",
+    keyId: need("RGW_ACCESS_KEY_ID"),
+    secret: need("RGW_SECRET_ACCESS_KEY"),
+    embedded: false,
+    label: `Ceph RGW (${need("RGW_STORE")}, scripts/rgw.sh${existed ? ", already running" : ""})`,
+    serverPids: pids.filter((p) => p > 0),
+    stop: async () => {
+      if (!existed && process.env.BENCH_KEEP_RGW !== "1") await run("bash", [script, "stop"], { env });
+    },
+  };
 }
 
 async function openTarget(): Promise<Target> {
   const endpoint = process.env.BENCH_S3_ENDPOINT;
   if (endpoint === undefined || endpoint === "") {
+    if ((process.env.BENCH_SERVER ?? "rgw") === "rgw") {
+      try {
+        return await startRgw();
+      } catch (error) {
+        const why = String((error as { stderr?: string }).stderr || (error as Error).message).trim();
+        console.log(`(the RGW lane did not start: ${why.split("\n").at(-1)}; the embedded fauxqs instead)`);
+      }
+    }
     const server = await startServer();
-    return { ...server, bucket: BUCKET, region: "us-east-1", keyId: KEY_ID, secret: SECRET, embedded: true };
+    return {
+      endpoint: server.endpoint,
+      bucket: BUCKET,
+      region: "us-east-1",
+      keyId: KEY_ID,
+      secret: SECRET,
+      embedded: true,
+      label: `fauxqs (embedded) at ${server.endpoint}`,
+      serverPids: [server.pid],
+      stop: async () => server.stop(),
+    };
   }
   const keyId = process.env.AWS_ACCESS_KEY_ID;
   const secret = process.env.AWS_SECRET_ACCESS_KEY;
@@ -219,9 +293,28 @@ async function openTarget(): Promise<Target> {
     keyId,
     secret,
     embedded: false,
-    stop: () => {},
+    label: endpoint,
+    serverPids: [],
+    stop: async () => {},
   };
 }
+
+/** User + system CPU of the given processes so far, s (Linux /proc; 100 ticks per second). */
+async function cpuOf(pids: number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  }
+  return ticks / 100;
+}
+
+const loadavg = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(", ");
 
 /** One tool's measurement in a section: run it with a fresh output folder d; drop = big files to remove after. */
 interface Step {
@@ -237,20 +330,35 @@ export default async function storageBench(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const settleS = Number(process.env.BENCH_SETTLE_S ?? 35);
   const sections = (process.env.BENCH_SECTIONS ?? "pull,download,upload").split(",");
+  const wantedSchemes = (process.env.BENCH_SCHEMES ?? "http,https").split(",");
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "bench-storage-"));
   const target = await openTarget();
-  const { endpoint, bucket } = target;
+  // An interrupted bench still stops the lane it started and removes its data (GiBs in the temp folder).
+  const interrupted = (signal: NodeJS.Signals): void => {
+    void target.stop().finally(async () => {
+      await fs.rm(work, { recursive: true, force: true });
+      process.kill(process.pid, signal);
+    });
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
+  const { bucket } = target;
   const prefix = "astrago-bench";
+  const loads: string[] = [`start ${loadavg()}`];
   try {
+    const schemes = [
+      { name: "http", endpoint: target.endpoint, ca: undefined as string | undefined },
+      ...(target.https ? [{ name: "https", endpoint: target.https.endpoint, ca: target.https.caFile }] : []),
+    ].filter((x) => wantedSchemes.includes(x.name));
     console.log(
-      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.embedded ? `fauxqs (embedded) at ${endpoint}` : endpoint}, bucket ${bucket}; ${rounds} round(s)`,
+      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.label}, ${schemes.map((x) => x.endpoint).join(" and ")}, bucket ${bucket}; ${rounds} round(s); load average ${loadavg()}`,
     );
     const { zip, big } = await makeData(work, sizeMb, files);
     const zipBytes = (await fs.stat(zip)).size;
     const bigBytes = (await fs.stat(big)).size;
     const awsConfig = path.join(work, "aws-config");
     await fs.writeFile(awsConfig, `[default]\nregion = ${target.region}\ns3 =\n  addressing_style = path\n`);
-    const env: NodeJS.ProcessEnv = {
+    const baseEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       HOME: work,
       AWS_ACCESS_KEY_ID: target.keyId,
@@ -261,7 +369,6 @@ export default async function storageBench(): Promise<void> {
       AWS_RESPONSE_CHECKSUM_VALIDATION: "WHEN_REQUIRED",
       RCLONE_CONFIG_X_TYPE: "s3",
       RCLONE_CONFIG_X_PROVIDER: "Other",
-      RCLONE_CONFIG_X_ENDPOINT: endpoint,
       RCLONE_CONFIG_X_ACCESS_KEY_ID: target.keyId,
       RCLONE_CONFIG_X_SECRET_ACCESS_KEY: target.secret,
       RCLONE_CONFIG_X_FORCE_PATH_STYLE: "true",
@@ -269,54 +376,35 @@ export default async function storageBench(): Promise<void> {
       // rclone sends files below 200 MiB as one PUT; fauxqs takes at most 11 MiB per request.
       ...(target.embedded ? { RCLONE_CONFIG_X_UPLOAD_CUTOFF: "10M" } : {}),
     };
-    const aws = (...args: string[]): string[] => ["--endpoint-url", endpoint, ...args];
-    const awsRun = (...args: string[]) => run("/usr/bin/aws", aws(...args), { env });
-    const awsTimed = (...args: string[]) => timed("/usr/bin/aws", aws(...args), env);
-    const py = "/usr/bin/python3";
-    const boto = `import boto3, sys, zipfile
-from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(s3={"addressing_style": "path"}))
-`;
+    const seed = (...args: string[]) =>
+      run("/usr/bin/aws", ["--endpoint-url", target.endpoint, ...args], { env: baseEnv });
     const zipKey = `${prefix}/bench.zip`;
     const bigKey = `${prefix}/big.bin`;
     // Seed the bucket with aws-cli (not timed).
-    await awsRun("s3", "cp", zip, `s3://${bucket}/${zipKey}`, "--quiet");
-    await awsRun("s3", "cp", big, `s3://${bucket}/${bigKey}`, "--quiet");
+    await seed("s3", "cp", zip, `s3://${bucket}/${zipKey}`, "--quiet");
+    await seed("s3", "cp", big, `s3://${bucket}/${bigKey}`, "--quiet");
     const pullScript = await agentEntry(work, "pull");
     const uploadScript = await agentEntry(work, "upload");
     console.log(
       `agent: ${pullScript.endsWith(".mjs") ? "bundled with esbuild, as the single-file agent ships" : "TypeScript sources"}`,
     );
-    const agentEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
-      ...env,
-      NODE_PATH: path.join(ROOT, "node_modules"),
-      S3_ENDPOINT: endpoint,
-      S3_BUCKET: bucket,
-      S3_REGION: target.region,
-      S3_ACCESS_KEY_ID: target.keyId,
-      S3_SECRET_ACCESS_KEY: target.secret,
-      STORAGE_CONCURRENCY: process.env.STORAGE_CONCURRENCY ?? "8",
-      // fauxqs accepts request bodies up to 11 MiB; real S3/MinIO/R2 take the default 16 MiB parts.
-      ...(target.embedded ? { STORAGE_PART_SIZE_MB: "10" } : {}),
-      ...extra,
-    });
     const node = process.execPath;
     // The keys go to curl in a file only this user can read, not on its command line (visible in `ps`).
     const curlConfig = path.join(work, "curl.conf");
     await fs.writeFile(curlConfig, `user = "${target.keyId}:${target.secret}"\n`, { mode: 0o600 });
-    const curl = (url: string, out: string) =>
-      timed("curl", ["-sf", "--aws-sigv4", `aws:amz:${target.region}:s3`, "--config", curlConfig, "-o", out, url], env);
 
     const rows: { what: string; tool: string; t: Timing; bytes: number }[] = [];
     const failed: string[] = [];
     /** Records one measurement; a peer tool that fails against this server is reported, not fatal. */
-    const add = async (what: string, tool: string, measure: Promise<Timing>, bytes: number): Promise<void> => {
+    const add = async (what: string, tool: string, measure: () => Promise<Timing>, bytes: number): Promise<void> => {
       try {
-        const t = await measure;
+        const server0 = await cpuOf(target.serverPids);
+        const t = await measure();
+        if (target.serverPids.length > 0) t.serverSeconds = (await cpuOf(target.serverPids)) - server0;
         rows.push({ what, tool, t, bytes });
         const inner = t.innerSeconds === undefined ? "" : ` (transfer ${fmt(t.innerSeconds, 2)} s)`;
-        const cpu = ` cpu ${fmt(t.userSeconds, 2)} user + ${fmt(t.sysSeconds, 2)} sys`;
-        console.log(`  ${what.padEnd(22)} ${tool.padEnd(28)} ${fmt(t.seconds, 2).padStart(7)} s${cpu}${inner}`);
+        const cpu = ` cpu ${fmt(t.userSeconds, 2)} user + ${fmt(t.sysSeconds, 2)} sys, server ${fmt(t.serverSeconds, 2)}`;
+        console.log(`  ${what.padEnd(28)} ${tool.padEnd(28)} ${fmt(t.seconds, 2).padStart(7)} s${cpu}${inner}`);
       } catch (error) {
         if (tool === "agent") throw error;
         const why =
@@ -328,7 +416,7 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
           .replace(/^\S+ \S+ /, "")
           .slice(0, 200)}`;
         if (!failed.includes(line)) failed.push(line);
-        console.log(`  ${what.padEnd(22)} ${tool.padEnd(28)}  failed`);
+        console.log(`  ${what.padEnd(28)} ${tool.padEnd(28)}  failed`);
       }
     };
 
@@ -336,139 +424,190 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
     await fs.mkdir(ck, { recursive: true });
     const bigFile = path.join(ck, "model.pt");
     await fs.rename(big, bigFile);
-    const pz = "pull zip (+extract)";
-    const pb = "download large file";
-    const up = "upload checkpoint";
+    const PZ = "pull zip (+extract)";
+    const PB = "download large file";
+    const UP = "upload checkpoint";
     const out = path.join(work, "out");
-    const zipUrl = `${endpoint}/${bucket}/${zipKey}`;
-    const bigUrl = `${endpoint}/${bucket}/${bigKey}`;
-
-    const agentPulls = (key: string, d: string, extra: Record<string, string> = {}) =>
-      timed(
-        node,
-        [pullScript],
-        agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds"), ...extra }),
-        ROOT,
-      );
-    // The same agent with every ranged GET through the SDK's streams: what the in-place reads of a plain-http
-    // endpoint (store/direct-get.ts) gain, and what an https endpoint (R2, S3) gets.
+    // The same agent with every ranged GET through the SDK's streams: what the in-place readers gain.
     const sdkGets = { STORAGE_DIRECT_READS: "false" };
 
-    const pullZip: Step[] = [
-      {
-        tool: "agent",
-        measure: (d) => agentPulls(zipKey, d),
-      },
-      {
-        tool: "agent, GETs through the SDK",
-        measure: (d) => agentPulls(zipKey, d, sdkGets),
-      },
-      {
-        tool: "aws s3 cp + unzip",
-        measure: (d) =>
-          sequence([
-            () => awsTimed("s3", "cp", `s3://${bucket}/${zipKey}`, `${d}/a.zip`, "--quiet"),
-            () => timed("unzip", ["-q", `${d}/a.zip`, "-d", `${d}/ds`], env),
-          ]),
-        drop: ["a.zip"],
-      },
-      {
-        tool: "boto3 + zipfile",
-        measure: (d) =>
-          timed(
-            py,
-            [
-              "-c",
-              `${boto}s3.download_file("${bucket}", "${zipKey}", sys.argv[1] + "/a.zip")
+    /** The three scenarios over one scheme (http or https), each tool pointed at that endpoint. */
+    const scenarios = (scheme: (typeof schemes)[number]) => {
+      const { endpoint, ca } = scheme;
+      const tag = scheme.name === "http" ? "" : ` ${scheme.name}`;
+      const env: NodeJS.ProcessEnv = { ...baseEnv, RCLONE_CONFIG_X_ENDPOINT: endpoint };
+      const aws = (...args: string[]): string[] => [
+        "--endpoint-url",
+        endpoint,
+        ...(ca === undefined ? [] : ["--ca-bundle", ca]),
+        ...args,
+      ];
+      const awsRun = (...args: string[]) => run("/usr/bin/aws", aws(...args), { env });
+      const awsTimed = (...args: string[]) => timed("/usr/bin/aws", aws(...args), env);
+      const rclone = (...args: string[]) =>
+        timed("rclone", [...(ca === undefined ? [] : ["--ca-cert", ca]), ...args], env);
+      const py = "/usr/bin/python3";
+      const boto = `import boto3, sys, zipfile
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(s3={"addressing_style": "path"})${ca === undefined ? "" : `, verify=${JSON.stringify(ca)}`})
+`;
+      const curl = (url: string, o: string) =>
+        timed(
+          "curl",
+          [
+            "-sf",
+            // RGW, like AWS, wants the payload hash header even on a GET; curl does not send it by itself.
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            ...(ca === undefined ? [] : ["--cacert", ca]),
+            "--aws-sigv4",
+            `aws:amz:${target.region}:s3`,
+            "--config",
+            curlConfig,
+            "-o",
+            o,
+            url,
+          ],
+          env,
+        );
+      const agentEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
+        ...env,
+        NODE_PATH: path.join(ROOT, "node_modules"),
+        ...(ca === undefined ? {} : { NODE_EXTRA_CA_CERTS: ca }),
+        S3_ENDPOINT: endpoint,
+        S3_BUCKET: bucket,
+        S3_REGION: target.region,
+        S3_ACCESS_KEY_ID: target.keyId,
+        S3_SECRET_ACCESS_KEY: target.secret,
+        STORAGE_CONCURRENCY: process.env.STORAGE_CONCURRENCY ?? "8",
+        // fauxqs accepts request bodies up to 11 MiB; real S3/MinIO/R2 take the default 16 MiB parts.
+        ...(target.embedded ? { STORAGE_PART_SIZE_MB: "10" } : {}),
+        ...extra,
+      });
+      const agentPulls = (key: string, d: string, extra: Record<string, string> = {}) =>
+        timed(
+          node,
+          [pullScript],
+          agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds"), ...extra }),
+          ROOT,
+        );
+      const floors = scheme.name === "http";
+      const pullZip: Step[] = [
+        { tool: "agent", measure: (d) => agentPulls(zipKey, d) },
+        { tool: "agent, GETs through the SDK", measure: (d) => agentPulls(zipKey, d, sdkGets) },
+        {
+          tool: "aws s3 cp + unzip",
+          measure: (d) =>
+            sequence([
+              () => awsTimed("s3", "cp", `s3://${bucket}/${zipKey}`, `${d}/a.zip`, "--quiet"),
+              () => timed("unzip", ["-q", `${d}/a.zip`, "-d", `${d}/ds`], env),
+            ]),
+          drop: ["a.zip"],
+        },
+        {
+          tool: "boto3 + zipfile",
+          measure: (d) =>
+            timed(
+              py,
+              [
+                "-c",
+                `${boto}s3.download_file("${bucket}", "${zipKey}", sys.argv[1] + "/a.zip")
 zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
-              d,
-            ],
-            env,
-          ),
-        drop: ["a.zip"],
-      },
-      {
-        tool: "rclone copy + unzip",
-        measure: (d) =>
-          sequence([
-            () => timed("rclone", ["copy", `x:${bucket}/${zipKey}`, d], env),
-            () => timed("unzip", ["-q", `${d}/bench.zip`, "-d", `${d}/ds`], env),
-          ]),
-        drop: ["bench.zip"],
-      },
-      {
-        tool: "floor: cat to disk",
-        measure: (d) => timed("sh", ["-c", `cat "$0" > "$1"`, zip, `${d}/a.zip`], env),
-        drop: ["a.zip"],
-      },
-      { tool: "floor: one GET (curl)", measure: (d) => curl(zipUrl, `${d}/a.zip`), drop: ["a.zip"] },
-    ];
-    const download: Step[] = [
-      {
-        tool: "agent",
-        measure: (d) => agentPulls(bigKey, d),
-        drop: ["ds"],
-      },
-      {
-        tool: "agent, GETs through the SDK",
-        measure: (d) => agentPulls(bigKey, d, sdkGets),
-        drop: ["ds"],
-      },
-      {
-        tool: "aws s3 cp",
-        measure: (d) => awsTimed("s3", "cp", `s3://${bucket}/${bigKey}`, `${d}/big.bin`, "--quiet"),
-        drop: ["big.bin"],
-      },
-      {
-        tool: "boto3 download_file",
-        measure: (d) =>
-          timed(py, ["-c", `${boto}s3.download_file("${bucket}", "${bigKey}", sys.argv[1] + "/big.bin")`, d], env),
-        drop: ["big.bin"],
-      },
-      {
-        tool: "rclone copy",
-        measure: (d) => timed("rclone", ["copy", `x:${bucket}/${bigKey}`, d], env),
-        drop: ["big.bin"],
-      },
-      {
-        tool: "floor: cat to disk",
-        measure: (d) => timed("sh", ["-c", `cat "$0" > "$1"`, bigFile, `${d}/big.bin`], env),
-        drop: ["big.bin"],
-      },
-      { tool: "floor: one GET (curl)", measure: (d) => curl(bigUrl, `${d}/big.bin`), drop: ["big.bin"] },
-    ];
-    // Uploaded objects are deleted after each upload: the embedded server holds every object in memory.
-    const removeUploads = () => awsRun("s3", "rm", `s3://${bucket}/${prefix}-up/`, "--recursive", "--quiet");
-    const upload = (round: number): Step[] => [
-      {
-        tool: "agent",
-        measure: () =>
-          timed(
-            node,
-            [uploadScript],
-            agentEnv({ JOB_ID: `${prefix}-r${round}`, CHECKPOINT_DIR: ck, BENCH_FILE: bigFile }),
-            ROOT,
-          ),
-        after: () =>
-          awsRun("s3", "rm", `s3://${bucket}/checkpoints/job-${prefix}-r${round}/`, "--recursive", "--quiet"),
-      },
-      {
-        tool: "aws s3 cp",
-        measure: () => awsTimed("s3", "cp", bigFile, `s3://${bucket}/${prefix}-up/aws.pt`, "--quiet"),
-        after: removeUploads,
-      },
-      {
-        tool: "boto3 upload_file",
-        measure: () =>
-          timed(py, ["-c", `${boto}s3.upload_file(sys.argv[1], "${bucket}", "${prefix}-up/boto.pt")`, bigFile], env),
-        after: removeUploads,
-      },
-      {
-        tool: "rclone copyto",
-        measure: () => timed("rclone", ["copyto", bigFile, `x:${bucket}/${prefix}-up/rclone.pt`], env),
-        after: removeUploads,
-      },
-    ];
+                d,
+              ],
+              env,
+            ),
+          drop: ["a.zip"],
+        },
+        {
+          tool: "rclone copy + unzip",
+          measure: (d) =>
+            sequence([
+              () => rclone("copy", `x:${bucket}/${zipKey}`, d),
+              () => timed("unzip", ["-q", `${d}/bench.zip`, "-d", `${d}/ds`], env),
+            ]),
+          drop: ["bench.zip"],
+        },
+        ...(floors
+          ? [
+              {
+                tool: "floor: cat to disk",
+                measure: (d: string) => timed("sh", ["-c", `cat "$0" > "$1"`, zip, `${d}/a.zip`], env),
+                drop: ["a.zip"],
+              },
+            ]
+          : []),
+        {
+          tool: "floor: one GET (curl)",
+          measure: (d) => curl(`${endpoint}/${bucket}/${zipKey}`, `${d}/a.zip`),
+          drop: ["a.zip"],
+        },
+      ];
+      const download: Step[] = [
+        { tool: "agent", measure: (d) => agentPulls(bigKey, d), drop: ["ds"] },
+        { tool: "agent, GETs through the SDK", measure: (d) => agentPulls(bigKey, d, sdkGets), drop: ["ds"] },
+        {
+          tool: "aws s3 cp",
+          measure: (d) => awsTimed("s3", "cp", `s3://${bucket}/${bigKey}`, `${d}/big.bin`, "--quiet"),
+          drop: ["big.bin"],
+        },
+        {
+          tool: "boto3 download_file",
+          measure: (d) =>
+            timed(py, ["-c", `${boto}s3.download_file("${bucket}", "${bigKey}", sys.argv[1] + "/big.bin")`, d], env),
+          drop: ["big.bin"],
+        },
+        { tool: "rclone copy", measure: (d) => rclone("copy", `x:${bucket}/${bigKey}`, d), drop: ["big.bin"] },
+        ...(floors
+          ? [
+              {
+                tool: "floor: cat to disk",
+                measure: (d: string) => timed("sh", ["-c", `cat "$0" > "$1"`, bigFile, `${d}/big.bin`], env),
+                drop: ["big.bin"],
+              },
+            ]
+          : []),
+        {
+          tool: "floor: one GET (curl)",
+          measure: (d) => curl(`${endpoint}/${bucket}/${bigKey}`, `${d}/big.bin`),
+          drop: ["big.bin"],
+        },
+      ];
+      // Uploaded objects are deleted after each upload: the embedded server holds every object in memory.
+      const removeUploads = () => awsRun("s3", "rm", `s3://${bucket}/${prefix}-up/`, "--recursive", "--quiet");
+      const upload = (round: number): Step[] => [
+        {
+          tool: "agent",
+          measure: () =>
+            timed(
+              node,
+              [uploadScript],
+              agentEnv({ JOB_ID: `${prefix}-r${round}`, CHECKPOINT_DIR: ck, BENCH_FILE: bigFile }),
+              ROOT,
+            ),
+          after: () =>
+            awsRun("s3", "rm", `s3://${bucket}/checkpoints/job-${prefix}-r${round}/`, "--recursive", "--quiet"),
+        },
+        {
+          tool: "aws s3 cp",
+          measure: () => awsTimed("s3", "cp", bigFile, `s3://${bucket}/${prefix}-up/aws.pt`, "--quiet"),
+          after: removeUploads,
+        },
+        {
+          tool: "boto3 upload_file",
+          measure: () =>
+            timed(py, ["-c", `${boto}s3.upload_file(sys.argv[1], "${bucket}", "${prefix}-up/boto.pt")`, bigFile], env),
+          after: removeUploads,
+        },
+        {
+          tool: "rclone copyto",
+          measure: () => rclone("copyto", bigFile, `x:${bucket}/${prefix}-up/rclone.pt`),
+          after: removeUploads,
+        },
+      ];
+      return { pz: PZ + tag, pb: PB + tag, up: UP + tag, pullZip, download, upload };
+    };
+    const plans = schemes.map(scenarios);
 
     /** Deletes the extracted trees of earlier rounds, then waits out ext4's recently-deleted-inode window. */
     const settle = async (): Promise<void> => {
@@ -490,18 +629,22 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
       await fs.mkdir(out, { recursive: true });
       await run("sh", ["-c", `cat "$0" > "$1"`, bigFile, warm]);
       await fs.rm(warm, { force: true });
-      if (what === pz) {
+      if (what.startsWith(PZ)) {
         await fs.mkdir(path.join(out, `r${round}`), { recursive: true });
-        await run("unzip", ["-q", zip, "-d", path.join(out, `r${round}`, "warm-up-tree")]);
+        await run("unzip", ["-q", "-o", zip, "-d", path.join(out, `r${round}`, "warm-up-tree")]);
       }
       // Round r starts at tool r-1: each tool runs first, in the middle and last across the rounds.
       const k = (round - 1) % steps.length;
       for (const step of [...steps.slice(k), ...steps.slice(0, k)]) {
-        const d = path.join(out, `r${round}`, `${what.split(" ")[0]}-${step.tool.replace(/[^a-z0-9]+/gi, "-")}`);
+        const d = path.join(
+          out,
+          `r${round}`,
+          `${what.replace(/[^a-z0-9]+/gi, "-")}-${step.tool.replace(/[^a-z0-9]+/gi, "-")}`,
+        );
         await fs.mkdir(d, { recursive: true });
         // Flush the previous tool's dirty pages first: otherwise their writeback lands on whoever runs next.
         await run("sync", []);
-        await add(what, step.tool, step.measure(d), bytes);
+        await add(what, step.tool, () => step.measure(d), bytes);
         for (const f of step.drop ?? []) await fs.rm(path.join(d, f), { recursive: true, force: true });
         await step.after?.().catch(() => {});
       }
@@ -510,13 +653,15 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
     await settle(); // makeData deleted its 10k-file tree a moment ago
     for (let round = 1; round <= rounds; round++) {
       if (round > 1) await settle();
-      if (rounds > 1) console.log(`round ${round}/${rounds}`);
-      if (sections.includes("pull")) await section(pz, pullZip, zipBytes, round);
-      if (sections.includes("download")) await section(pb, download, bigBytes, round);
-      if (sections.includes("upload")) await section(up, upload(round), bigBytes, round);
+      if (rounds > 1) console.log(`round ${round}/${rounds} (load average ${loadavg()})`);
+      for (const p of plans) {
+        if (sections.includes("pull")) await section(p.pz, p.pullZip, zipBytes, round);
+        if (sections.includes("download")) await section(p.pb, p.download, bigBytes, round);
+        if (sections.includes("upload")) await section(p.up, p.upload(round), bigBytes, round);
+      }
+      loads.push(`after round ${round} ${loadavg()}`);
     }
-    if (!target.embedded)
-      await awsRun("s3", "rm", `s3://${bucket}/${prefix}/`, "--recursive", "--quiet").catch(() => {});
+    if (!target.embedded) await seed("s3", "rm", `s3://${bucket}/${prefix}/`, "--recursive", "--quiet").catch(() => {});
 
     // Median per tool over the rounds (peak RSS: the highest).
     const byTool = new Map<string, typeof rows>();
@@ -534,6 +679,7 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
           ...(inner.length > 0 ? { innerSeconds: median(inner) } : {}),
           userSeconds: median(g.map((x) => x.t.userSeconds ?? NaN)),
           sysSeconds: median(g.map((x) => x.t.sysSeconds ?? NaN)),
+          serverSeconds: median(g.map((x) => x.t.serverSeconds ?? NaN)),
         },
       });
     }
@@ -541,42 +687,53 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
 
     // --- table ---
     console.log("");
-    console.log("| scenario | tool | seconds | MiB/s | peak RSS MiB | CPU user s | CPU sys s | agent speed-up |");
-    console.log("|---|---|---:|---:|---:|---:|---:|---:|");
+    console.log(`server: ${target.label}; load average (1, 5, 15 min): ${loads.join("; ")}`);
+    console.log(
+      "| scenario | tool | seconds | MiB/s | peak RSS MiB | CPU user s | CPU sys s | server CPU s | agent speed-up |",
+    );
+    console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const r of rows) {
       const agent = rows.find((x) => x.what === r.what && x.tool === "agent");
       const ratio = agent ? r.t.seconds / agent.t.seconds : undefined;
       console.log(
-        `| ${r.what} | ${r.tool} | ${fmt(r.t.seconds, 2)} | ${fmt(r.bytes / 1048576 / r.t.seconds, 0)} | ${fmt(r.t.rssMb, 0)} | ${fmt(r.t.userSeconds, 2)} | ${fmt(r.t.sysSeconds, 2)} | ${r.tool === "agent" ? "1.00x" : `${fmt(ratio, 2)}x`} |`,
+        `| ${r.what} | ${r.tool} | ${fmt(r.t.seconds, 2)} | ${fmt(r.bytes / 1048576 / r.t.seconds, 0)} | ${fmt(r.t.rssMb, 0)} | ${fmt(r.t.userSeconds, 2)} | ${fmt(r.t.sysSeconds, 2)} | ${fmt(r.t.serverSeconds, 2)} | ${r.tool === "agent" ? "1.00x" : `${fmt(ratio, 2)}x`} |`,
       );
     }
-    const sec = (what: string, tool: string): number =>
-      rows.find((r) => r.what === what && (tool === "agent" ? r.tool === tool : r.tool.startsWith(tool)))?.t.seconds ??
-      NaN;
-    const agentPull = sec(pz, "agent");
-    const rss = rows.find((r) => r.what === pz && r.tool === "agent")?.t.rssMb ?? NaN;
+    const row = (what: string, tool: string) =>
+      rows.find((r) => r.what === what && (tool === "agent" ? r.tool === tool : r.tool.startsWith(tool)))?.t;
+    const sec = (what: string, tool: string): number => row(what, tool)?.seconds ?? NaN;
     console.log("");
     console.log("targets:");
-    console.log(
-      `  pull zip: ${fmt(sec(pz, "aws") / agentPull, 2)}x aws-cli, ${fmt(sec(pz, "boto3") / agentPull, 2)}x boto3 (target >= 2x)`,
-    );
-    console.log(
-      `  pull zip vs floor cat: ${fmt(agentPull / sec(pz, "floor: cat"), 2)}x the floor (target <= 1.3x); vs one GET through the server: ${fmt(agentPull / sec(pz, "floor: one GET"), 2)}x`,
-    );
-    console.log(
-      `  download file: ${fmt(sec(pb, "aws") / sec(pb, "agent"), 2)}x aws-cli, ${fmt(sec(pb, "boto3") / sec(pb, "agent"), 2)}x boto3; ${fmt(sec(pb, "agent") / sec(pb, "floor: cat"), 2)}x cat floor, ${fmt(sec(pb, "agent") / sec(pb, "floor: one GET"), 2)}x one-GET floor`,
-    );
-    console.log(
-      `  upload: ${fmt(sec(up, "aws") / sec(up, "agent"), 2)}x aws-cli, ${fmt(sec(up, "boto3") / sec(up, "agent"), 2)}x boto3 (target >= 1.5x)`,
-    );
-    console.log(`  agent peak RSS during the zip pull: ${fmt(rss, 0)} MiB (target < 200 MB)`);
-    const viaSdk = "agent, GETs through the SDK";
-    console.log(
-      `  in-place GETs vs through the SDK: pull zip ${fmt(sec(pz, viaSdk) / agentPull, 2)}x, download file ${fmt(sec(pb, viaSdk) / sec(pb, "agent"), 2)}x`,
-    );
+    for (const { pz, pb, up } of plans) {
+      const agentPull = sec(pz, "agent");
+      const rss = row(pz, "agent")?.rssMb ?? NaN;
+      console.log(
+        `  ${pz}: ${fmt(sec(pz, "aws") / agentPull, 2)}x aws-cli (target >= 2x), ${fmt(sec(pz, "boto3") / agentPull, 2)}x boto3 (target >= 1.5x), ${fmt(sec(pz, "rclone") / agentPull, 2)}x rclone; ${fmt(agentPull / sec(pz, "floor: one GET"), 2)}x one GET; agent peak RSS ${fmt(rss, 0)} MiB (target < 200 MB)`,
+      );
+      const agentDl = row(pb, "agent");
+      const rcloneDl = row(pb, "rclone");
+      console.log(
+        `  ${pb}: ${fmt(sec(pb, "rclone") / sec(pb, "agent"), 2)}x rclone (target > 1x), ${fmt(sec(pb, "aws") / sec(pb, "agent"), 2)}x aws-cli, ${fmt(sec(pb, "boto3") / sec(pb, "agent"), 2)}x boto3; sys CPU agent ${fmt(agentDl?.sysSeconds, 2)} s vs rclone ${fmt(rcloneDl?.sysSeconds, 2)} s (target <=); user CPU ${fmt((agentDl?.userSeconds ?? NaN) / (bigBytes / 2 ** 30), 2)} s/GiB`,
+      );
+      console.log(
+        `  ${up}: ${fmt(sec(up, "aws") / sec(up, "agent"), 2)}x aws-cli, ${fmt(sec(up, "boto3") / sec(up, "agent"), 2)}x boto3, ${fmt(sec(up, "rclone") / sec(up, "agent"), 2)}x rclone (target >= 1.5x each)`,
+      );
+      const viaSdk = "agent, GETs through the SDK";
+      console.log(
+        `  in place vs through the SDK: ${pz} ${fmt(sec(pz, viaSdk) / agentPull, 2)}x, ${pb} ${fmt(sec(pb, viaSdk) / sec(pb, "agent"), 2)}x`,
+      );
+    }
+    if (plans.length === 2) {
+      const user = (p: (typeof plans)[number]) => row(p.pb, "agent")?.userSeconds ?? NaN;
+      console.log(
+        `  user CPU of the download, https / http: ${fmt(user(plans[1] as (typeof plans)[number]) / user(plans[0] as (typeof plans)[number]), 2)}x (target <= 1.5x)`,
+      );
+    }
     for (const f of failed) console.log(`  peer failed against this server: ${f}`);
   } finally {
-    target.stop();
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+    await target.stop();
     await fs.rm(work, { recursive: true, force: true });
   }
 }

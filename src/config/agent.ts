@@ -73,8 +73,8 @@ export interface StorageConfig {
   concurrency: number;
   partSizeBytes: number;
   /**
-   * Ranged GETs from a plain-http endpoint read straight into their destination buffers (store/direct-get.ts);
-   * false sends every GET through the SDK.
+   * Ranged GETs read straight into their destination buffers (store/direct-get.ts over http, store/undici-get.ts
+   * over https); false sends every GET through the SDK's streams.
    */
   directReads: boolean;
   maxDatasetBytes: number;

@@ -63,6 +63,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
           requestTimeoutMs: tuning.requestTimeoutMs,
           connectTimeoutMs: tuning.connectTimeoutMs,
           maxAttempts: tuning.maxAttempts,
+          httpReader: tuning.httpReader,
         }),
       );
       stores.set(bucket, s);

@@ -1,8 +1,13 @@
+import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { matchesEtag, uploadFile } from "../../src/storage/checkpoint/upload.ts";
 import { createStorage } from "../../src/storage/index.ts";
+import { Pool } from "../../src/storage/internal/pool.ts";
+import { createS3Store } from "../../src/storage/store/s3.ts";
+import type { ObjectStore } from "../../src/storage/store/types.ts";
 import { startFaultProxy } from "./fault-proxy.ts";
 import {
   client,
@@ -154,5 +159,49 @@ describe("checkpoint upload and restore (fauxqs)", () => {
     expect(lines.join("")).not.toContain("S3RVER");
     storage.close();
     storage2.close();
+  });
+});
+
+describe("a store that answers a write without an ETag (Ceph RGW 16's CompleteMultipartUpload)", () => {
+  // fauxqs underneath; the wrapper drops the ETag from what the writes return, as RGW 16 does for Complete.
+  async function etaglessStore(): Promise<ObjectStore> {
+    const real = await createS3Store(config({ S3_ENDPOINT: server.endpoint }).storage, "ckpt", {
+      maxSockets: 2,
+      requestTimeoutMs: 5_000,
+      connectTimeoutMs: 2_000,
+      maxAttempts: 1,
+    });
+    return {
+      label: real.label,
+      head: (k, s) => real.head(k, s),
+      list: (p, s) => real.list(p, s),
+      getRange: (k, a, b, e, s) => real.getRange(k, a, b, e, s),
+      putObject: async (k, b, m, s) => (await real.putObject(k, b, m, s), ""),
+      createMultipart: async (k, s) => {
+        const up = await real.createMultipart(k, s);
+        return { ...up, complete: async (parts) => (await up.complete(parts), "") };
+      },
+      deleteObject: (k) => real.deleteObject(k),
+      close: () => real.close(),
+    };
+  }
+
+  it.each([
+    ["multipart", 11 * 1024 * 1024 + 5, /^[0-9a-f]{32}-3$/],
+    ["single PUT", 1000, /^[0-9a-f]{32}$/],
+  ])("%s: records the object's own ETag from a HEAD, never an empty one", async (_what, size, form) => {
+    const store = await etaglessStore();
+    const dir = await tmpDir();
+    const file = path.join(dir, "model.pt");
+    await fs.writeFile(file, randomBytes(size));
+    try {
+      const key = `etagless/${size}.pt`;
+      const up = await uploadFile({ store, pool: new Pool(2), file, key, minPartSize: 5 * 1024 * 1024 });
+      expect(up.etag).toMatch(form);
+      expect(up.etag).toBe((await store.head(key))?.etag);
+      expect(await matchesEtag(file, up.etag, up.partSize)).toBe(true);
+    } finally {
+      store.close();
+    }
   });
 });

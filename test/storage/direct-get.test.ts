@@ -7,8 +7,9 @@ import type { ObjectStore, RangeRead } from "../../src/storage/store/types.ts";
 import { startFaultProxy, type Fault, type FaultProxy } from "./fault-proxy.ts";
 import { config, createBucket, put, startFauxqs, type TestServer } from "./helpers.ts";
 
-// The zero-copy ranged GET path (store/direct-get.ts) against fauxqs behind the fault proxy, which also checks
-// every request's SigV4 signature (fauxqs does not).
+// The in-place ranged GET paths against fauxqs behind the fault proxy, which also checks every request's SigV4
+// signature (fauxqs does not): the socket client (store/direct-get.ts, plain http) and undici's (store/undici-get.ts,
+// what https endpoints use; here over plain http through the same proxy), case for case.
 let server: TestServer;
 const body = randomBytes(3 * 1024 * 1024 + 17);
 const KEY = "dir/a b+c=!'()*~ü.bin";
@@ -24,6 +25,9 @@ afterAll(async () => {
   await server?.stop();
 });
 
+type Reader = "socket" | "undici";
+let reader: Reader = "socket";
+
 async function storeThrough(
   plan: (n: number) => Fault | Promise<Fault>,
   env: Record<string, string> = {},
@@ -34,6 +38,7 @@ async function storeThrough(
     requestTimeoutMs: 3_000,
     connectTimeoutMs: 2_000,
     maxAttempts: 2,
+    httpReader: reader,
   });
   etag ||= (await store.head(KEY))?.etag ?? "";
   return {
@@ -63,7 +68,11 @@ function read(start: number, end: number, extra: Partial<RangeRead> = {}): Range
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
-describe("direct ranged GETs (plain http, zero-copy)", () => {
+describe.each<Reader>(["socket", "undici"])("in-place ranged GETs (%s)", (which) => {
+  beforeAll(() => {
+    reader = which;
+  });
+
   it("lands exact bytes in the caller's buffer, signed as S3 verifies them, over reused connections", async () => {
     await using t = await storeThrough(() => "pass");
     expect(t.store.readInto).toBeDefined();
@@ -109,8 +118,8 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
 
   it.each<[string, Fault]>([
     ["an error status", "500"],
-    ["a chunked body", "chunked"],
     ["another range than asked", "wrong-range"],
+    ...(which === "socket" ? ([["a chunked body", "chunked"]] as [string, Fault][]) : []),
   ])("declines %s (false, nothing reported): the caller asks the SDK", async (_what, fault) => {
     await using t = await storeThrough(() => fault);
     const r = read(10, 5000);
@@ -118,16 +127,33 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
     expect(r.landed).toEqual([]);
   });
 
-  it("stands aside after three successes in a row in a form it does not take (chunked); error statuses do not count", async () => {
-    {
-      await using t = await storeThrough(() => "500");
+  it.runIf(which === "socket")(
+    "stands aside after three successes in a row in a form it does not take (chunked); error statuses do not count",
+    async () => {
+      {
+        await using t = await storeThrough(() => "500");
+        for (let i = 0; i < 5; i++) expect(await t.store.readInto?.(read(0, 100))).toBe(false);
+        expect(t.proxy.requests).toHaveLength(5); // each error answer is the SDK's to map: every read still asks
+      }
+      await using t = await storeThrough(() => "chunked");
       for (let i = 0; i < 5; i++) expect(await t.store.readInto?.(read(0, 100))).toBe(false);
-      expect(t.proxy.requests).toHaveLength(5); // each error answer is the SDK's to map: every read still asks
-    }
-    await using t = await storeThrough(() => "chunked");
-    for (let i = 0; i < 5; i++) expect(await t.store.readInto?.(read(0, 100))).toBe(false);
-    expect(t.proxy.requests).toHaveLength(3);
-  });
+      expect(t.proxy.requests).toHaveLength(3);
+    },
+  );
+
+  it.runIf(which === "undici")(
+    "takes a chunked body (a proxy in front of the store) as well as a sized one",
+    async () => {
+      await using t = await storeThrough(() => "chunked");
+      const r = read(10, 300_000);
+      expect(await t.store.readInto?.(r)).toBe(true);
+      expect(r.into.equals(body.subarray(10, 300_000))).toBe(true);
+      expect(sum(r.landed)).toBe(300_000 - 10);
+      await using err = await storeThrough(() => "500");
+      for (let i = 0; i < 5; i++) expect(await err.store.readInto?.(read(0, 100))).toBe(false);
+      expect(err.proxy.requests).toHaveLength(5); // each error answer is the SDK's to map: every read still asks
+    },
+  );
 
   it("leaves an ETag that cannot travel in a header as it is to the SDK (no request sent)", async () => {
     await using t = await storeThrough(() => "pass");
@@ -178,16 +204,18 @@ describe("direct ranged GETs (plain http, zero-copy)", () => {
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
-  it("is off with STORAGE_DIRECT_READS=false and for https endpoints", async () => {
+  it("is off with STORAGE_DIRECT_READS=false; https endpoints (R2, AWS) get the undici reader", async () => {
     await using t = await storeThrough(() => "pass", { STORAGE_DIRECT_READS: "false" });
     expect(t.store.readInto).toBeUndefined();
-    const tls = await createS3Store(config({ S3_ENDPOINT: "https://r2.example.invalid" }).storage, "data", {
-      maxSockets: 1,
-      requestTimeoutMs: 1_000,
-      connectTimeoutMs: 1_000,
-      maxAttempts: 1,
-    });
-    expect(tls.readInto).toBeUndefined();
-    tls.close();
+    for (const env of [{ S3_ENDPOINT: "https://r2.example.invalid" }, { STORAGE_TYPE: "s3", S3_BUCKET: "data" }]) {
+      const tls = await createS3Store(config(env).storage, "data", {
+        maxSockets: 1,
+        requestTimeoutMs: 1_000,
+        connectTimeoutMs: 1_000,
+        maxAttempts: 1,
+      });
+      expect(tls.readInto, JSON.stringify(env)).toBeDefined();
+      tls.close();
+    }
   });
 });

@@ -19,6 +19,8 @@ export interface FaultProxy {
     ifMatch: string | undefined;
     contentSha256: string | undefined;
     contentMd5: string | undefined;
+    /** Flexible-checksum headers the request carried (x-amz-checksum-*, x-amz-sdk-checksum-algorithm, x-amz-trailer). */
+    checksumHeaders: string[];
     userAgent: string | undefined;
     /** Which client connection carried it (1-based, in order of arrival). */
     connection: number;
@@ -55,6 +57,9 @@ export async function startFaultProxy(
       ifMatch: req.headers["if-match"],
       contentSha256: req.headers["x-amz-content-sha256"] as string | undefined,
       contentMd5: req.headers["content-md5"] as string | undefined,
+      checksumHeaders: Object.keys(req.headers).filter((h) =>
+        /^x-amz-(checksum-|sdk-checksum-algorithm$|trailer$)/.test(h),
+      ),
     });
     let fault: Fault = "pass";
     if (req.method === "GET" && range !== undefined) fault = await plan(++rangedGets, req);

@@ -3,10 +3,12 @@
  * seed it, a config built through the real loadAgentConfig, and tree comparison.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { S3Client, PutObjectCommand, CreateBucketCommand } from "@aws-sdk/client-s3";
 import pino from "pino";
 import { afterAll } from "vitest";
@@ -44,6 +46,61 @@ export async function startS3rver(): Promise<TestServer> {
     },
   };
 }
+
+/** A running RGW lane (scripts/rgw.sh): a real Ceph S3 server on loopback, over http and https. */
+export interface RgwLane {
+  endpoint: string;
+  httpsEndpoint: string;
+  /** The lane's own CA (PEM), which signed the https endpoint's certificate. */
+  caFile: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  bucket: string;
+}
+
+/** Where scripts/rgw.sh keeps the lane (RGW_DIR there). */
+export const rgwDir = (): string => process.env.RGW_DIR ?? path.join(os.tmpdir(), `astrago-rgw-${os.userInfo().uid}`);
+
+/**
+ * The RGW lane when scripts/rgw.sh runs one (its env file is there and radosgw is alive), else undefined. The lane's
+ * CA joins this process's trusted CAs, as NODE_EXTRA_CA_CERTS would in a pod.
+ */
+export function rgwLane(): RgwLane | undefined {
+  const dir = rgwDir();
+  let env: Record<string, string>;
+  try {
+    const pid = Number(readFileSync(path.join(dir, "radosgw.pid"), "utf8"));
+    process.kill(pid, 0);
+    env = Object.fromEntries(
+      readFileSync(path.join(dir, "env"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes("="))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+  } catch {
+    return undefined;
+  }
+  const get = (name: string): string => {
+    const v = env[name];
+    if (v === undefined) throw new Error(`${path.join(dir, "env")} lacks ${name}: restart the lane (scripts/rgw.sh)`);
+    return v;
+  };
+  const lane = {
+    endpoint: get("RGW_ENDPOINT"),
+    httpsEndpoint: get("RGW_HTTPS_ENDPOINT"),
+    caFile: get("RGW_CA_FILE"),
+    accessKeyId: get("RGW_ACCESS_KEY_ID"),
+    secretAccessKey: get("RGW_SECRET_ACCESS_KEY"),
+    bucket: get("RGW_BUCKET"),
+  };
+  const ca = readFileSync(lane.caFile, "utf8");
+  const trusted = tls.getCACertificates("default");
+  if (!trusted.includes(ca)) tls.setDefaultCACertificates([...trusted, ca]);
+  return lane;
+}
+
+/** Why the RGW tests were skipped, as the test name says it. */
+export const RGW_MISSING = `RGW lane not running (start it with scripts/rgw.sh start; looked in ${rgwDir()})`;
 
 export function client(endpoint: string): S3Client {
   return new S3Client({

@@ -35,6 +35,24 @@ export function partSizeFor(size: number, minPart: number): number {
   return Math.max(minPart, Math.ceil(size / MAX_PARTS / MiB) * MiB);
 }
 
+/**
+ * The ETag to record for a just-written object: the one the write returned, else (Ceph RGW 16 answers
+ * CompleteMultipartUpload with an empty <ETag>) the object's own from a HEAD. Never empty: a manifest entry without
+ * one would skip the multipart check here and the comparison on restore.
+ */
+async function storedEtag(store: ObjectStore, key: string, size: number, returned: string): Promise<string> {
+  if (returned !== "") return returned;
+  const info = await store.head(key);
+  if (info === null || info.size !== size || info.etag === "")
+    throw new AgentError(
+      "CHECKPOINT_UPLOAD_FAILED",
+      `${store.label}/${key}: the store returned no ETag for the upload and a HEAD found ${
+        info === null ? "no object" : info.etag === "" ? "none either" : `${info.size} bytes, not ${size}`
+      }`,
+    );
+  return info.etag;
+}
+
 export async function uploadFile(opts: {
   store: ObjectStore;
   pool: Pool;
@@ -79,7 +97,7 @@ export async function uploadFile(opts: {
         const b = await readPart(0, size);
         await unchanged();
         const md5 = createHash("md5").update(b).digest("base64");
-        const etag = await store.putObject(key, b, md5, opts.signal);
+        const etag = await storedEtag(store, key, size, await store.putObject(key, b, md5, opts.signal));
         opts.onBytes?.(size);
         return { b, etag, md5 };
       });
@@ -122,7 +140,12 @@ export async function uploadFile(opts: {
         ),
       );
       await unchanged();
-      const etag = await upload.complete(etags.map((e, i) => ({ partNumber: i + 1, etag: e })));
+      const etag = await storedEtag(
+        store,
+        key,
+        size,
+        await upload.complete(etags.map((e, i) => ({ partNumber: i + 1, etag: e }))),
+      );
       const expected = `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${count}`;
       if (/^[0-9a-f]{32}-\d+$/.test(etag) && etag !== expected)
         throw new AgentError(

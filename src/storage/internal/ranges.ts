@@ -248,7 +248,7 @@ export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<
   try {
     await Promise.all(
       parts.map(async ([s, e]) => {
-        if (inPlace) return withRange(part, s, e, (bytes) => writeAt(out, bytes, s));
+        if (inPlace) return landAndWrite(part, s, e, out);
         const release = await src.pool.acquire();
         try {
           await writeChunksAt(out, rangeChunks(part, s, e), s);
@@ -260,6 +260,52 @@ export async function downloadToFile(src: RangeSource, fh: FileHandle): Promise<
   } catch (error) {
     stop.abort();
     throw error;
+  }
+}
+
+/** Bytes of a part that are written as soon as they have landed, while they are still in the CPU's cache. */
+const WRITE_SLICE = 1024 * 1024;
+
+/**
+ * Reads [start, end) in place into a reused part buffer and writes it at start, a WRITE_SLICE at a time as the
+ * bytes land: written whole after the last byte, an 8 MiB part has left the CPU's caches, and the kernel's copy
+ * into the page cache reads it back from memory (perf, 256 MiB download: 25-50 % more samples in the two copies
+ * than rclone, which writes 32 KiB at a time). Under one pool slot; the buffer goes back only after every write
+ * that reads it has settled.
+ */
+async function landAndWrite(src: RangeSource, start: number, end: number, out: PositionalWrites): Promise<void> {
+  const release = await src.pool.acquire();
+  const buf = src.buffers.take(end - start);
+  let landed = 0;
+  let written = 0;
+  let writes: Promise<void> = Promise.resolve();
+  const flush = (): void => {
+    const [from, to] = [written, landed];
+    written = to;
+    const prev = writes;
+    writes = prev.then(() => writeAt(out, buf.subarray(from, to), start + from));
+    writes.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
+  };
+  try {
+    await readRangeInto(
+      {
+        ...src,
+        onBytes: (n) => {
+          src.onBytes?.(n);
+          landed += n;
+          if (landed - written >= WRITE_SLICE) flush();
+        },
+      },
+      start,
+      end,
+      buf,
+    );
+    if (landed > written) flush();
+    await writes;
+  } finally {
+    await writes.catch(() => {});
+    src.buffers.give(buf);
+    release();
   }
 }
 

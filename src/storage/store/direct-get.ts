@@ -46,6 +46,36 @@ export function encodeKey(key: string): string {
     .join("/");
 }
 
+/** Signs ranged GETs of one endpoint with the SDK's SigV4 signer: (the read, its path) -> the request's headers. */
+export function rangeSigner(opts: {
+  origin: URL;
+  region: string;
+  credentials: AwsCredentialIdentityProvider;
+  sha256: ChecksumConstructor | HashConstructor;
+}): (req: RangeRead, path: string) => Promise<Record<string, string>> {
+  const signer = new SignatureV4({
+    service: "s3",
+    region: opts.region,
+    credentials: opts.credentials,
+    sha256: opts.sha256,
+    uriEscapePath: false, // S3 signs the path as sent, encoded once
+    applyChecksum: false,
+  });
+  const { protocol, host } = opts.origin;
+  const hostname = opts.origin.hostname.replace(/^\[|\]$/g, "");
+  const port = opts.origin.port === "" ? undefined : Number(opts.origin.port);
+  return async (req, path) => {
+    const headers: Record<string, string> = {
+      host,
+      range: `bytes=${req.start}-${req.end - 1}`,
+      "x-amz-content-sha256": EMPTY_SHA256,
+    };
+    if (req.etag !== "") headers["if-match"] = `"${req.etag}"`;
+    const signed = await signer.sign({ method: "GET", protocol, hostname, port, path, query: {}, headers });
+    return { ...signed.headers, "user-agent": "astrago-trainer" };
+  };
+}
+
 type Phase = "idle" | "head" | "body";
 /**
  * How a request ended: every byte landed; an answer that is not a success (an error status: the SDK maps it); a
@@ -189,10 +219,9 @@ class Conn {
 
 export class DirectGet {
   readonly #opts: DirectGetOptions;
-  readonly #signer: SignatureV4;
+  readonly #sign: (req: RangeRead, path: string) => Promise<Record<string, string>>;
   readonly #host: string;
   readonly #port: number;
-  readonly #hostHeader: string;
   readonly #basePath: string;
   readonly #idle: Conn[] = [];
   #closed = false;
@@ -202,17 +231,9 @@ export class DirectGet {
   constructor(opts: DirectGetOptions) {
     if (opts.endpoint.protocol !== "http:") throw new RangeError("DirectGet reads plain http:// endpoints only");
     this.#opts = opts;
-    this.#signer = new SignatureV4({
-      service: "s3",
-      region: opts.region,
-      credentials: opts.credentials,
-      sha256: opts.sha256,
-      uriEscapePath: false, // S3 signs the path as sent, encoded once
-      applyChecksum: false,
-    });
+    this.#sign = rangeSigner({ ...opts, origin: opts.endpoint });
     this.#host = opts.endpoint.hostname.replace(/^\[|\]$/g, "");
     this.#port = Number(opts.endpoint.port || 80);
-    this.#hostHeader = opts.endpoint.host;
     this.#basePath = opts.endpoint.pathname.replace(/\/+$/, "");
   }
 
@@ -253,25 +274,10 @@ export class DirectGet {
   }
 
   async #requestHead(req: RangeRead): Promise<string> {
-    const headers: Record<string, string> = {
-      host: this.#hostHeader,
-      range: `bytes=${req.start}-${req.end - 1}`,
-      "x-amz-content-sha256": EMPTY_SHA256,
-    };
-    if (req.etag !== "") headers["if-match"] = `"${req.etag}"`;
     const path = `${this.#basePath}/${encodeKey(this.#opts.bucket)}/${encodeKey(req.key)}`;
-    const signed = await this.#signer.sign({
-      method: "GET",
-      protocol: "http:",
-      hostname: this.#host,
-      port: this.#port,
-      path,
-      query: {},
-      headers,
-    });
     let head = `GET ${path} HTTP/1.1\r\n`;
-    for (const [k, v] of Object.entries(signed.headers)) head += `${k}: ${v}\r\n`;
-    return `${head}user-agent: astrago-trainer\r\n\r\n`;
+    for (const [k, v] of Object.entries(await this.#sign(req, path))) head += `${k}: ${v}\r\n`;
+    return `${head}\r\n`;
   }
 
   /** One attempt on conn: as read(), or "stale" when a reused socket failed before any answer. */
