@@ -257,7 +257,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       callbacks?.start();
       if (callbacks !== undefined)
         liveness = startLiveness(config.callbacks.heartbeatIntervalSeconds * 1000, () =>
-          callbacks.heartbeat(tracker.latest()),
+          callbacks.liveness(tracker.latest()),
         );
       if (cancelReason !== undefined) child.terminate("SIGTERM", cancelReason);
       result = await child.result;
@@ -362,9 +362,21 @@ async function openCallbacks(
 ): Promise<CallbackClient | undefined> {
   if (config.callbacks.baseUrl === undefined || config.jobId === undefined) return undefined;
   const { createCallbackClient } = await import("../callbacks/client.ts");
+  const { claimRunNumber } = await import("./run-number.ts");
+  const { run, error } = await claimRunNumber({
+    jobId: config.jobId,
+    attempt: config.restartAttempt,
+    checkpointDir: config.storage.checkpointDir,
+    nodeRank: config.distributed.nodeRank,
+  });
+  if (error !== undefined)
+    logger.debug({ err: error }, "cannot write the run marker in CHECKPOINT_DIR; container restarts are not counted");
+  if (run.attempt > 0 || run.containerRestart > 0)
+    logger.info({ attempt: run.attempt, container_restart: run.containerRestart }, "this run is a restart of the job");
   return createCallbackClient({
     config: config.callbacks,
     jobId: config.jobId,
+    run,
     traceId: trace.traceId,
     traceparent: trace.traceparent,
     logger,
@@ -407,7 +419,7 @@ async function failEarly(
   let cbConfig: AgentConfig;
   try {
     const only = ["BACKEND_BASE_URL", "JOB_ID", "CALLBACK_TOKEN", "CALLBACK_TOKEN_FILE", "TRACE_ID", "TRACEPARENT"];
-    only.push("DONE_DEADLINE_SECONDS", "CALLBACK_TIMEOUT_SECONDS");
+    only.push("DONE_DEADLINE_SECONDS", "CALLBACK_TIMEOUT_SECONDS", "JOBSET_RESTART_ATTEMPT");
     cbConfig = loadAgentConfig(Object.fromEntries(only.map((n) => [n, env[n]])));
   } catch {
     return code; // the callback settings are broken too: nothing to tell the backend with

@@ -92,6 +92,8 @@ export interface AgentConfig {
   terminationSyncSeconds: number;
   /** Lines of child output kept for the done report. */
   logTailLines: number;
+  /** JobSet's restart attempt of this pod (JOBSET_RESTART_ATTEMPT, from the downward API; 0 when absent). */
+  restartAttempt: number;
   /** `LOG_LEVEL` of the agent's own logs (default info; debug shows retries and reports). */
   logLevel: LogLevel;
   /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
@@ -153,6 +155,12 @@ export function loadAgentConfig(env: Env): AgentConfig {
     finalSyncTimeoutSeconds: r.number("FINAL_SYNC_TIMEOUT_SECONDS", { min: 1, max: 86_400, fallback: 1800 }),
     terminationSyncSeconds: r.number("TERMINATION_SYNC_SECONDS", { min: 1, max: 3600, fallback: 60 }),
     logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
+    restartAttempt: r.int("JOBSET_RESTART_ATTEMPT", {
+      min: 0,
+      max: 1_000_000,
+      fallback: 0,
+      expected: "a non-negative integer (the pod annotation jobset.sigs.k8s.io/restart-attempt)",
+    }),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
   };
