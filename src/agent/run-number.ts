@@ -7,9 +7,9 @@
  * its state: mounted as a volume (emptyDir) it outlives a container restart and dies with the pod, which is
  * exactly the scope of "a restart inside the same pod"; a new pod (a JobSet restart) starts without the marker and
  * with a higher attempt. Without a volume there (the container's own filesystem) the count stays 0, which is also
- * what /tmp would give. A directory the agent cannot write only loses the count, never the run.
+ * what /tmp would give. A directory that does not exist or cannot be written only loses the count, never the run.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunNumber } from "../callbacks/client.ts";
 
@@ -47,7 +47,9 @@ export async function claimRunNumber(input: {
       : 0;
   const run: RunNumber = { attempt: input.attempt, containerRestart };
   try {
-    await mkdir(input.checkpointDir, { recursive: true });
+    // Only into a directory that exists (the pod's volume, the local runner's node directory): the agent does not
+    // create directories outside its job for a count.
+    if (!(await stat(input.checkpointDir)).isDirectory()) return { run };
     const marker: Marker = { job_id: input.jobId, attempt: input.attempt, container_restart: containerRestart };
     await writeFile(file, `${JSON.stringify(marker)}\n`);
     return { run };

@@ -19,7 +19,7 @@ import { loadAgentConfig, type AgentConfig, type Env } from "../config/index.ts"
 import type { DoneStatus, StoredCheckpoint } from "../contract/callbacks.ts";
 import type { Report } from "../contract/report.ts";
 import { AgentError, exitCodeFor, isAgentError } from "../errors/index.ts";
-import type { CallbackClient } from "../callbacks/client.ts";
+import type { CallbackClient, RunNumber } from "../callbacks/client.ts";
 import type { Transport } from "../callbacks/transport.ts";
 import { ProgressTracker, startLiveness } from "../callbacks/progress.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
@@ -359,20 +359,29 @@ async function openCallbacks(
   trace: TraceContext,
   logger: Logger,
   deps: RunDeps,
+  /** False for the `done` of a run that never started (bad configuration): it claims no run number. */
+  claimRun = true,
 ): Promise<CallbackClient | undefined> {
   if (config.callbacks.baseUrl === undefined || config.jobId === undefined) return undefined;
   const { createCallbackClient } = await import("../callbacks/client.ts");
-  const { claimRunNumber } = await import("./run-number.ts");
-  const { run, error } = await claimRunNumber({
-    jobId: config.jobId,
-    attempt: config.restartAttempt,
-    checkpointDir: config.storage.checkpointDir,
-    nodeRank: config.distributed.nodeRank,
-  });
-  if (error !== undefined)
-    logger.debug({ err: error }, "cannot write the run marker in CHECKPOINT_DIR; container restarts are not counted");
-  if (run.attempt > 0 || run.containerRestart > 0)
-    logger.info({ attempt: run.attempt, container_restart: run.containerRestart }, "this run is a restart of the job");
+  let run: RunNumber = { attempt: config.restartAttempt, containerRestart: 0 };
+  if (claimRun) {
+    const { claimRunNumber } = await import("./run-number.ts");
+    const claimed = await claimRunNumber({
+      jobId: config.jobId,
+      attempt: config.restartAttempt,
+      checkpointDir: config.storage.checkpointDir,
+      nodeRank: config.distributed.nodeRank,
+    });
+    run = claimed.run;
+    if (claimed.error !== undefined)
+      logger.debug({ err: claimed.error }, "no run marker in CHECKPOINT_DIR; container restarts are not counted");
+    if (run.attempt > 0 || run.containerRestart > 0)
+      logger.info(
+        { attempt: run.attempt, container_restart: run.containerRestart },
+        "this run is a restart of the job",
+      );
+  }
   return createCallbackClient({
     config: config.callbacks,
     jobId: config.jobId,
@@ -431,7 +440,7 @@ async function failEarly(
     base: { name: "trainer-agent" },
     ...(deps.logDestination !== undefined && { destination: deps.logDestination }),
   });
-  const callbacks = await openCallbacks(cbConfig, trace, logger, deps);
+  const callbacks = await openCallbacks(cbConfig, trace, logger, deps, false);
   if (callbacks === undefined) return code;
   await callbacks.done({
     status: "failed",

@@ -3,6 +3,9 @@
  * backend on 127.0.0.1.
  */
 import { spawn } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, startBackend, type TestBackend } from "../callbacks/backend.ts";
@@ -112,7 +115,13 @@ describe("trainer-agent run (real process)", () => {
 
   it("sends a liveness heartbeat every HEARTBEAT_INTERVAL_SECONDS while no epoch is reported", async () => {
     const b = await backend();
-    const run = await agent(["--", "sleep", "2.6"], cb(b, { HEARTBEAT_INTERVAL_SECONDS: "1" }));
+    // The child runs until the backend has seen two liveness heartbeats (a condition, not a guess at the timing).
+    const stop = join(await mkdtemp(join(tmpdir(), "liveness-")), "stop");
+    const child = `while [ ! -e ${stop} ]; do sleep 0.05; done`;
+    const running = agent(["--", "/bin/sh", "-c", child], cb(b, { HEARTBEAT_INTERVAL_SECONDS: "1" }));
+    await b.waitFor(() => b.of("heartbeat").length >= 2, 60_000);
+    await writeFile(stop, "");
+    const run = await running;
     expect(run.code).toBe(0);
     const beats = b.of("heartbeat");
     expect(beats.length).toBeGreaterThanOrEqual(2);
