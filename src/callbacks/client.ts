@@ -134,7 +134,7 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
   const run = options.run ?? { attempt: 0, containerRestart: 0 };
   const backoff = {
     minDelayMs: 500,
-    maxDelayMs: 30_000,
+    maxDelayMs: (config.retryMaxDelaySeconds ?? 30) * 1000,
     factor: 2,
     jitter: 0.5,
     ...options.retryPolicy,
@@ -209,11 +209,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
    * or one this client renewed when that expires later. Jobs outlive a 24 h token: in the last quarter of a
    * token's life the client asks the backend for a new one (`POST /v1/jobs/{id}/token`, the backend stub's
    * renewal) with the still-valid one; a backend without that endpoint is asked once. `rejected` is a token the
-   * backend just answered 401 to: it is renewed whatever its age (the backend accepts a just-expired one).
+   * backend just answered 401 (expired) to: it is renewed whatever its age (the stub accepts a just-expired one).
    */
   async function token(rejected?: string): Promise<string> {
     const best = laterOf(await configuredToken());
-    const due = rejected !== undefined ? best === rejected : dueForRenewal(best, now());
+    const due = rejected !== undefined ? best === rejected || dueForRenewal(best, now()) : dueForRenewal(best, now());
     if (!canRenew || best === refused || !due) return best;
     renewal ??= renew(best).finally(() => (renewal = undefined));
     await renewal;
@@ -293,8 +293,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
     const used = await token();
     let res = await send(used);
     if (res.status === 401) {
-      // Expired while queued or in flight, or rotated: a fresher token makes this one not final.
-      const fresh = await token(used);
+      // Rotated, or expired while queued or in flight: a fresher token makes this 401 not final. Only an expired
+      // one is renewed (a token of another job or a bad signature is no reason to ask the backend for a new one).
+      const code = errorCodeOf(res.body);
+      const expired = code === "token_expired" || (code === undefined && (expiryOf(used) ?? Infinity) * 1000 <= now());
+      const fresh = await token(expired ? used : undefined);
       if (fresh !== used) {
         log.debug("callback answered 401; sending again with a fresh token");
         res = await send(fresh);
@@ -481,14 +484,14 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       if (Object.keys(dropped).length > 0) body.dropped_reports = dropped;
       const item: Item = { kind: "done", body: stamp(body), key: randomUUID() };
       const doneBound = AbortSignal.timeout(Math.max(1, deadline - now()));
+      let delivered = false;
       try {
         await withRetries(
           "done",
           () => post(callbackPath(options.jobId, "done"), JSON.stringify(item.body), item.key, doneBound),
           () => deadline,
         );
-        log.debug("done delivered");
-        return true;
+        delivered = true;
       } catch (error) {
         if (error instanceof CallbackHttpError && !isRetryableCallbackError(error)) {
           log.warn(
@@ -501,8 +504,10 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
             "done not delivered before the deadline",
           );
         }
-        return false;
       }
+      // One line that accounts for every report: what the fault suite and an operator read.
+      log.info({ ...stats, done_delivered: delivered }, "callback delivery");
+      return delivered;
     },
     start() {
       started = true;

@@ -47,6 +47,8 @@ export interface CallbackConfig {
   doneDeadlineSeconds: number;
   /** Per-request timeout, seconds. */
   requestTimeoutSeconds: number;
+  /** Longest wait between two tries of a report, seconds (backoff doubles from 0.5 s up to it). */
+  retryMaxDelaySeconds?: number;
 }
 
 export interface StorageConfig {
@@ -259,6 +261,7 @@ function readCallbacks(r: EnvReader): CallbackConfig {
     heartbeatIntervalSeconds: r.number("HEARTBEAT_INTERVAL_SECONDS", { min: 1, max: 86_400, fallback: 30 }),
     doneDeadlineSeconds: r.number("DONE_DEADLINE_SECONDS", { min: 0, max: 3_600, fallback: 60 }),
     requestTimeoutSeconds: r.number("CALLBACK_TIMEOUT_SECONDS", { min: 0.1, max: 600, fallback: 10 }),
+    retryMaxDelaySeconds: r.number("CALLBACK_RETRY_MAX_SECONDS", { min: 0.5, max: 600, fallback: 30 }),
   };
 }
 

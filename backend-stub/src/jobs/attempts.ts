@@ -17,7 +17,7 @@ export interface AttemptView {
   container_restart: number;
   started_at: string;
   /** `failed` runs that left budget; the run that ended the job has the job's state. */
-  status: "running" | "failed" | "succeeded" | "cancelled";
+  status: "running" | "failed" | "succeeded" | "cancelled" | "superseded";
   ended_at?: string;
   reason?: string;
 }
@@ -61,10 +61,18 @@ export function enterRun(job: Job, payload: RunFields, at: string): Transition |
   const containerRestart = payload.container_restart ?? 0;
   const known = state.runs.some((r) => r.attempt === attempt && r.container_restart === containerRestart);
   if (known) return undefined;
+  if (state.current !== undefined && attempt === state.current) {
+    // A container restart of the current attempt supersedes that pod's earlier run.
+    for (const r of state.runs)
+      if (r.status === "running" && r.attempt === attempt && r.container_restart < containerRestart)
+        Object.assign(r, { status: "superseded", ended_at: at });
+  }
   if (state.current !== undefined && attempt > state.current) {
-    // A new attempt: the previous attempt's nodes are gone; the new ones report their own done.
+    // A new attempt: the previous attempt's nodes are gone; the new ones report their own done. A run that
+    // never said done (its pod was killed) ends here.
     job.nodeDone.clear();
     job.nnodes = undefined;
+    for (const r of state.runs) if (r.status === "running") Object.assign(r, { status: "superseded", ended_at: at });
   }
   state.current = Math.max(state.current ?? attempt, attempt);
   state.runs.push({ attempt, container_restart: containerRestart, started_at: at, status: "running" });
