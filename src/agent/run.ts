@@ -428,7 +428,12 @@ async function failEarly(
   let cbConfig: AgentConfig;
   try {
     const only = ["BACKEND_BASE_URL", "JOB_ID", "CALLBACK_TOKEN", "CALLBACK_TOKEN_FILE", "TRACE_ID", "TRACEPARENT"];
-    only.push("DONE_DEADLINE_SECONDS", "CALLBACK_TIMEOUT_SECONDS", "CALLBACK_RETRY_MAX_SECONDS", "JOBSET_RESTART_ATTEMPT");
+    only.push(
+      "DONE_DEADLINE_SECONDS",
+      "CALLBACK_TIMEOUT_SECONDS",
+      "CALLBACK_RETRY_MAX_SECONDS",
+      "JOBSET_RESTART_ATTEMPT",
+    );
     cbConfig = loadAgentConfig(Object.fromEntries(only.map((n) => [n, env[n]])));
   } catch {
     return code; // the callback settings are broken too: nothing to tell the backend with

@@ -13,7 +13,7 @@ import jwt from "jsonwebtoken";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SECRET, startStub } from "../backend-stub/helpers.ts";
-import { startFaultProxy, type FaultProxy } from "./fault-proxy.ts";
+import { startFaultProxy, type Fault, type FaultProxy } from "./fault-proxy.ts";
 import { check, fetchJob, printTable, scratch, startAgent, startStubProcess, until, type Agent } from "./harness.ts";
 
 const EPOCHS = 5;
@@ -21,21 +21,29 @@ const ALL = [...Array.from({ length: EPOCHS }, (_, i) => `go-${i + 1}`), "go-exi
 
 afterAll(() => printTable());
 
+/** The agent's environment for a job behind the proxy: gated epochs, the first pod's checkpoint folder. */
+function agentEnv(
+  url: string,
+  job: { id: string; token: string },
+  dir: { dir: string; gate: string },
+): Record<string, string> {
+  return {
+    BACKEND_BASE_URL: url,
+    JOB_ID: job.id,
+    CALLBACK_TOKEN: job.token,
+    EPOCHS: String(EPOCHS),
+    GATE_DIR: dir.gate,
+    CHECKPOINT_DIR: join(dir.dir, "pod-0"),
+  };
+}
+
 /** One row's world: a stub, a proxy in front of it, a job, a scratch dir. */
 async function world(options: Parameters<typeof startStub>[0] = {}, job: { max_restarts?: number } = {}) {
   const stub = await startStub(options);
   const proxy = await startFaultProxy(stub.url);
   const created = await stub.stub.createJob(job);
   const dir = await scratch();
-  const env = (extra: Record<string, string> = {}) => ({
-    BACKEND_BASE_URL: proxy.url,
-    JOB_ID: created.id,
-    CALLBACK_TOKEN: created.token,
-    EPOCHS: String(EPOCHS),
-    GATE_DIR: dir.gate,
-    CHECKPOINT_DIR: join(dir.dir, "pod-0"),
-    ...extra,
-  });
+  const env = (extra: Record<string, string> = {}) => ({ ...agentEnv(proxy.url, created, dir), ...extra });
   return {
     stub,
     proxy,
@@ -62,6 +70,29 @@ async function finish(w: World, agent: Agent): Promise<void> {
   expect(code, agent.stderr()).toBe(0);
 }
 
+/**
+ * The shape of most rows: open the first gates, start one agent, let `during` drive the fault, wait for the
+ * agent's clean exit, let `after` check what is particular to the row, then the common checks.
+ */
+async function runRow(
+  fault: string,
+  w: World,
+  gates: string[],
+  during: (agent: Agent) => Promise<void>,
+  options: { env?: Record<string, string>; after?: (agent: Agent) => void } = {},
+): Promise<void> {
+  await w.dir.open(...gates);
+  const agent = startAgent(w.env(options.env));
+  try {
+    await during(agent);
+    await finish(w, agent);
+    options.after?.(agent);
+    check(fault, await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
+  } finally {
+    await w.close([agent]);
+  }
+}
+
 const failedAttempts = (proxy: FaultProxy, pred: (path: string) => boolean = () => true) =>
   proxy.seen.filter((s) => s.fault !== "pass" && pred(s.path)).length;
 
@@ -70,112 +101,59 @@ describe("nothing the training reports is lost", { timeout: 90_000 }, () => {
   it("backend down at start", async () => {
     const w = await world();
     await w.proxy.down();
-    await w.dir.open(...ALL);
-    const agent = startAgent(w.env());
-    try {
-      // The whole run happens while the backend is down; it comes back while the agent winds down.
+    // The whole run happens while the backend is down; it comes back while the agent winds down.
+    await runRow("backend down at start", w, ALL, async () => {
       await until("the training to finish", () => w.dir.did(EPOCHS));
       await w.proxy.up();
-      await finish(w, agent);
-      check("backend down at start", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    });
   });
 
   it("backend down mid-run", async () => {
     const w = await world();
-    await w.dir.open("go-1", "go-2");
-    const agent = startAgent(w.env());
-    try {
+    await runRow("backend down mid-run", w, ["go-1", "go-2"], async () => {
       await until("epoch 2 at the stub", () => w.heartbeatOf(2));
       w.proxy.rule = () => "reset";
       await w.dir.open("go-3", "go-4");
       await until("the agent to fail twice", () => w.dir.did(4) && failedAttempts(w.proxy) >= 2);
       w.proxy.rule = () => "pass";
       await w.dir.open("go-5", "go-exit");
-      await finish(w, agent);
-      check("backend down mid-run", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    });
   });
 
   it("backend down at done", async () => {
     const w = await world();
-    await w.dir.open(...ALL.slice(0, EPOCHS));
-    const agent = startAgent(w.env());
-    try {
+    await runRow("backend down at done", w, ALL.slice(0, EPOCHS), async () => {
       await until(`epoch ${EPOCHS} at the stub`, () => w.heartbeatOf(EPOCHS));
       w.proxy.rule = () => "reset";
       await w.dir.open("go-exit");
       await until("a refused done", () => failedAttempts(w.proxy, (p) => p.endsWith("/done")) >= 1);
       w.proxy.rule = () => "pass";
-      await finish(w, agent);
-      check("backend down at done", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    });
   });
 
-  it("500s", async () => {
+  it.each([
+    { fault: "500 for the first 6 requests", times: 6, answer: { status: 500 } },
+    { fault: "429 Retry-After: 1 (x2)", times: 2, answer: { status: 429, retryAfter: "1" } },
+    { fault: "accepts and never answers (x3)", times: 3, answer: "hang" },
+  ] as { fault: string; times: number; answer: Fault }[])("$fault", async ({ fault, times, answer }) => {
     const w = await world();
-    w.proxy.rule = ({ n }) => (n <= 6 ? { status: 500 } : "pass");
-    await w.dir.open(...ALL);
-    const agent = startAgent(w.env());
-    try {
-      await finish(w, agent);
-      expect(failedAttempts(w.proxy)).toBe(6);
-      check("500 for the first 6 requests", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
-  });
-
-  it("429 with Retry-After", async () => {
-    const w = await world();
-    w.proxy.rule = ({ n }) => (n <= 2 ? { status: 429, retryAfter: "1" } : "pass");
-    await w.dir.open(...ALL);
-    const agent = startAgent(w.env());
-    try {
-      await finish(w, agent);
-      expect(failedAttempts(w.proxy)).toBe(2);
-      check("429 Retry-After: 1 (x2)", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
-  });
-
-  it("accepts connections and never answers", async () => {
-    const w = await world();
-    w.proxy.rule = ({ n }) => (n <= 3 ? "hang" : "pass");
-    await w.dir.open(...ALL);
-    const agent = startAgent(w.env());
-    try {
-      await finish(w, agent);
-      expect(failedAttempts(w.proxy)).toBe(3);
-      check("never answers (x3)", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    w.proxy.rule = ({ n }) => (n <= times ? answer : "pass");
+    await runRow(fault, w, ALL, async () => {}, { after: () => expect(failedAttempts(w.proxy)).toBe(times) });
   });
 
   it("a token that expires mid-run (3 s tokens)", async () => {
     const w = await world({ tokenTtlSeconds: 3, renewGraceSeconds: 60 });
-    await w.dir.open("go-1", "go-2");
-    const agent = startAgent(w.env());
-    try {
+    const during = async () => {
       await until("epoch 2 at the stub", () => w.heartbeatOf(2));
-      const exp = Date.parse(w.job.expires_at);
-      await until("the first token to expire", () => Date.now() > exp, 10_000);
+      await until("the first token to expire", () => Date.now() > Date.parse(w.job.expires_at), 10_000);
       await w.dir.open(...ALL.slice(2));
-      await finish(w, agent);
-      expect(agent.stderr()).toContain("callback token renewed");
-      expect(agent.stderr()).not.toContain(w.job.token);
-      check("token expires mid-run", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    };
+    await runRow("token expires mid-run", w, ["go-1", "go-2"], during, {
+      after: (agent) => {
+        expect(agent.stderr()).toContain("callback token renewed");
+        expect(agent.stderr()).not.toContain(w.job.token);
+      },
+    });
   });
 
   it("a rotated token file", async () => {
@@ -196,19 +174,18 @@ describe("nothing the training reports is lost", { timeout: 90_000 }, () => {
       }
       return "pass";
     };
-    await w.dir.open("go-1", "go-2");
-    const agent = startAgent(w.env({ CALLBACK_TOKEN: "", CALLBACK_TOKEN_FILE: file }));
-    try {
+    const during = async () => {
       await until("the first token to expire", expired, 10_000);
       await w.dir.open(...ALL.slice(2));
-      await finish(w, agent);
-      expect(rotated).toBe(true);
-      expect(w.proxy.seen.filter((s) => s.upstream === 401)).toHaveLength(1);
-      expect(agent.stderr()).not.toContain("backend rejected");
-      check("rotated token file", await w.view(), [agent], { epochs: EPOCHS, state: "SUCCEEDED" });
-    } finally {
-      await w.close([agent]);
-    }
+    };
+    await runRow("rotated token file", w, ["go-1", "go-2"], during, {
+      env: { CALLBACK_TOKEN: "", CALLBACK_TOKEN_FILE: file },
+      after: (agent) => {
+        expect(rotated).toBe(true);
+        expect(w.proxy.seen.filter((s) => s.upstream === 401)).toHaveLength(1);
+        expect(agent.stderr()).not.toContain("backend rejected");
+      },
+    });
   });
 
   it("agent SIGKILLed mid-epoch, started again as attempt 1 from the checkpoint", async () => {
@@ -290,14 +267,7 @@ describe("nothing the training reports is lost", { timeout: 90_000 }, () => {
       token: string;
     };
     await dir.open("go-1", "go-2");
-    const agent = startAgent({
-      BACKEND_BASE_URL: proxy.url,
-      JOB_ID: created.id,
-      CALLBACK_TOKEN: created.token,
-      EPOCHS: String(EPOCHS),
-      GATE_DIR: dir.gate,
-      CHECKPOINT_DIR: join(dir.dir, "pod-0"),
-    });
+    const agent = startAgent(agentEnv(proxy.url, created, dir));
     try {
       await until("epoch 2 at the stub", async () =>
         (await fetchJob(stub.url, created.id)).heartbeats.some((h) => h.epoch === 2),
