@@ -110,6 +110,8 @@ interface Item {
 
 const MAX_MESSAGE = 16_384;
 const MAX_LOG_TAIL = 65_536;
+/** Body bytes a batch stays under (the backend stub's default limit is 1 MiB). */
+const MAX_BATCH_BYTES = 256 * 1024;
 /** Retries while winding down wait at most this long: the deadline is short and the backend may be back. */
 const FINISHING_MAX_DELAY_MS = 1_000;
 
@@ -163,7 +165,9 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
     trace_id: options.traceId,
     ...body,
     attempt: run.attempt,
-    ...(run.containerRestart > 0 && { container_restart: run.containerRestart }),
+    ...(run.containerRestart > 0 && {
+      container_restart: run.containerRestart,
+    }),
     timestamp: new Date(now()).toISOString(),
   });
 
@@ -243,7 +247,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
         canRenew = false; // a backend that does not renew
       else if (res.status === 401 || res.status === 403 || res.status === 409) refused = current;
       log.warn(
-        { code: "CALLBACK_REJECTED", status: res.status, reason: errorCodeOf(res.body) },
+        {
+          code: "CALLBACK_REJECTED",
+          status: res.status,
+          reason: errorCodeOf(res.body),
+        },
         "callback token renewal refused",
       );
     } catch (error) {
@@ -338,14 +346,33 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
   function rejected(items: Item[], error: CallbackHttpError | { status: number; code?: string }): void {
     for (const item of items) drop(item, `HTTP ${error.status}`);
     log.warn(
-      { code: "CALLBACK_REJECTED", status: error.status, reason: error.code, reports: items.length },
+      {
+        code: "CALLBACK_REJECTED",
+        status: error.status,
+        reason: error.code,
+        reports: items.length,
+      },
       `backend rejected ${items.length === 1 ? `a ${items[0]!.kind}` : `${items.length} reports`} (HTTP ${error.status}${error.code === undefined ? "" : ` ${error.code}`}); not retried`,
     );
   }
 
-  /** Delivers the queue's head (one report, or a batch); returns how many reports it settled (0: gave up). */
+  /** How many reports from the queue's head make one batch: at most `maxBatch`, and well under a 1 MiB body. */
+  function batchLength(): number {
+    let n = 0;
+    let bytes = 0;
+    for (const item of queue) {
+      if (n >= maxBatch) break;
+      // Messages are capped at 16 KiB, so a batch of events could pass a backend's body limit without this.
+      bytes += JSON.stringify(item.body).length + 96;
+      if (n > 0 && bytes > MAX_BATCH_BYTES) break;
+      n += 1;
+    }
+    return Math.max(1, n);
+  }
+
+  /** Delivers the queue's head (one report, or a batch): how many reports it settled (0: none, send again; -1: gave up). */
   async function deliverHead(): Promise<number> {
-    const n = batchSupported ? Math.min(queue.length, maxBatch) : 1;
+    const n = batchSupported ? batchLength() : 1;
     const items = queue.slice(0, n);
     const until = (): number => finishing?.flushBy ?? Infinity;
     try {
@@ -361,7 +388,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       }
       const body = JSON.stringify({
         job_id: options.jobId,
-        reports: items.map((i) => ({ kind: i.kind, idempotency_key: i.key, payload: i.body })),
+        reports: items.map((i) => ({
+          kind: i.kind,
+          idempotency_key: i.key,
+          payload: i.body,
+        })),
       });
       // The batch's own key: a replay of the same group; each report is deduplicated by its own key anyway.
       const key = randomUUID();
@@ -379,7 +410,10 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
           if (item.liveness !== true) stats.delivered[item.kind as ReportKind] += 1;
         } else {
           refusedItems.push(item);
-          firstRefusal ??= { status: r?.status ?? 0, ...(r?.error?.code !== undefined && { code: r.error.code }) };
+          firstRefusal ??= {
+            status: r?.status ?? 0,
+            ...(r?.error?.code !== undefined && { code: r.error.code }),
+          };
         }
       });
       if (refusedItems.length > 0) rejected(refusedItems, firstRefusal!);
@@ -418,7 +452,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
 
   return {
     heartbeat(fields) {
-      enqueue({ kind: "heartbeat", body: stamp({ metrics: {}, ...fields }), key: randomUUID() });
+      enqueue({
+        kind: "heartbeat",
+        body: stamp({ metrics: {}, ...fields }),
+        key: randomUUID(),
+      });
     },
     liveness(fields) {
       if (queue.length > 0) return;
@@ -470,7 +508,11 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       if (queue.length > 0) {
         for (const item of queue) drop(item, "done deadline");
         log.warn(
-          { code: "CALLBACK_FAILED", dropped: queue.length, deadline_seconds: config.doneDeadlineSeconds },
+          {
+            code: "CALLBACK_FAILED",
+            dropped: queue.length,
+            deadline_seconds: config.doneDeadlineSeconds,
+          },
           "reports not delivered before the done deadline",
         );
         queue.length = 0;
@@ -495,12 +537,21 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
       } catch (error) {
         if (error instanceof CallbackHttpError && !isRetryableCallbackError(error)) {
           log.warn(
-            { code: "CALLBACK_REJECTED", kind: "done", status: error.status, reason: error.code },
+            {
+              code: "CALLBACK_REJECTED",
+              kind: "done",
+              status: error.status,
+              reason: error.code,
+            },
             `backend rejected the done callback (HTTP ${error.status}${error.code === undefined ? "" : ` ${error.code}`}); not retried`,
           );
         } else {
           log.warn(
-            { code: "CALLBACK_FAILED", err: describe(error), deadline_seconds: config.doneDeadlineSeconds },
+            {
+              code: "CALLBACK_FAILED",
+              err: describe(error),
+              deadline_seconds: config.doneDeadlineSeconds,
+            },
             "done not delivered before the deadline",
           );
         }
@@ -561,7 +612,10 @@ function timesOf(jwt: string): { iat?: number; exp?: number } {
   if (payload === undefined) return {};
   try {
     const { iat, exp } = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>;
-    return { ...(typeof iat === "number" && { iat }), ...(typeof exp === "number" && { exp }) };
+    return {
+      ...(typeof iat === "number" && { iat }),
+      ...(typeof exp === "number" && { exp }),
+    };
   } catch {
     return {};
   }

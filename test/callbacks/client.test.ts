@@ -155,6 +155,20 @@ describe("callback client against a real HTTP server", () => {
     expect(c.stats().dropped).toEqual({ heartbeat: 0, event: 0 });
   });
 
+  it("keeps a batch under 256 KiB of body: large events split into several batches", async () => {
+    const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
+    const { c } = client(b.url, { requestTimeoutSeconds: 0.3 }, b);
+    c.start();
+    c.event("first");
+    await b.waitFor((r) => r.length === 1);
+    for (let i = 0; i < 40; i++) c.event(`big-${i}`, "x".repeat(16_000));
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+    const batches = b.of("batch");
+    expect(batches.length).toBeGreaterThanOrEqual(3);
+    for (const r of batches) expect(JSON.stringify(r.body).length).toBeLessThan(300 * 1024);
+    expect(c.stats().delivered.event).toBe(41);
+  });
+
   it("stamps every callback with the run number (attempt, container restart)", async () => {
     const b = await startBackend();
     const { c } = client(b.url, {}, b);
