@@ -556,8 +556,10 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
           );
         }
       }
-      // One line that accounts for every report: what the fault suite and an operator read.
-      log.info({ ...stats, done_delivered: delivered }, "callback delivery");
+      // One line that accounts for every report: what the fault suite and an operator read (a run that never
+      // started reports nothing; its one-line reason stays the only line).
+      const reported = stats.queued.heartbeat + stats.queued.event > 0;
+      log[reported ? "info" : "debug"]({ ...stats, done_delivered: delivered }, "callback delivery");
       return delivered;
     },
     start() {
