@@ -376,8 +376,9 @@ async function openCallbacks(
     run = claimed.run;
     if (claimed.error !== undefined)
       logger.debug({ err: claimed.error }, "no run marker in CHECKPOINT_DIR; container restarts are not counted");
+    // Debug only: a stale marker on a developer's machine must not add lines to every run's output.
     if (run.attempt > 0 || run.containerRestart > 0)
-      logger.info(
+      logger.debug(
         { attempt: run.attempt, container_restart: run.containerRestart },
         "this run is a restart of the job",
       );
