@@ -6,7 +6,10 @@
  * report with a JWT and an Idempotency-Key, as the agent sends them. Three runs, side by side:
  * - open loop at the target rate (2,000 reports/s = 100 jobs x 20/s, each job on its own schedule whether or not
  *   its last answer came back); latency counts from when a report was due, so queueing is not hidden;
- * - closed loop (each job sends the next report when the last is answered): the saturation rate, journal on and off.
+ * - the same rate in batches of 10 (POST /v1/jobs/{id}/batch, what the agent sends when reports wait);
+ * - closed loop (each job sends the next report when the last is answered): the saturation rate, journal on and off,
+ *   and with batches of 10;
+ * - the agent's own CPU per 10,000 epoch reports (BENCH_AGENT_REPORTS), a python child printing them flat out.
  * Journal on = every answer waits for fdatasync (group commit).
  *
  * Environment: BENCH_BACKEND_SECONDS (measured seconds per scenario, default 10), BENCH_BACKEND_JOBS (default 100).
@@ -61,7 +64,8 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-type Mode = { kind: "closed" } | { kind: "open"; perJobRate: number };
+/** `batch`: reports per request (POST /v1/jobs/{id}/batch, as the agent sends what waits); 1 = one per report. */
+type Mode = { kind: "closed"; batch?: number } | { kind: "open"; perJobRate: number; batch?: number };
 
 async function scenario(
   name: string,
@@ -88,20 +92,37 @@ async function scenario(
     let stop = false;
     const latencies: number[] = [];
     let errors = 0;
-    /** One heartbeat; latency counts from `due` (open loop: when it was scheduled, so queueing counts too). */
+    const batch = mode.batch ?? 1;
+    const heartbeat = (job: { id: string }, epoch: number) => ({
+      job_id: job.id,
+      trace_id: "bench",
+      epoch,
+      total_epochs: 1_000_000,
+      metrics: { loss: 1 / epoch, acc: 1 - 1 / (epoch + 1) },
+      timestamp: new Date().toISOString(),
+    });
+    /**
+     * One request: a heartbeat, or a batch of `batch` of them. Latency counts from `due` (open loop: when it was
+     * scheduled, so queueing counts too); a batch's reports all count, each with the request's latency.
+     */
     const send = async (job: { id: string; token: string }, epoch: number, due: number): Promise<void> => {
-      const body = JSON.stringify({
-        job_id: job.id,
-        trace_id: "bench",
-        epoch,
-        total_epochs: 1_000_000,
-        metrics: { loss: 1 / epoch, acc: 1 - 1 / (epoch + 1) },
-        timestamp: new Date().toISOString(),
-      });
+      const single = batch === 1;
+      const body = JSON.stringify(
+        single
+          ? heartbeat(job, epoch)
+          : {
+              job_id: job.id,
+              reports: Array.from({ length: batch }, (_, i) => ({
+                kind: "heartbeat",
+                idempotency_key: randomUUID(),
+                payload: heartbeat(job, (epoch - 1) * batch + i + 1),
+              })),
+            },
+      );
       try {
         const res = await pool.request({
           method: "POST",
-          path: `/v1/jobs/${job.id}/heartbeat`,
+          path: `/v1/jobs/${job.id}/${single ? "heartbeat" : "batch"}`,
           headers: {
             authorization: `Bearer ${job.token}`,
             "content-type": "application/json",
@@ -111,7 +132,7 @@ async function scenario(
         });
         await res.body.dump();
         if (res.statusCode !== 200) errors += 1;
-        else if (measuring) latencies.push(performance.now() - due);
+        else if (measuring) for (let i = 0; i < batch; i++) latencies.push(performance.now() - due);
       } catch {
         errors += 1;
       }
@@ -122,7 +143,7 @@ async function scenario(
         while (!stop) await send(job, ++epoch, performance.now());
         return;
       }
-      const interval = 1000 / mode.perJobRate;
+      const interval = (1000 * batch) / mode.perJobRate;
       let next = performance.now() + Math.random() * interval;
       const inflight = new Set<Promise<void>>();
       while (!stop) {
@@ -231,6 +252,11 @@ export default async function bench(): Promise<void> {
     const open: Mode = { kind: "open", perJobRate: perJob };
     results.push(await scenario(`journal on, offered ${TARGET_RATE}/s (${perJob}/s per job)`, on, open, jobs, seconds));
     results.push(await scenario("journal on, saturated (closed loop)", on, { kind: "closed" }, jobs, seconds));
+    const batched: Mode = { kind: "open", perJobRate: perJob, batch: 10 };
+    results.push(await scenario(`journal on, offered ${TARGET_RATE}/s in batches of 10`, on, batched, jobs, seconds));
+    results.push(
+      await scenario("journal on, batches of 10, saturated", on, { kind: "closed", batch: 10 }, jobs, seconds),
+    );
     results.push(
       await scenario(
         "journal off, saturated (closed loop)",
@@ -280,6 +306,103 @@ export default async function bench(): Promise<void> {
       `(target ${met ? "MET" : "NOT MET"}), ${offered.serverP99.toFixed(1)} ms inside the stub (target ${stubMet ? "MET" : "NOT MET"})`,
   );
   console.log(
-    `saturation: ${Math.round(results[1]!.rate)}/s with the journal, ${Math.round(results[2]!.rate)}/s without`,
+    `saturation: ${Math.round(results[1]!.rate)}/s with the journal, ${Math.round(results[4]!.rate)}/s without; ` +
+      `batches of 10: ${Math.round(results[3]!.rate)}/s with the journal (p99 ${results[2]!.p99.toFixed(1)} ms at ${TARGET_RATE}/s)`,
   );
+  const agent = await agentCpu(Number(process.env.BENCH_AGENT_REPORTS ?? 10_000));
+  console.log(
+    `agent: ${agent.reports} epoch reports from a python child to the stub (journal on) in ${agent.wallSeconds.toFixed(1)} s: ` +
+      `agent CPU for the reports ${agent.agentCpuSeconds.toFixed(2)} s (${((agent.agentCpuSeconds / agent.reports) * 10_000).toFixed(2)} s per 10,000) ` +
+      `on top of ${agent.startupCpuSeconds.toFixed(2)} s for start-up and done, ` +
+      `${agent.requests} requests, ${agent.delivered} delivered, ${agent.dropped} dropped`,
+  );
+}
+
+/**
+ * The agent's own CPU for N epoch reports: `trainer-agent run` with a python child printing N reports as fast as it
+ * can, against the stub; the shell's `times` gives the CPU of its waited children (agent + child). The child alone
+ * is measured the same way and subtracted, and so is an agent run with no reports (start-up and `done`).
+ */
+async function agentCpu(reports: number): Promise<{
+  reports: number;
+  wallSeconds: number;
+  agentCpuSeconds: number;
+  startupCpuSeconds: number;
+  requests: number;
+  delivered: number;
+  dropped: number;
+}> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), "bench-agent-"));
+  const { child: stub, url } = await startStub({ BACKEND_DATA_DIR: dataDir });
+  try {
+    const res = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    const job = (await res.json()) as { id: string; token: string };
+    const py = (n: number) =>
+      "import json,sys\n" +
+      `n=${n}\n` +
+      'for e in range(1,n+1): sys.stdout.write("::trainer::"+json.dumps({"epoch":e,"total_epochs":n,"metrics":{"loss":1.0/e}})+"\\n")\n';
+    const bin = path.resolve(import.meta.dirname, "../bin/trainer-agent.js");
+    const timed = async (argv: string[], env: Record<string, string>) => {
+      const t0 = performance.now();
+      const out = await new Promise<string>((resolve, reject) => {
+        const c = spawn("/bin/bash", ["-c", '"$@" >/dev/null 2>"$ERRLOG"; times', "bash", ...argv], {
+          env: { PATH: process.env.PATH ?? "", ...env },
+          stdio: ["ignore", "pipe", "inherit"],
+        });
+        let text = "";
+        c.stdout.on("data", (d: Buffer) => (text += d.toString()));
+        c.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`exit ${code}`))));
+      });
+      // `times`: the shell's own user/sys, then its children's: "0m1.234s 0m0.100s".
+      const child = out
+        .trim()
+        .split("\n")
+        .at(-1)!
+        .split(/\s+/)
+        .map((t) => {
+          const m = /(\d+)m([\d.]+)s/.exec(t)!;
+          return Number(m[1]) * 60 + Number(m[2]);
+        });
+      return { cpu: child[0]! + child[1]!, wall: (performance.now() - t0) / 1000 };
+    };
+    const errLog = path.join(dataDir, "agent.log");
+    const agentEnv = (jobId: string, token: string) => ({
+      ERRLOG: errLog,
+      BACKEND_BASE_URL: url,
+      JOB_ID: jobId,
+      CALLBACK_TOKEN: token,
+      HEARTBEAT_INTERVAL_SECONDS: "3600",
+    });
+    const agentArgv = (n: number) => [process.execPath, bin, "run", "--", "/usr/bin/python3", "-c", py(n)];
+    // Start-up and `done` alone (no reports), so the per-report cost is what the reports add.
+    const idleJob = (await (await fetch(`${url}/v1/jobs`, { method: "POST" })).json()) as typeof job;
+    const idle = await timed(agentArgv(0), agentEnv(idleJob.id, idleJob.token));
+    const idleChild = await timed(["/usr/bin/python3", "-c", py(0)], { ERRLOG: "/dev/null" });
+    const alone = await timed(["/usr/bin/python3", "-c", py(reports)], { ERRLOG: "/dev/null" });
+    const both = await timed(agentArgv(reports), agentEnv(job.id, job.token));
+    const { readFile } = await import("node:fs/promises");
+    const line = (await readFile(errLog, "utf8")).split("\n").find((l) => l.includes('"callback delivery"'));
+    const stats = JSON.parse(line ?? "{}") as {
+      requests?: number;
+      delivered?: { heartbeat: number };
+      dropped?: { heartbeat: number };
+    };
+    return {
+      reports,
+      wallSeconds: both.wall,
+      agentCpuSeconds: both.cpu - alone.cpu - (idle.cpu - idleChild.cpu),
+      startupCpuSeconds: idle.cpu - idleChild.cpu,
+      requests: stats.requests ?? 0,
+      delivered: stats.delivered?.heartbeat ?? 0,
+      dropped: stats.dropped?.heartbeat ?? 0,
+    };
+  } finally {
+    stub.kill("SIGTERM");
+    await new Promise((r) => stub.once("exit", r));
+    await rm(dataDir, { recursive: true, force: true });
+  }
 }

@@ -273,6 +273,7 @@
       ["created", new Date(j.created_at).toLocaleString()],
       ["heartbeats", String(j.heartbeat_count)],
       ["events", String(j.event_count)],
+      ["attempt", j.attempt === null ? "—" : `${j.attempt} (restarts allowed: ${j.max_restarts})`],
       ["ETA", j.eta_seconds !== null && j.state === "RUNNING" ? duration(j.eta_seconds) : "—"],
     ];
     return [
@@ -356,18 +357,30 @@
 
   function timelineItems(j) {
     const items = [];
-    for (const t of j.transitions)
+    for (const t of j.transitions) {
+      // A note on attempts (the state stays): "attempt 0 failed: <reason>", "attempt 1 started".
+      if (t.from === t.to) {
+        const cut = t.cause.indexOf(": ");
+        items.push({
+          at: t.at,
+          kind: /failed/.test(t.cause) ? "error" : "attempt",
+          title: cut === -1 ? t.cause : t.cause.slice(0, cut),
+          detail: cut === -1 ? "" : t.cause.slice(cut + 2),
+        });
+        continue;
+      }
       items.push({
         at: t.at,
         kind: "state",
         title: t.from ? `${t.from} → ${t.to}` : "job created",
         detail: t.from ? t.cause : t.cause === "created" ? "through the API" : "by its first callback",
       });
+    }
     for (const e of j.events)
       items.push({
         at: e.received_at,
         kind: e.type === "error" ? "error" : e.type === "warning" ? "warning" : "event",
-        title: e.type,
+        title: e.attempt ? `${e.type} (attempt ${e.attempt})` : e.type,
         detail: e.message || "",
       });
     const nodes = j.node_done || [];
@@ -482,7 +495,8 @@
     Object.assign(j, update.job);
     if (update.heartbeat) j.heartbeats.push(update.heartbeat);
     if (update.event) j.events.push(update.event);
-    if (update.transition) j.transitions.push(update.transition);
+    const transitions = update.transitions || (update.transition ? [update.transition] : []);
+    for (const t of transitions) j.transitions.push(t);
     if (update.node_done) j.node_done = [...(j.node_done || []), update.node_done];
     if (update.done) j.done = update.done;
     if (update.metric_series) {
@@ -492,7 +506,7 @@
     document.getElementById("job-state")?.replaceChildren(badge(j.state));
     document.getElementById("job-progress")?.replaceChildren(progressBar(j));
     document.getElementById("job-meta")?.replaceChildren(...metaItems(j));
-    if (update.event || update.transition || update.done || update.node_done) renderTimeline(j);
+    if (update.event || transitions.length > 0 || update.done || update.node_done) renderTimeline(j);
     if (update.done || update.node_done) document.getElementById("done")?.replaceWith(doneCard(j));
     tick();
   }

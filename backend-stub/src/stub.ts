@@ -9,8 +9,10 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import {
+  BatchPayload,
   CALLBACK_SCHEMAS,
   CreateJobRequest,
+  type BatchAnswer,
   JOB_STATES,
   JobId,
   isTerminal,
@@ -32,6 +34,7 @@ import {
 } from "./jobs/model.ts";
 import type { JournalRecord, ReportRecord } from "./jobs/records.ts";
 import { JobStore, type Applied } from "./jobs/store.ts";
+import { applyBatch } from "./jobs/batch.ts";
 import { Journal } from "./journal/journal.ts";
 import { DEFAULT_MAX_BODY_BYTES, parseJson, readBody } from "./http/body.ts";
 import { checkEventRoom, MAX_EVENTS_PER_JOB } from "./http/limits.ts";
@@ -56,6 +59,12 @@ export interface BackendStubOptions {
   adminToken?: string;
   /** Lifetime of issued callback tokens, seconds (default 86400). */
   tokenTtlSeconds?: number;
+  /**
+   * How long after its expiry a callback token still renews itself at `POST /v1/jobs/{id}/token`, seconds (default
+   * the token lifetime, at most 1 h): an agent whose renewal was late (a busy node, a backend outage at the wrong
+   * moment) gets a 401, renews with the just-expired token and sends again, instead of losing the job's reports.
+   */
+  renewGraceSeconds?: number;
   /** Largest accepted request body, bytes (default 1 MiB); larger is 413. */
   maxBodyBytes?: number;
   /** Events kept per job (default MAX_EVENTS_PER_JOB, 10,000); one more is refused with 409. */
@@ -91,7 +100,7 @@ export interface BackendStub {
   readonly url: string | undefined;
   /** Stops listening, ends event streams, waits for the journal. */
   close(): Promise<void>;
-  createJob(input?: { id?: string; name?: string }): Promise<CreatedJob>;
+  createJob(input?: { id?: string; name?: string; max_restarts?: number }): Promise<CreatedJob>;
   getJob(id: string): Promise<JobView | undefined>;
   listJobs(): Promise<JobSummary[]>;
   queueJob(id: string): Promise<JobSummary>;
@@ -119,6 +128,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   const now = options.now ?? Date.now;
   const tokenTtl = options.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const renewGraceMs = (options.renewGraceSeconds ?? Math.min(tokenTtl, 3600)) * 1000;
   const autoCreate = options.autoCreateJobs ?? true;
   const maxEvents = options.maxEventsPerJob ?? MAX_EVENTS_PER_JOB;
   const adminDigest =
@@ -202,7 +212,12 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }
     if (sse.listeners("jobs") > 0) scheduleListUpdate(job);
     if (sse.listeners(`job:${job.id}`) > 0) {
-      const update: Record<string, unknown> = { kind, job: summarize(job), transition: applied.transition ?? null };
+      const update: Record<string, unknown> = {
+        kind,
+        job: summarize(job),
+        transition: applied.transition ?? null,
+        transitions: applied.transitions ?? (applied.transition === undefined ? [] : [applied.transition]),
+      };
       if (record.type === "report") {
         if (record.kind !== "done") update[record.kind] = applied.item;
         else {
@@ -244,7 +259,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     return { id: job.id, token, state: job.state, expires_at: new Date(exp * 1000).toISOString() };
   }
 
-  async function createJob(input: { id?: string; name?: string } = {}): Promise<CreatedJob> {
+  async function createJob(input: { id?: string; name?: string; max_restarts?: number } = {}): Promise<CreatedJob> {
     await ready();
     const parsed = CreateJobRequest.safeParse(input);
     if (!parsed.success) {
@@ -261,6 +276,8 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     while (id === undefined || store.get(id) !== undefined) id = randomBytes(6).toString("hex");
     const record: JournalRecord = { v: 1, type: "job_created", at: isoNow(), job_id: id, via: "api" };
     if (parsed.data.name !== undefined) record.name = parsed.data.name;
+    if (parsed.data.max_restarts !== undefined && parsed.data.max_restarts > 0)
+      record.max_restarts = parsed.data.max_restarts;
     const [applied] = await commit([record]);
     const { token, expires_at } = tokenFor(applied!.job);
     logger.info({ job_id: id }, "job created");
@@ -316,6 +333,16 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }
   }
 
+  /** 401 (with the reason as the error code: `token_expired`, `token_wrong_job`...) unless the token is valid. */
+  function verifyCallbackToken(req: IncomingMessage, jobId: string): void {
+    const check = tokens.verify(bearerToken(req.headers.authorization), jobId, now());
+    if (!check.ok) {
+      const challenge =
+        check.reason === "missing" ? 'Bearer realm="callbacks"' : 'Bearer realm="callbacks", error="invalid_token"';
+      throw new HttpError(401, `token_${check.reason}`, check.message, { headers: { "www-authenticate": challenge } });
+    }
+  }
+
   async function handleCallback(
     req: IncomingMessage,
     res: ServerResponse,
@@ -324,15 +351,25 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   ): Promise<void> {
     const started = performance.now();
     res.once("finish", () => metrics.observeCallback(kind, res.statusCode, performance.now() - started));
-    const check = tokens.verify(bearerToken(req.headers.authorization), jobId, now());
-    if (!check.ok) {
-      const challenge =
-        check.reason === "missing" ? 'Bearer realm="callbacks"' : 'Bearer realm="callbacks", error="invalid_token"';
-      throw new HttpError(401, `token_${check.reason}`, check.message, { headers: { "www-authenticate": challenge } });
-    }
+    verifyCallbackToken(req, jobId);
     const raw = await readBody(req, maxBody);
     const key = idempotencyKey(req);
-    const payload = validateBody(CALLBACK_SCHEMAS[kind], parseJson(req, raw), kind);
+    const answer = await acceptReport(jobId, kind, parseJson(req, raw), key);
+    sendJson(res, answer.status, answer.body, answer.replayed ? { "idempotent-replayed": "true" } : {});
+  }
+
+  /**
+   * Validates one report, answers a repeated Idempotency-Key with the first answer, checks the state machine and
+   * the attempts, and commits. Everything up to commit() runs before the first await, so the state checked is the
+   * state the record is applied to, and a batch's reports are checked in order, each after the previous applied.
+   */
+  async function acceptReport(
+    jobId: string,
+    kind: CallbackKind,
+    body: unknown,
+    key: string | undefined,
+  ): Promise<{ status: number; body: unknown; replayed: boolean }> {
+    const payload = validateBody(CALLBACK_SCHEMAS[kind], body, kind);
     if (payload.job_id !== jobId) {
       throw new HttpError(400, "invalid_body", `invalid ${kind} body: job_id: must equal the job id in the path`, {
         field: "job_id",
@@ -348,10 +385,8 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
         });
       }
       await entry.durable;
-      sendJson(res, entry.answer.status, entry.answer.body, { "idempotent-replayed": "true" });
-      return;
+      return { status: entry.answer.status, body: entry.answer.body, replayed: true };
     }
-    // From here to commit() nothing awaits: the state checked is the state the record is applied to.
     const at = isoNow();
     const records: JournalRecord[] = [];
     const job = store.get(jobId);
@@ -381,7 +416,23 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     records.push(report);
     const applied = await commit(records);
     const answer = applied.at(-1)!.answer!;
-    sendJson(res, answer.status, answer.body);
+    return { status: answer.status, body: answer.body, replayed: false };
+  }
+
+  async function handleBatch(req: IncomingMessage, res: ServerResponse, jobId: string): Promise<void> {
+    const started = performance.now();
+    res.once("finish", () => metrics.observeCallback("batch", res.statusCode, performance.now() - started));
+    verifyCallbackToken(req, jobId);
+    const raw = await readBody(req, maxBody);
+    const batch = validateBody(BatchPayload, parseJson(req, raw), "batch");
+    if (batch.job_id !== jobId) {
+      throw new HttpError(400, "invalid_body", "invalid batch body: job_id: must equal the job id in the path", {
+        field: "job_id",
+      });
+    }
+    const results = await applyBatch(batch, (r) => acceptReport(jobId, r.kind, r.payload, r.idempotency_key));
+    const job = store.get(jobId);
+    sendJson(res, 200, { job_id: jobId, state: job?.state ?? "PENDING", results } satisfies BatchAnswer);
   }
 
   async function handleCreate(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -393,8 +444,12 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
   }
 
   async function handleToken(req: IncomingMessage, res: ServerResponse, jobId: string): Promise<void> {
-    // An agent renews with its still-valid callback token; an operator with the admin token.
-    const viaCallbackToken = tokens.verify(bearerToken(req.headers.authorization), jobId, now()).ok;
+    // An agent renews with its callback token (valid, or expired less than the grace ago); an operator with the
+    // admin token.
+    const presented = bearerToken(req.headers.authorization);
+    const viaCallbackToken =
+      tokens.verify(presented, jobId, now()).ok ||
+      (renewGraceMs > 0 && tokens.verify(presented, jobId, now() - renewGraceMs).ok);
     if (!viaCallbackToken && !adminOk(req)) {
       throw new HttpError(
         401,
@@ -434,6 +489,10 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
           if (action === "heartbeat" || action === "event" || action === "done") {
             if (method !== "POST") throw methodNotAllowed("POST");
             return handleCallback(req, res, id, action);
+          }
+          if (action === "batch") {
+            if (method !== "POST") throw methodNotAllowed("POST");
+            return handleBatch(req, res, id);
           }
           if (action === "stream") {
             if (method !== "GET") throw methodNotAllowed("GET");

@@ -27,7 +27,7 @@ import {
 import type { DoneStatus, StoredCheckpoint } from "../contract/callbacks.ts";
 import type { Report } from "../contract/report.ts";
 import { AgentError, exitCodeFor, isAgentError } from "../errors/index.ts";
-import type { CallbackClient } from "../callbacks/client.ts";
+import type { CallbackClient, RunNumber } from "../callbacks/client.ts";
 import type { Transport } from "../callbacks/transport.ts";
 import { ProgressTracker, startLiveness } from "../callbacks/progress.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
@@ -278,7 +278,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       callbacks?.start();
       if (callbacks !== undefined)
         liveness = startLiveness(config.callbacks.heartbeatIntervalSeconds * 1000, () =>
-          callbacks.heartbeat(tracker.latest()),
+          callbacks.liveness(tracker.latest()),
         );
       if (cancelReason !== undefined) child.terminate("SIGTERM", cancelReason);
       const ended = await child.result;
@@ -397,12 +397,34 @@ async function openCallbacks(
   trace: TraceContext,
   logger: Logger,
   deps: RunDeps,
+  /** False for the `done` of a run that never started (bad configuration): it claims no run number. */
+  claimRun = true,
 ): Promise<CallbackClient | undefined> {
   if (config.callbacks.baseUrl === undefined || config.jobId === undefined) return undefined;
   const { createCallbackClient } = await import("../callbacks/client.ts");
+  let run: RunNumber = { attempt: config.restartAttempt, containerRestart: 0 };
+  if (claimRun) {
+    const { claimRunNumber } = await import("./run-number.ts");
+    const claimed = await claimRunNumber({
+      jobId: config.jobId,
+      attempt: config.restartAttempt,
+      checkpointDir: config.storage.checkpointDir,
+      nodeRank: config.distributed.nodeRank,
+    });
+    run = claimed.run;
+    if (claimed.error !== undefined)
+      logger.debug({ err: claimed.error }, "no run marker in CHECKPOINT_DIR; container restarts are not counted");
+    // Debug only: a stale marker on a developer's machine must not add lines to every run's output.
+    if (run.attempt > 0 || run.containerRestart > 0)
+      logger.debug(
+        { attempt: run.attempt, container_restart: run.containerRestart },
+        "this run is a restart of the job",
+      );
+  }
   return createCallbackClient({
     config: config.callbacks,
     jobId: config.jobId,
+    run,
     traceId: trace.traceId,
     traceparent: trace.traceparent,
     logger,
@@ -463,7 +485,12 @@ async function failEarly(
   let cbConfig: AgentConfig;
   try {
     const only = ["BACKEND_BASE_URL", "JOB_ID", "CALLBACK_TOKEN", "CALLBACK_TOKEN_FILE", "TRACE_ID", "TRACEPARENT"];
-    only.push("DONE_DEADLINE_SECONDS", "CALLBACK_TIMEOUT_SECONDS");
+    only.push(
+      "DONE_DEADLINE_SECONDS",
+      "CALLBACK_TIMEOUT_SECONDS",
+      "CALLBACK_RETRY_MAX_SECONDS",
+      "JOBSET_RESTART_ATTEMPT",
+    );
     cbConfig = loadAgentConfig(Object.fromEntries(only.map((n) => [n, env[n]])));
   } catch {
     return code; // the callback settings are broken too: nothing to tell the backend with
@@ -475,7 +502,7 @@ async function failEarly(
     base: { name: "trainer-agent" },
     ...(deps.logDestination !== undefined && { destination: deps.logDestination }),
   });
-  const callbacks = await openCallbacks(cbConfig, trace, logger, deps);
+  const callbacks = await openCallbacks(cbConfig, trace, logger, deps, false);
   if (callbacks === undefined) return code;
   await callbacks.done({
     status: "failed",

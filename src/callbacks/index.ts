@@ -4,6 +4,8 @@ export {
   isRetryableCallbackError,
   type CallbackClient,
   type CallbackClientOptions,
+  type DeliveryStats,
+  type RunNumber,
   type DoneFields,
   type EventFields,
   type HeartbeatFields,

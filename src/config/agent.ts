@@ -49,6 +49,8 @@ export interface CallbackConfig {
   doneDeadlineSeconds: number;
   /** Per-request timeout, seconds. */
   requestTimeoutSeconds: number;
+  /** Longest wait between two tries of a report, seconds (backoff doubles from 0.5 s up to it). */
+  retryMaxDelaySeconds?: number;
 }
 
 export interface StorageConfig {
@@ -112,6 +114,8 @@ export interface AgentConfig {
   terminationSyncSeconds: number;
   /** Lines of child output kept for the done report. */
   logTailLines: number;
+  /** JobSet's restart attempt of this pod (JOBSET_RESTART_ATTEMPT, from the downward API; 0 when absent). */
+  restartAttempt: number;
   /** `LOG_LEVEL` of the agent's own logs (default info; debug shows retries and reports). */
   logLevel: LogLevel;
   /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
@@ -208,6 +212,12 @@ export function loadAgentConfig(env: Env): AgentConfig {
     finalSyncTimeoutSeconds: r.number("FINAL_SYNC_TIMEOUT_SECONDS", { min: 1, max: 86_400, fallback: 1800 }),
     terminationSyncSeconds: r.number("TERMINATION_SYNC_SECONDS", { min: 1, max: 3600, fallback: 60 }),
     logTailLines: r.int("LOG_TAIL_LINES", { min: 0, max: 10_000, fallback: 50 }),
+    restartAttempt: r.int("JOBSET_RESTART_ATTEMPT", {
+      min: 0,
+      max: 1_000_000,
+      fallback: 0,
+      expected: "a non-negative integer (the pod annotation jobset.sigs.k8s.io/restart-attempt)",
+    }),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
   };
@@ -329,6 +339,7 @@ function readCallbacks(r: EnvReader): CallbackConfig {
     heartbeatIntervalSeconds: r.number("HEARTBEAT_INTERVAL_SECONDS", { min: 1, max: 86_400, fallback: 30 }),
     doneDeadlineSeconds: r.number("DONE_DEADLINE_SECONDS", { min: 0, max: 3_600, fallback: 60 }),
     requestTimeoutSeconds: r.number("CALLBACK_TIMEOUT_SECONDS", { min: 0.1, max: 600, fallback: 10 }),
+    retryMaxDelaySeconds: r.number("CALLBACK_RETRY_MAX_SECONDS", { min: 0.5, max: 600, fallback: 30 }),
   };
 }
 

@@ -10,6 +10,17 @@ const isoTimestamp = z
 const metrics = z.record(z.string(), z.number());
 const nonNegativeInt = z.number().int().nonnegative();
 
+/**
+ * Which run of the job sent a report. `attempt` is JobSet's restart attempt (the pod annotation
+ * `jobset.sigs.k8s.io/restart-attempt`, 0 when absent); `container_restart` counts earlier runs of the agent in the
+ * same pod (a kubelet restart of the container). The backend orders runs by the pair, so a report of an older run
+ * after a newer one reported is refused (409). Both are optional: a sender that omits them is run (0, 0).
+ */
+const runFields = {
+  attempt: nonNegativeInt.optional(),
+  container_restart: nonNegativeInt.optional(),
+};
+
 export const HeartbeatPayload = z.object({
   job_id: z.string().min(1),
   trace_id: z.string().min(1),
@@ -19,6 +30,9 @@ export const HeartbeatPayload = z.object({
   progress: z.number().min(0).max(1).optional(),
   eta_seconds: z.number().nonnegative().optional(),
   metrics: metrics.default({}),
+  /** A liveness heartbeat (no new report from the child): the only kind a sender may merge or skip. */
+  liveness: z.boolean().optional(),
+  ...runFields,
   timestamp: isoTimestamp,
 });
 export type HeartbeatPayload = z.infer<typeof HeartbeatPayload>;
@@ -40,6 +54,7 @@ export const EventPayload = z.object({
   type: z.string().min(1).max(64),
   message: z.string().max(16_384).optional(),
   data: z.record(z.string(), z.unknown()).optional(),
+  ...runFields,
   timestamp: isoTimestamp,
 });
 export type EventPayload = z.infer<typeof EventPayload>;
@@ -72,11 +87,49 @@ export const DonePayload = z.object({
    */
   node_rank: nonNegativeInt.optional(),
   nnodes: z.number().int().positive().optional(),
+  /** Reports the sender could not deliver (a bound was hit, the backend refused them, the deadline passed), by kind. */
+  dropped_reports: z.record(z.enum(["heartbeat", "event"]), nonNegativeInt).optional(),
+  ...runFields,
   timestamp: isoTimestamp,
 });
 export type DonePayload = z.infer<typeof DonePayload>;
 
-export { CALLBACK_KINDS, callbackPath, type CallbackKind } from "./paths.ts";
+/** Most reports in one batch. */
+export const MAX_BATCH_REPORTS = 500;
+
+/**
+ * `POST /v1/jobs/{id}/batch`: several heartbeats and events in the order the child made them, each with its own
+ * Idempotency-Key (a retried batch may regroup them). The backend applies them in order and answers each.
+ * `payload` is validated by the backend against its kind's schema, one answer per report.
+ */
+export const BatchPayload = z.object({
+  job_id: z.string().min(1),
+  reports: z
+    .array(
+      z.object({
+        kind: z.enum(["heartbeat", "event"]),
+        idempotency_key: z.string().min(1).max(255),
+        payload: z.record(z.string(), z.unknown()),
+      }),
+    )
+    .min(1)
+    .max(MAX_BATCH_REPORTS),
+});
+export type BatchPayload = z.infer<typeof BatchPayload>;
+
+/** One report's answer in a batch: the status it would have got alone, and the answer body or the error. */
+export interface BatchResult {
+  status: number;
+  accepted?: string;
+  error?: { code: string; message: string; field?: string };
+}
+export interface BatchAnswer {
+  job_id: string;
+  state: string;
+  results: BatchResult[];
+}
+
+export { CALLBACK_KINDS, batchPath, callbackPath, type CallbackKind } from "./paths.ts";
 
 export const CALLBACK_SCHEMAS = {
   heartbeat: HeartbeatPayload,

@@ -16,6 +16,8 @@ export const JobId = z.string().regex(JOB_ID_PATTERN, {
 export const CreateJobRequest = z.object({
   id: JobId.optional(),
   name: z.string().min(1).max(256).optional(),
+  /** Failed runs the job may still recover from (the runtime's `failurePolicy.maxRestarts`); default 0. */
+  max_restarts: z.number().int().min(0).max(1000).optional(),
 });
 export type CreateJobRequest = z.infer<typeof CreateJobRequest>;
 

@@ -9,3 +9,8 @@ export type CallbackKind = (typeof CALLBACK_KINDS)[number];
 export function callbackPath(jobId: string, kind: CallbackKind): string {
   return `/v1/jobs/${encodeURIComponent(jobId)}/${kind}`;
 }
+
+/** Path of a batch of reports for a job: `/v1/jobs/{id}/batch`. */
+export function batchPath(jobId: string): string {
+  return `/v1/jobs/${encodeURIComponent(jobId)}/batch`;
+}

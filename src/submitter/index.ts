@@ -17,6 +17,8 @@ export {
   renderJob,
   secretName,
   PATCH_MANAGER,
+  RESTART_ATTEMPT_ENV,
+  RESTART_ATTEMPT_ENV_VAR,
   SPEC_HASH_ANNOTATION,
   TRAINER_API_VERSION,
   type K8sObject,

@@ -62,6 +62,13 @@ function secretRef(secret: string, key: string): Record<string, unknown> {
   return { secretKeyRef: { name: secret, key } };
 }
 
+/** The agent's attempt number, from JobSet's pod annotation through the downward API (absent: 0). */
+export const RESTART_ATTEMPT_ENV = "JOBSET_RESTART_ATTEMPT";
+export const RESTART_ATTEMPT_ENV_VAR = {
+  name: RESTART_ATTEMPT_ENV,
+  valueFrom: { fieldRef: { fieldPath: "metadata.annotations['jobset.sigs.k8s.io/restart-attempt']" } },
+} as const;
+
 /** Secret data keys are the env names, lower-cased with `_` -> `-` (valid ConfigMap/Secret keys). */
 function secretKeyFor(envName: string): string {
   return envName.toLowerCase().replaceAll("_", "-");
@@ -108,6 +115,9 @@ export function renderJob(spec: JobSpec): RenderedJob {
   // Always set: the callback API needs it, and the agent's default checkpoint prefix is checkpoints/job-{JOB_ID}/,
   // so a job submitted again under the same name resumes from its own checkpoints.
   setManaged("JOB_ID", spec.callback?.jobId ?? spec.name);
+  // Which attempt this pod is (JobSet restarts all pods on a failure and counts on this annotation): every
+  // callback carries it, so the backend keeps a restarted job's reports and refuses a superseded attempt's.
+  if (!userEnvNames.has(RESTART_ATTEMPT_ENV)) env.push(RESTART_ATTEMPT_ENV_VAR);
   if (spec.callback !== undefined) {
     setManaged("BACKEND_BASE_URL", spec.callback.baseUrl);
     // Always referenced, so the rendered job is the same whether or not the token is known yet (the submitter

@@ -121,7 +121,32 @@ function ownerReference(trainJob: K8sObject): Record<string, unknown> {
   };
 }
 
+/** The runtime's JobSet `failurePolicy.maxRestarts`: the backend job's restart budget. */
+function runtimeMaxRestarts(runtime: K8sObject | undefined): number | undefined {
+  const spec = runtime?.spec as { template?: { spec?: { failurePolicy?: { maxRestarts?: unknown } } } } | undefined;
+  const n = spec?.template?.spec?.failurePolicy?.maxRestarts;
+  return typeof n === "number" && Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** The backend job id a rendered TrainJob reports under (its JOB_ID), when it has callbacks. */
+function backendJobId(tj: K8sObject | undefined): string | undefined {
+  const env = (tj?.spec as { trainer?: { env?: { name?: string; value?: unknown }[] } } | undefined)?.trainer?.env;
+  if (env?.some((e) => e.name === "BACKEND_BASE_URL") !== true) return undefined;
+  const id = env.find((e) => e.name === "JOB_ID")?.value;
+  return typeof id === "string" && id !== "" ? id : undefined;
+}
+
 export function createSubmitter(deps: SubmitterDeps): Submitter {
+  /** Submit's last step: the TrainJob exists, so the backend job is QUEUED (a failure is a warning, not undone). */
+  async function queueOnBackend(spec: JobSpec, warnings: string[]): Promise<void> {
+    if (spec.callback === undefined || deps.backend === undefined) return;
+    try {
+      await deps.backend.queueJob(spec.callback.jobId);
+    } catch (error) {
+      warnings.push(`backend: job ${spec.callback.jobId} not moved to QUEUED: ${(error as Error).message}`);
+    }
+  }
+
   let kubePromise: Promise<KubeClient> | undefined;
   const kube = (): Promise<KubeClient> => {
     kubePromise ??= typeof deps.kube === "function" ? deps.kube() : Promise.resolve(deps.kube);
@@ -216,11 +241,15 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         sameJob(existing, rendered);
         if (rendered.configMap) await ensureChild(k, "ConfigMap", rendered.configMap, existing, write);
         if (rendered.secret) await ensureChild(k, "Secret", rendered.secret, existing, write);
+        if (!dryRun) await queueOnBackend(spec, warnings);
         return result(existing, false);
       }
+      let maxRestarts: number | undefined;
       if (deps.checkRuntime ?? true) {
         try {
-          if ((await k.getClusterTrainingRuntime(spec.runtime)) === undefined) {
+          const runtime = await k.getClusterTrainingRuntime(spec.runtime);
+          maxRestarts = runtimeMaxRestarts(runtime);
+          if (runtime === undefined) {
             throw specInvalid([
               {
                 field: "runtime",
@@ -238,7 +267,11 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         spec = { ...spec, callback: { ...spec.callback, token: "dry-run" } };
         rendered = renderJob(spec);
       } else if (spec.callback !== undefined && spec.callback.token === undefined && deps.backend !== undefined) {
-        const registered = await deps.backend.registerJob({ id: spec.callback.jobId, name });
+        const registered = await deps.backend.registerJob({
+          id: spec.callback.jobId,
+          name,
+          ...(maxRestarts !== undefined && { max_restarts: maxRestarts }),
+        });
         spec = { ...spec, callback: { ...spec.callback, token: registered.token } };
         rendered = renderJob(spec);
       } else if (spec.callback !== undefined && spec.callback.token === undefined) {
@@ -270,6 +303,7 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
         if (!dryRun) await k.deleteTrainJob(namespace, name).catch(() => false);
         throw error;
       }
+      if (!dryRun) await queueOnBackend(spec, warnings);
       return result(trainJob, true);
     },
 
@@ -326,6 +360,7 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
     async delete(namespace, name) {
       const k = await kube();
       const before = await k.getTrainJob(namespace, name);
+      const jobId = backendJobId(before);
       if (before === undefined || !(await k.deleteTrainJob(namespace, name)))
         throw new AgentError("K8S_NOT_FOUND", `trainjob ${namespace}/${name} not found`);
       // With finalizers pending the object stays, marked with a deletion timestamp, until its controller lets go.
@@ -333,6 +368,19 @@ export function createSubmitter(deps: SubmitterDeps): Submitter {
       const pending =
         after === undefined || after.metadata.uid !== before.metadata.uid ? undefined : terminating(after);
       const deleted = pending === undefined ? [`trainjob/${name}`] : [];
+      // The backend job ends with its TrainJob: a job deleted before its pods reported would wait forever.
+      if (jobId !== undefined && deps.backend !== undefined) {
+        try {
+          if (await deps.backend.cancelJob(jobId, `trainjob ${namespace}/${name} deleted`))
+            deleted.push(`job/${jobId}`);
+        } catch (error) {
+          throw new AgentError(
+            isAgentError(error) ? error.code : "CALLBACK_FAILED",
+            `trainjob ${namespace}/${name} deleted, but its backend job ${jobId} was not cancelled: ${(error as Error).message}`,
+            { cause: error },
+          );
+        }
+      }
       // The owner references make the garbage collector remove these; deleting them now frees them at once.
       for (const [kind, child] of [
         ["ConfigMap", configMapName(name)],

@@ -600,13 +600,18 @@ describe("with BACKEND_ADMIN_TOKEN", () => {
     expect(hb.status).toBe(200);
   });
 
-  it("renewal takes the job's callback token or the admin token, not another job's or an expired one", async () => {
+  it("renewal takes the job's callback token or the admin token, not another job's or one expired past the grace", async () => {
     const a = await g.stub.createJob();
     const b = await g.stub.createJob();
     expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`)).status).toBe(401);
     expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: b.token })).status).toBe(401);
-    const expired = jwt.sign({ job_id: a.id, iat: nowSec() - 100, exp: nowSec() - 10 }, SECRET, { algorithm: "HS256" });
-    expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: expired })).status).toBe(401);
+    // The grace is the token lifetime (24 h here), at most 1 h: an hour and more past expiry is too late.
+    const stale = jwt.sign({ job_id: a.id, iat: nowSec() - 7300, exp: nowSec() - 3700 }, SECRET, {
+      algorithm: "HS256",
+    });
+    expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: stale })).status).toBe(401);
+    const late = jwt.sign({ job_id: a.id, iat: nowSec() - 100, exp: nowSec() - 10 }, SECRET, { algorithm: "HS256" });
+    expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: late })).status).toBe(200);
     expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: a.token })).status).toBe(200);
     expect((await call(g.url, "POST", `/v1/jobs/${a.id}/token`, { token: "admin-token-123" })).status).toBe(200);
   });

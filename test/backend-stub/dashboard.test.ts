@@ -201,6 +201,39 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in headless Chromium", () => {
     await page.locator('#app[data-ready="job"]').waitFor();
     // A 1,395-byte checkpoint is shown in a unit that does not round it to nothing.
     expect(await page.textContent("#done .ckpts li")).toContain("epoch-2.pt 1.4 KiB");
+  });
+
+  it("a restarted job shows its attempts on the timeline and one continuous loss curve", async () => {
+    const job = await s.stub.createJob({ id: "restarted", name: "preempted", max_restarts: 3 });
+    await page.goto(`${s.url}/jobs/restarted`);
+    await page.waitForSelector("#conn.on");
+    const beat = (epoch: number, attempt: number) =>
+      call(s.url, "POST", callbackPath("restarted", "heartbeat"), {
+        token: job.token,
+        body: heartbeatBody("restarted", { epoch, total_epochs: 4, metrics: { loss: 1 / epoch }, attempt }),
+      });
+    await beat(1, 0);
+    await beat(2, 0);
+    await call(s.url, "POST", callbackPath("restarted", "done"), {
+      token: job.token,
+      body: doneBody("restarted", "failed", { reason: "node preempted", attempt: 0 }),
+    });
+    await page.locator(".tl.error", { hasText: "attempt 0 failed" }).filter({ hasText: "node preempted" }).waitFor();
+    expect(await page.getAttribute("#job-state [data-state]", "data-state")).toBe("RUNNING");
+    await beat(3, 1);
+    await beat(4, 1);
+    await page.locator(".tl", { hasText: "attempt 1 started" }).waitFor();
+    await page.waitForFunction(
+      () => (globalThis as unknown as { __dashboard: { points(n: string): number } }).__dashboard.points("loss") === 4,
+    );
+    const x = await page.evaluate(
+      () =>
+        (
+          globalThis as unknown as { __dashboard: { charts: Map<string, { data: number[][] }> } }
+        ).__dashboard.charts.get("loss")!.data[0],
+    );
+    expect(x).toEqual([1, 2, 3, 4]);
+    await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-attempts.png"), fullPage: true });
     expect(pageErrors).toEqual([]);
   });
 });

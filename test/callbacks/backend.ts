@@ -24,6 +24,7 @@ export interface TestBackend {
   url: string;
   port: number;
   requests: Recorded[];
+  /** Requests of one kind; a batch's reports count as requests of their own kind (`of("batch")`: the batches). */
   of(kind: string): Recorded[];
   setRule(rule: Rule): void;
   waitFor(pred: (r: Recorded[]) => boolean, timeoutMs?: number): Promise<void>;
@@ -66,7 +67,23 @@ export async function startBackend(rule: Rule = () => ({ status: 200 }), port = 
     url: `http://127.0.0.1:${actual}`,
     port: actual,
     requests,
-    of: (kind) => requests.filter((r) => r.kind === kind),
+    of: (kind) =>
+      requests.flatMap((r) => {
+        if (r.kind !== "batch" || kind === "batch") return r.kind === kind ? [r] : [];
+        const reports = (r.body.reports ?? []) as {
+          kind: string;
+          idempotency_key: string;
+          payload: Recorded["body"];
+        }[];
+        return reports
+          .filter((x) => x.kind === kind)
+          .map((x) => ({
+            ...r,
+            kind,
+            body: x.payload,
+            headers: { ...r.headers, "idempotency-key": x.idempotency_key },
+          }));
+      }),
     setRule(r) {
       current = r;
     },

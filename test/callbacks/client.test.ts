@@ -36,13 +36,7 @@ function logs() {
   return { logger: pino({ level: "debug" }, stream), text: () => text };
 }
 
-function client(
-  url: string,
-  over: Partial<CallbackConfig> = {},
-  backend?: TestBackend,
-  maxRetries = 5,
-  maxPendingEvents?: number,
-) {
+function client(url: string, over: Partial<CallbackConfig> = {}, backend?: TestBackend, maxPendingReports?: number) {
   const l = logs();
   const c = createCallbackClient({
     config: {
@@ -58,8 +52,9 @@ function client(
     traceId: "trace-1",
     traceparent: TRACEPARENT,
     logger: l.logger,
-    retryPolicy: { minDelayMs: 20, maxDelayMs: 200, maxRetries },
-    ...(maxPendingEvents !== undefined && { maxPendingEvents }),
+    run: { attempt: 2, containerRestart: 1 },
+    retryPolicy: { minDelayMs: 20, maxDelayMs: 200 },
+    ...(maxPendingReports !== undefined && { maxPendingReports }),
   });
   open.push({ client: c, ...(backend !== undefined && { backend }) });
   return { c, logs: l };
@@ -136,32 +131,105 @@ describe("callback client against a real HTTP server", () => {
     expect(l.text()).not.toContain(TOKEN);
   });
 
-  it("keeps only the newest pending heartbeat while the backend is slow", async () => {
+  it("delivers every epoch heartbeat in order while the backend is slow, batching what waits", async () => {
     const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
     const { c } = client(b.url, { requestTimeoutSeconds: 0.3 }, b);
     c.start();
     c.heartbeat({ epoch: 1, metrics: {} });
     await b.waitFor((r) => r.length === 1);
     for (let e = 2; e <= 50; e++) c.heartbeat({ epoch: e, metrics: {} });
-    await b.waitFor((r) => r.some((x) => x.body.epoch === 50));
     expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
-    const epochs = b.of("heartbeat").map((r) => r.body.epoch);
-    expect(epochs[0]).toBe(1);
-    expect(epochs.at(-1)).toBe(50);
-    expect(epochs.filter((e) => e !== 1 && e !== 50)).toEqual([]);
+    // The first request hung and timed out: epoch 1 is sent again (same key), then the 49 waiting ones as a batch.
+    const batch = b.of("batch");
+    expect(batch.length).toBeGreaterThanOrEqual(1);
+    const delivered = [
+      ...b.of("heartbeat").map((r) => r.body),
+      ...batch.flatMap((r) => (r.body.reports as { payload: Record<string, unknown> }[]).map((x) => x.payload)),
+    ].map((p) => p.epoch);
+    expect([...new Set(delivered)].sort((x, y) => Number(x) - Number(y))).toEqual(
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
+    const batched = (batch[0]!.body.reports as { payload: { epoch: number } }[]).map((x) => x.payload.epoch);
+    expect(batched).toEqual([...batched].sort((x, y) => x - y));
+    expect(c.stats().delivered.heartbeat).toBe(50);
+    expect(c.stats().dropped).toEqual({ heartbeat: 0, event: 0 });
   });
 
-  it("bounds the event queue: the oldest waiting events give way, with a warning", async () => {
+  it("keeps a batch under 256 KiB of body: large events split into several batches", async () => {
     const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
-    const { c, logs: l } = client(b.url, { requestTimeoutSeconds: 0.5 }, b, 5, 5);
+    const { c } = client(b.url, { requestTimeoutSeconds: 0.3 }, b);
+    c.start();
+    c.event("first");
+    await b.waitFor((r) => r.length === 1);
+    for (let i = 0; i < 40; i++) c.event(`big-${i}`, "x".repeat(16_000));
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+    const batches = b.of("batch");
+    expect(batches.length).toBeGreaterThanOrEqual(3);
+    for (const r of batches) expect(JSON.stringify(r.body).length).toBeLessThan(300 * 1024);
+    expect(c.stats().delivered.event).toBe(41);
+  });
+
+  it("stamps every callback with the run number (attempt, container restart)", async () => {
+    const b = await startBackend();
+    const { c } = client(b.url, {}, b);
+    c.start();
+    c.event("started");
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+    for (const r of b.requests) expect(r.body).toMatchObject({ attempt: 2, container_restart: 1 });
+  });
+
+  it("bounds the queue: reports beyond it are dropped and counted in done", async () => {
+    const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
+    const { c, logs: l } = client(b.url, { requestTimeoutSeconds: 0.5 }, b, 5);
     c.start();
     c.event("e0");
     await b.waitFor((r) => r.length === 1);
     for (let i = 1; i <= 20; i++) c.event(`e${i}`);
+    c.heartbeat({ epoch: 1 });
     expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
-    const types = b.of("event").map((r) => r.body.type);
-    expect(types.filter((t) => t !== "e0")).toEqual(["e16", "e17", "e18", "e19", "e20"]);
+    const types = b.requests
+      .flatMap((r) =>
+        r.kind === "batch" ? (r.body.reports as { payload: { type: string } }[]).map((x) => x.payload) : [r.body],
+      )
+      .map((p) => p.type)
+      .filter((t) => t !== undefined);
+    expect([...new Set(types)]).toEqual(["e0", "e1", "e2", "e3", "e4"]);
+    expect(b.of("done")[0]?.body.dropped_reports).toEqual({ event: 16, heartbeat: 1 });
     expect(l.text()).toContain("callback queue full");
+  });
+
+  it("takes a 2xx batch answer without per-report results as all accepted", async () => {
+    const b = await startBackend(({ n }) => (n === 1 ? "hang" : { status: 200 }));
+    const { c } = client(b.url, { requestTimeoutSeconds: 0.3 }, b);
+    c.start();
+    c.event("a");
+    await b.waitFor((r) => r.length === 1);
+    c.event("b");
+    c.event("c");
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+    expect(c.stats().delivered.event).toBe(3);
+  });
+
+  it("sends again with the fresh token after a 401 when CALLBACK_TOKEN_FILE was rotated", async () => {
+    const file = join(dir, "rotated-token");
+    await writeFile(file, "token-old\n");
+    const b = await startBackend(({ n }) => (n === 1 ? { status: 401 } : { status: 200 }));
+    const { c, logs: l } = client(b.url, { token: undefined, tokenFile: file }, b);
+    // The rotation lands between reading the token and the backend's answer.
+    b.setRule(({ n }) => {
+      if (n === 1) {
+        void writeFile(file, "token-new\n");
+        return { status: 401 };
+      }
+      return { status: 200 };
+    });
+    c.start();
+    c.event("started");
+    await b.waitFor((r) => r.length === 2);
+    // The second request is either the event again with the new token, or a renewal: the event must follow.
+    await b.waitFor((r) => r.some((x) => x.kind === "event" && x.headers.authorization === "Bearer token-new"));
+    expect(c.stats().delivered.event).toBe(1);
+    expect(l.text()).not.toContain("CALLBACK_REJECTED");
   });
 
   it("re-reads CALLBACK_TOKEN_FILE before each request", async () => {
@@ -180,7 +248,7 @@ describe("callback client against a real HTTP server", () => {
 
   it("delivers once a backend that is down for its first second comes up", async () => {
     const port = await freePort();
-    const { c } = client(`http://127.0.0.1:${port}`, { doneDeadlineSeconds: 10 }, undefined, 100);
+    const { c } = client(`http://127.0.0.1:${port}`, { doneDeadlineSeconds: 10 });
     c.start();
     c.event("started");
     await new Promise((r) => setTimeout(r, 1_000));

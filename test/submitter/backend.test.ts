@@ -54,6 +54,11 @@ const spec = (patch: Record<string, unknown> = {}) =>
     ...patch,
   });
 
+function tokenInSecretOrUndefined(): string | undefined {
+  const secret = fake.store.get("secrets")?.get("team-a/bert-trainer-secrets");
+  return secret === undefined ? undefined : Buffer.from(secret.data["callback-token"], "base64").toString("utf8");
+}
+
 function tokenInSecret(): string {
   const secret = fake.store.get("secrets")!.get("team-a/bert-trainer-secrets")!;
   return Buffer.from(secret.data["callback-token"], "base64").toString("utf8");
@@ -85,7 +90,7 @@ describe("submit with the backend stub", () => {
     const result = await submitter.submit(spec());
     expect(result).toMatchObject({ created: true, job_id: "bert" });
     expect(result.warnings).toEqual([]);
-    expect(await stub.getJob("bert")).toMatchObject({ id: "bert", state: "PENDING" });
+    expect(await stub.getJob("bert")).toMatchObject({ id: "bert", state: "QUEUED" });
     const token = tokenInSecret();
     expect(token.split(".")).toHaveLength(3);
     expect(await heartbeat(token)).toBeLessThan(300);
@@ -106,12 +111,39 @@ describe("submit with the backend stub", () => {
     expect(await stub.listJobs()).toHaveLength(1);
   });
 
-  it("after delete, submitting the same job id again gets a fresh token for the registered job", async () => {
+  it("submit moves the backend job to QUEUED with the runtime's restart budget; delete cancels it", async () => {
+    fake.runtimes.set("pytorch-simple", {
+      metadata: { name: "pytorch-simple" },
+      spec: { template: { spec: { failurePolicy: { maxRestarts: 3 } } } },
+    });
+    const result = await submitter.submit(spec());
+    expect(result.warnings).toEqual([]);
+    expect(await stub.getJob("bert")).toMatchObject({ state: "QUEUED", max_restarts: 3 });
+    const deleted = await submitter.delete("team-a", "bert");
+    expect(deleted.deleted).toContain("job/bert");
+    const view = await stub.getJob("bert");
+    expect(view?.state).toBe("CANCELLED");
+    expect(view?.transitions.at(-1)).toMatchObject({ from: "QUEUED", to: "CANCELLED" });
+    // The pods' reports after the delete are refused: the job ended with its TrainJob.
+    expect(await heartbeat(tokenInSecretOrUndefined() ?? "")).toBe(401);
+  });
+
+  it("after delete, submitting the same job id again names the way out (another job id)", async () => {
     await submitter.submit(spec());
     await submitter.delete("team-a", "bert");
-    const result = await submitter.submit(spec());
+    try {
+      await submitter.submit(spec());
+      throw new Error("expected a rejection");
+    } catch (error) {
+      expect(isAgentError(error, "CALLBACK_REJECTED")).toBe(true);
+      expect((error as Error).message).toContain("already ended");
+      expect((error as Error).message).toContain("callback.job_id");
+    }
+    const result = await submitter.submit(
+      spec({ callback: { base_url: "http://backend.astrago:8000", job_id: "bert-2" } }),
+    );
     expect(result.created).toBe(true);
-    expect(await heartbeat(tokenInSecret())).toBeLessThan(300);
+    expect(await stub.getJob("bert-2")).toMatchObject({ state: "QUEUED" });
   });
 
   it("a wrong admin token is CALLBACK_REJECTED and nothing is created in Kubernetes", async () => {

@@ -168,6 +168,8 @@ describe("submit", () => {
         issueToken: async () => {
           throw new Error("not expected");
         },
+        queueJob: async () => true,
+        cancelJob: async () => true,
       },
     });
     const result = await withBackend.submit(spec({ callback: { base_url: "http://backend:8000" } }));

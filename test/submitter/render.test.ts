@@ -5,6 +5,7 @@ import {
   maxTrainJobNameLength,
   normalizeJobRequest,
   renderJob,
+  RESTART_ATTEMPT_ENV_VAR,
   splitCommand,
   type JobSpec,
   type K8sObject,
@@ -150,6 +151,7 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
       { name: "EPOCHS", value: "10" },
       { name: "BATCH_SIZE", value: "64" },
       { name: "JOB_ID", value: tj.metadata.name },
+      RESTART_ATTEMPT_ENV_VAR,
     ]);
     const patch = podPatch(tj);
     expect(patch.volumes).toEqual([
@@ -194,6 +196,7 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
       { name: "EPOCHS", value: "10" },
       { name: "BATCH_SIZE", value: "64" },
       { name: "JOB_ID", value: "user-job-12345" },
+      RESTART_ATTEMPT_ENV_VAR,
     ]);
     const patch = podPatch(r.trainJob);
     expect(patch.volumes.map((v: { name: string }) => v.name)).toEqual(["train-script", "dataset", "models"]);
@@ -270,7 +273,13 @@ describe("rendering the seed requests (Trainer v2.3 form)", () => {
       { name: "scratch", emptyDir: { sizeLimit: "10Gi" } },
       { name: "host", hostPath: { path: "/mnt/data" } },
     ]);
-    expect(trainer(r.trainJob).env?.map((e) => e.name)).toEqual(["A", "FROM_CM", "POD_NAME", "JOB_ID"]);
+    expect(trainer(r.trainJob).env?.map((e) => e.name)).toEqual([
+      "A",
+      "FROM_CM",
+      "POD_NAME",
+      "JOB_ID",
+      "JOBSET_RESTART_ATTEMPT",
+    ]);
     expect(r.configMap).toBeUndefined();
   });
 

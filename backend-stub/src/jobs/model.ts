@@ -1,5 +1,6 @@
 /** The in-memory job and the JSON views the API answers with. */
 import type { DonePayload, EventPayload, HeartbeatPayload, JobState } from "../../../src/contract/index.ts";
+import { newAttemptState, type AttemptState, type AttemptView } from "./attempts.ts";
 
 export type StoredHeartbeat = HeartbeatPayload & { received_at: string };
 export type StoredEvent = EventPayload & { received_at: string };
@@ -9,7 +10,10 @@ export interface Transition {
   from: JobState | null;
   to: JobState;
   at: string;
-  /** What caused it: `created`, `queued`, `heartbeat`, `event:started`, `done`, `cancelled`. */
+  /**
+   * What caused it: `created`, `queued`, `heartbeat`, `event:started`, `done`, `cancelled`; entries with `from`
+   * equal to `to` are notes on the timeline (`attempt 0 failed: <reason>`, `attempt 1 started`).
+   */
   cause: string;
 }
 
@@ -43,6 +47,7 @@ export interface Job {
   nnodes: number | undefined;
   lastHeartbeatAt: string | undefined;
   idempotency: Map<string, IdempotencyEntry>;
+  attempts: AttemptState;
 }
 
 /** Per-epoch metric series for charts: one x array and one y array per metric name (null where absent). */
@@ -69,6 +74,9 @@ export interface JobSummary {
   heartbeat_count: number;
   event_count: number;
   exit_code: number | null;
+  /** The newest attempt that reported (null before any report). */
+  attempt: number | null;
+  max_restarts: number;
 }
 
 export interface JobView extends JobSummary {
@@ -79,9 +87,17 @@ export interface JobView extends JobSummary {
   /** Multi-node jobs: every node's `done`, by node rank. */
   node_done: StoredDone[];
   metric_series: MetricSeries;
+  /** Every run of the job (attempt, container restart), oldest first. */
+  attempts: AttemptView[];
 }
 
-export function newJob(id: string, name: string | undefined, at: string, via: "api" | "callback"): Job {
+export function newJob(
+  id: string,
+  name: string | undefined,
+  at: string,
+  via: "api" | "callback",
+  maxRestarts = 0,
+): Job {
   return {
     id,
     name,
@@ -98,6 +114,7 @@ export function newJob(id: string, name: string | undefined, at: string, via: "a
     nnodes: undefined,
     lastHeartbeatAt: undefined,
     idempotency: new Map(),
+    attempts: newAttemptState(maxRestarts),
   };
 }
 
@@ -128,6 +145,8 @@ export function summarize(job: Job): JobSummary {
     heartbeat_count: job.heartbeats.length,
     event_count: job.events.length,
     exit_code: job.done?.exit_code ?? null,
+    attempt: job.attempts.current ?? null,
+    max_restarts: job.attempts.maxRestarts,
   };
 }
 
@@ -140,13 +159,14 @@ export function viewOf(job: Job): JobView {
     done: job.done ?? null,
     node_done: [...job.nodeDone.values()].sort((a, b) => (a.node_rank ?? 0) - (b.node_rank ?? 0)),
     metric_series: metricSeries(job.heartbeats),
+    attempts: job.attempts.runs,
   };
 }
 
 /**
  * Metric series from the heartbeats that carry metrics, keyed by epoch (or step, or arrival order when neither is
- * reported). A resumed job reports some epochs again; the latest value of an epoch wins, and x stays ascending
- * (uPlot needs sorted x).
+ * reported). A resumed job (the next attempt, from the last checkpoint) reports some epochs again; the latest value
+ * of an epoch wins, so the attempts make one continuous curve, and x stays ascending (uPlot needs sorted x).
  */
 export function metricSeries(heartbeats: readonly StoredHeartbeat[]): MetricSeries {
   const withMetrics = heartbeats.filter((h) => Object.keys(h.metrics).length > 0);

@@ -18,6 +18,8 @@ export interface JobCreatedRecord extends RecordBase {
   name?: string;
   /** How the job came to exist: the management API, or a validly signed callback for an unknown job. */
   via: "api" | "callback";
+  /** The job's restart budget (`max_restarts`); absent = 0. */
+  max_restarts?: number;
 }
 export interface JobQueuedRecord extends RecordBase {
   type: "job_queued";

@@ -20,6 +20,7 @@ import {
   type Transition,
 } from "./model.ts";
 import type { JournalRecord, ReportRecord } from "./records.ts";
+import { absorbFailure, attemptConflict, endRun, enterRun } from "./attempts.ts";
 
 /** Idempotency keys remembered per job (oldest forgotten first): retries come within minutes, not 10,000 reports. */
 export const IDEMPOTENCY_KEYS_PER_JOB = 10_000;
@@ -29,6 +30,8 @@ const settled: Promise<void> = Promise.resolve();
 export interface Applied {
   job: Job;
   transition: Transition | undefined;
+  /** Every timeline entry the record added: the state change and notes on attempts. */
+  transitions?: Transition[];
   /** For a report record: the answer the sender gets (and gets again for a retry with the same key). */
   answer: CallbackAnswer | undefined;
   /** For a report record: what was stored (the job's arrays move on before listeners hear of this one). */
@@ -47,9 +50,15 @@ export class JobStore {
     if (isTerminal(job.state)) {
       return `job ${job.id} already ended (${job.state}); no ${report.kind} is accepted after the end`;
     }
+    const superseded = attemptConflict(job, report.payload);
+    if (superseded !== undefined) return superseded;
     if (report.kind === "done") {
-      const rank = multiNodeRank(report.payload as DonePayload);
-      if (rank !== undefined && job.nodeDone.has(rank)) return `node ${rank} of job ${job.id} already reported done`;
+      const done = report.payload as DonePayload;
+      const rank = multiNodeRank(done);
+      // A newer attempt's nodes start afresh (its first report clears the older attempt's node dones).
+      const sameAttempt = (done.attempt ?? 0) === (job.attempts.current ?? 0);
+      if (rank !== undefined && sameAttempt && job.nodeDone.has(rank))
+        return `node ${rank} of job ${job.id} already reported done`;
     }
     return undefined;
   }
@@ -82,7 +91,7 @@ export class JobStore {
   apply(record: JournalRecord): Applied {
     if (record.type === "job_created") {
       if (this.jobs.has(record.job_id)) throw inconsistent(record, "the job already exists");
-      const job = newJob(record.job_id, record.name, record.at, record.via);
+      const job = newJob(record.job_id, record.name, record.at, record.via, record.max_restarts ?? 0);
       this.jobs.set(job.id, job);
       return { job, transition: job.transitions[0], answer: undefined };
     }
@@ -101,6 +110,8 @@ export class JobStore {
 
   #applyReport(job: Job, record: ReportRecord): Applied {
     if (isTerminal(job.state)) throw inconsistent(record, `the job already ended (${job.state})`);
+    const timelineBefore = job.transitions.length;
+    enterRun(job, record.payload, record.at);
     let transition: Transition | undefined;
     let item: StoredHeartbeat | StoredEvent | StoredDone;
     const wake = (cause: string): void => {
@@ -121,6 +132,11 @@ export class JobStore {
       case "done": {
         const done: StoredDone = { ...record.payload, received_at: record.at };
         item = done;
+        if (absorbFailure(job, done, record.at)) {
+          // The run failed with restarts left: the job goes on with the next attempt.
+          wake("done:failed attempt");
+          break;
+        }
         const rank = multiNodeRank(done);
         if (rank !== undefined) {
           // One node of several: the job ends at the first failure, or when every node has succeeded.
@@ -136,6 +152,7 @@ export class JobStore {
           job.done = done;
         }
         transition = move(job, stateForDone(done.status), record.at, `done:${done.status}`);
+        endRun(job, done, record.at);
         break;
       }
     }
@@ -148,7 +165,7 @@ export class JobStore {
         if (oldest.done !== true) job.idempotency.delete(oldest.value);
       }
     }
-    return { job, transition, answer, item };
+    return { job, transition, transitions: job.transitions.slice(timelineBefore), answer, item };
   }
 }
 
