@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agent.ts";
 import type { StoredCheckpoint } from "../contract/index.ts";
 import { AgentError } from "../errors/index.ts";
+import type { RetryDeps } from "../retry/index.ts";
 import { checkpointLocation, type CheckpointLocation } from "./checkpoint/layout.ts";
 import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
 import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
@@ -25,6 +26,8 @@ export interface StorageDeps {
   stderr?: ProgressSink;
   /** Timeouts and sizes; tests shorten them. */
   tuning?: Partial<StorageTuning>;
+  /** The waits between re-requests of a broken body; tests inject them. */
+  retry?: Pick<RetryDeps, "sleep" | "random">;
 }
 
 export interface ClosableStorage extends Storage {
@@ -81,6 +84,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
     now: deps.now ?? Date.now,
     stderr: deps.stderr ?? process.stderr,
     tuning,
+    retryDeps: deps.retry ?? {},
   };
   const known: KnownFiles = new Map();
   let location: Promise<CheckpointLocation | string> | undefined;

@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAgentError } from "../../src/errors/index.ts";
-import { createStorage } from "../../src/storage/index.ts";
+import { createStorage, type StorageDeps } from "../../src/storage/index.ts";
 import { startFaultProxy, type Fault } from "./fault-proxy.ts";
 import {
   archive,
@@ -59,6 +59,7 @@ async function pullWith(
   key: string,
   extra: Record<string, string> = {},
   more: Partial<typeof tuning> = {},
+  retry?: StorageDeps["retry"],
 ) {
   const proxy = await startFaultProxy(server.endpoint, plan);
   const dir = path.join(await tmpDir(), "dataset");
@@ -71,7 +72,7 @@ async function pullWith(
       STORAGE_CONCURRENCY: "4",
       ...extra,
     }),
-    { logger: quietLogger(), tuning: { ...tuning, ...more } },
+    { logger: quietLogger(), tuning: { ...tuning, ...more }, retry },
   );
   const started = Date.now();
   try {
@@ -97,7 +98,8 @@ describe.each([
     key: string,
     extra: Record<string, string> = {},
     more: Partial<typeof tuning> = {},
-  ) => pullWith(plan, key, { STORAGE_DIRECT_READS: direct, ...extra }, { httpReader, ...more });
+    retry?: StorageDeps["retry"],
+  ) => pullWith(plan, key, { STORAGE_DIRECT_READS: direct, ...extra }, { httpReader, ...more }, retry);
 
   it.each(["datasets/f.zip", "datasets/f.tgz"])(
     "%s: 500 answers on every third ranged GET -> complete and exact",
@@ -150,6 +152,29 @@ describe.each([
     expect(r.error).toBeUndefined();
     expect(r.proxy.rangedGets).toBeGreaterThan(9); // 600 kB in 64 KiB parts
     expect((await fs.readFile(path.join(r.dir, "big.bin"))).equals(bigObject)).toBe(true);
+  });
+
+  it("a body broken twice in a row waits as the range policy says before each re-request (injected sleep)", async () => {
+    const waits: number[] = [];
+    const sleep = (ms: number): Promise<void> => {
+      waits.push(ms);
+      return Promise.resolve();
+    };
+    // One GET at a time, so the first two GETs are the same range, reset before 256 KiB arrived.
+    const r = await pullThrough(
+      (n) => (n <= 2 ? "reset" : "pass"),
+      "objects/big.bin",
+      { STORAGE_CONCURRENCY: "1" },
+      {},
+      {
+        sleep,
+        random: () => 1,
+      },
+    );
+    expect(r.error).toBeUndefined();
+    expect((await fs.readFile(path.join(r.dir, "big.bin"))).equals(bigObject)).toBe(true);
+    // 200 ms doubling, +50 % at random() = 1.
+    expect(waits).toEqual([300, 600]);
   });
 
   it("stalled bodies (slower than the idle timeout) are dropped and re-requested", async () => {

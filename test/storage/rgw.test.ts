@@ -203,7 +203,7 @@ else
       const wrong = await store({ S3_SECRET_ACCESS_KEY: "not-the-secret" });
       try {
         const refused = await wrong.head(`${prefix}/x`).catch((e: unknown) => e);
-        expect(isAgentError(refused, "STORAGE_UNAVAILABLE")).toBe(true);
+        expect(isAgentError(refused, "STORAGE_DENIED")).toBe(true);
         // HEAD has no body, so no code: the status and the object still tell what happened.
         expect((refused as Error).message).toMatch(
           new RegExp(`^HEAD s3://${bucket}/${prefix}/x was refused \\(HTTP 403`),

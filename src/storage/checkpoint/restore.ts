@@ -124,7 +124,9 @@ export async function restoreLatestCheckpoint(
       if ((error as { name?: string }).name === "AbortError") throw error;
       if (
         error instanceof AgentError &&
-        (error.code === "CHECKPOINT_RESTORE_FAILED" || error.code === "STORAGE_UNAVAILABLE")
+        (error.code === "CHECKPOINT_RESTORE_FAILED" ||
+          error.code === "STORAGE_UNAVAILABLE" ||
+          error.code === "STORAGE_DENIED")
       )
         throw error;
       throw new AgentError(

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { StorageConfig } from "../../config/agent.ts";
+import type { RetryDeps } from "../../retry/index.ts";
 import type { ObjectStore } from "../store/types.ts";
 import type { PartBuffers, Pool } from "./pool.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -52,6 +53,8 @@ export interface StorageContext {
   now: () => number;
   stderr: ProgressSink | undefined;
   tuning: StorageTuning;
+  /** The waits between re-requests of a broken body (abortableSleep and Math.random unless injected). */
+  retryDeps: Pick<RetryDeps, "sleep" | "random">;
 }
 
 export function rangeSource(
@@ -70,6 +73,7 @@ export function rangeSource(
     partSize: ctx.tuning.downloadPartSize,
     retries: ctx.tuning.rangeRetries,
     idleTimeoutMs: ctx.tuning.idleTimeoutMs,
+    retryDeps: ctx.retryDeps,
     ...extra,
   };
 }

@@ -6,8 +6,9 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { setTimeout as delay } from "node:timers/promises";
 import { AgentError, isAgentError } from "../../errors/index.ts";
+import { abortableSleep, backoffDelay, type RetryDeps, type RetryPolicy } from "../../retry/index.ts";
+import { isResumableNetworkError } from "../store/errors.ts";
 import type { ObjectStore } from "../store/types.ts";
 import type { PartBuffers, Pool } from "./pool.ts";
 import { noteBytes } from "./scavenge.ts";
@@ -26,6 +27,8 @@ export interface RangeSource {
   retries: number;
   /** A body that sends nothing for this long is dropped and re-requested, ms. */
   idleTimeoutMs: number;
+  /** The waits between re-requests (tests inject them). */
+  retryDeps?: Pick<RetryDeps, "sleep" | "random">;
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
 }
@@ -33,12 +36,23 @@ export interface RangeSource {
 /** Bytes an attempt must deliver before a later failure counts as a fresh one. */
 const MIN_PROGRESS = 256 * 1024;
 
-function isFatal(error: unknown): boolean {
-  if (!isAgentError(error)) return (error as { name?: string } | undefined)?.name === "AbortError";
-  return (
-    error.code !== "STORAGE_FAILED" &&
-    !(error.code === "STORAGE_UNAVAILABLE" && /ECONN|ETIMEDOUT|EPIPE/.test(error.message))
-  );
+/**
+ * Re-requests of a broken body: 200 ms doubling to 5 s, each ±50 % (the SDK retries failed requests on its own).
+ * Broken bodies, stalls and sockets that broke are worth another try; a refusal, a changed object, a missing host
+ * or an abort is not.
+ */
+export function rangeRetryPolicy(retries: number): RetryPolicy {
+  return {
+    maxRetries: retries,
+    minDelayMs: 300,
+    maxDelayMs: 7_500,
+    factor: 2,
+    jitter: 2 / 3,
+    retryOn: (error) =>
+      isAgentError(error)
+        ? error.code === "STORAGE_FAILED" || isResumableNetworkError(error)
+        : (error as { name?: string } | undefined)?.name !== "AbortError",
+  };
 }
 
 async function* withIdleTimeout(stream: Readable, idleMs: number, what: string): AsyncGenerator<Buffer> {
@@ -73,7 +87,7 @@ async function* streamAttempt(src: RangeSource, pos: number, end: number, where:
 
 /**
  * After a failed attempt: rethrows what retrying cannot fix, gives up after src.retries failures in a row, else
- * waits (exponential backoff with jitter) and returns the new count. `progressed` = bytes the attempt delivered.
+ * waits (rangeRetryPolicy) and returns the new count. `progressed` = bytes the attempt delivered.
  */
 async function afterFailure(
   src: RangeSource,
@@ -82,14 +96,16 @@ async function afterFailure(
   failures: number,
   progressed: number,
 ): Promise<number> {
-  if (isFatal(error)) throw error;
+  const policy = rangeRetryPolicy(src.retries);
   // Reset only after real progress: a server that trickles a few bytes per attempt must still fail in bounded time.
   const n = (progressed >= MIN_PROGRESS ? 0 : failures) + 1;
-  if (n > src.retries)
+  if (!policy.retryOn(error, n)) throw error;
+  if (n > policy.maxRetries)
     throw new AgentError("STORAGE_FAILED", `GET ${where} failed ${n} times in a row: ${(error as Error).message}`, {
       cause: error,
     });
-  await delay(Math.min(200 * 2 ** (n - 1), 5_000) * (0.5 + Math.random()), undefined, { signal: src.signal });
+  const sleep = src.retryDeps?.sleep ?? abortableSleep;
+  await sleep(backoffDelay(policy, n, src.retryDeps?.random), src.signal);
   return n;
 }
 

@@ -27,6 +27,23 @@ const NETWORK_CODES = new Set([
   "EHOSTUNREACH",
 ]);
 
+/** Network failures a re-request from the same byte can outlive: the store was reached and the socket broke. */
+const RESUMABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"]);
+
+/** The system error code (ECONNRESET...) of an error or of its cause: the SDK wraps the socket's error. */
+export function systemCodeOf(error: unknown): string | undefined {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  const code = e?.code ?? e?.cause?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Whether a ranged read that failed with this error is worth re-requesting (not a refusal, not a missing host). */
+export function isResumableNetworkError(error: unknown): boolean {
+  if (!(error instanceof AgentError) || error.code !== "STORAGE_UNAVAILABLE") return false;
+  const code = systemCodeOf(error.cause);
+  return code !== undefined && RESUMABLE_CODES.has(code);
+}
+
 /**
  * Turns an SDK/network error into an AgentError whose message names the operation and object but never a
  * credential, signature or presigned URL (SDK messages are reduced to the error name and status).
@@ -36,7 +53,7 @@ export function storageError(error: unknown, op: string, where: string): AgentEr
   const e = (error ?? {}) as SdkLikeError;
   const status = statusOf(error);
   const name = e.name ?? "Error";
-  const code = e.code ?? (error as { cause?: { code?: string } } | undefined)?.cause?.code;
+  const code = systemCodeOf(error);
   if (status === 412 || name === "PreconditionFailed")
     return new AgentError(
       "DATASET_CHANGED",
@@ -47,7 +64,7 @@ export function storageError(error: unknown, op: string, where: string): AgentEr
     );
   if (status === 401 || status === 403)
     return new AgentError(
-      "STORAGE_UNAVAILABLE",
+      "STORAGE_DENIED",
       `${op} ${where} was refused (HTTP ${status} ${name}): check the access key, secret and bucket permissions`,
       { cause: error },
     );
