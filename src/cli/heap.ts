@@ -1,8 +1,7 @@
 /**
- * Keeps V8's young generation at its starting size for the agent's lifetime. A dataset pull allocates a
- * buffer wrapper per socket chunk; with the default growth V8 doubles the young generation up to its maximum
- * and the agent's heap reaches ~150 MiB with ~25 MiB live. Without growth, a 1 GiB zip pull peaks at ~170 MiB
- * RSS instead of ~215 MiB and uses a quarter less CPU (scavenges of a small, cache-resident space are cheap).
+ * Keeps V8's young generation at its starting size for the agent's lifetime: a dataset pull's garbage is
+ * short-lived, and scavenges of a small, cache-resident space cost less CPU and RSS than a grown one
+ * (docs/storage.md, "Memory and garbage collection", has the measurements).
  *
  * The growth factor is read each time V8 considers growing, so it can be set after start-up, which keeps the
  * flag out of the single executable's execArgv (a flag there invalidates its code cache). A user who sizes the
@@ -25,8 +24,8 @@ export function keepYoungGenerationSmall(env: NodeJS.ProcessEnv, execArgv: reado
 /**
  * Lets transfers run a young-generation collection every few MiB received (src/storage/internal/scavenge.ts).
  * V8's `gc` function only exists when --expose-gc was set before a context is made: set the flag now, and take `gc`
- * from a fresh context on the first collection (a context costs ~1.5 ms, which commands that move no data never
- * pay), leaving the main context's globals untouched.
+ * from a fresh context on the first collection (so commands that move no data never pay for one), leaving the
+ * main context's globals untouched.
  */
 function installScavenger(): void {
   try {

@@ -2,9 +2,9 @@
  * Writes many small files from worker threads with plain synchronous calls, handed over in batches.
  *
  * `fs.promises.writeFile` costs three thread-pool round trips per file (open, write, close), and each one wakes a
- * sleeping pool thread: on a VM vCPU that is an inter-processor interrupt. For a 10k-file dataset that was about
- * 1 s of event-loop time and the largest CPU cost of a zip pull after the bytes themselves. A worker that receives
- * 64 files in one message and writes them one after the other makes one wake-up per batch.
+ * sleeping pool thread (on a VM vCPU, an inter-processor interrupt): for a many-file dataset the largest CPU cost
+ * of a zip pull after the bytes themselves (docs/storage.md has the numbers). A worker that receives 64 files in
+ * one message and writes them one after the other makes one wake-up per batch.
  *
  * Each file's bytes are copied at once into the batch's staging buffer, which moves to the worker and comes back
  * with the answer: no caller memory is ever transferred (a transferred slice of Node's shared buffer pool would
@@ -61,10 +61,8 @@ interface Lane {
 }
 
 /**
- * The worker only loops over synchronous writes, so a small heap is plenty; V8's defaults for a worker (a young
- * generation of up to 16 MiB, an old generation sized like the main thread's) only give its garbage room to pile up
- * in the agent's RSS. Measured on 10k-file pulls, the worker costs 15-40 MiB of RSS either way; with these limits
- * the peaks spread less (177-197 MiB against 176-212 MiB).
+ * The worker only loops over synchronous writes, so a small heap is plenty; V8's defaults for a worker only give
+ * its garbage room to pile up in the agent's RSS (docs/storage.md, "Memory and garbage collection").
  */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 32, stackSizeMb: 1 };
 

@@ -284,10 +284,9 @@ const WRITE_SLICE = 1024 * 1024;
 
 /**
  * Reads [start, end) in place into a reused part buffer and writes it at start, a WRITE_SLICE at a time as the
- * bytes land: written whole after the last byte, an 8 MiB part has left the CPU's caches, and the kernel's copy
- * into the page cache reads it back from memory (perf, 256 MiB download: 25-50 % more samples in the two copies
- * than rclone, which writes 32 KiB at a time). Under one pool slot; the buffer goes back only after every write
- * that reads it has settled.
+ * bytes land: written whole after the last byte, a part has left the CPU's caches, and the kernel's copy into the
+ * page cache reads it back from memory (docs/storage.md has the measurements). Under one pool slot; the buffer
+ * goes back only after every write that reads it has settled.
  */
 async function landAndWrite(src: RangeSource, start: number, end: number, out: PositionalWrites): Promise<void> {
   const release = await src.pool.acquire();
@@ -333,8 +332,8 @@ export interface PositionalWrites {
 
 /**
  * fh's writes, one at a time. A buffered write holds the file's inode lock, so parts of one file written in
- * parallel from the thread pool only spin on it (perf, 1 GiB download: ~9 % of all CPU in rwsem_spin_on_owner);
- * queued here they cost one thread and no spinning, and the reads go on meanwhile.
+ * parallel from the thread pool only spin on it (docs/storage.md); queued here they cost one thread and no
+ * spinning, and the reads go on meanwhile.
  */
 function oneWriteAtATime(fh: FileHandle): PositionalWrites {
   let tail: Promise<unknown> = Promise.resolve();

@@ -2,8 +2,8 @@
  * Ranged GETs over plain HTTP (a MinIO or other S3-compatible endpoint at http://) that land straight in the
  * caller's buffer. `net.Socket`'s `onread` reads each socket chunk into the destination itself, so a GiB arrives
  * with no allocation and no copy. node:http allocates a fresh 64 KiB buffer for every socket read, and the SDK
- * wraps each one in a stream chunk: on this project's bench machine that costs ~1.7 s of CPU per GiB against
- * ~0.2 s here, plus the garbage collection that drives RSS up during a pull.
+ * wraps each one in a stream chunk: several times the CPU of this path, plus the garbage collection that drives RSS
+ * up during a pull (docs/storage.md, "Client settings", has the numbers).
  *
  * Requests are signed by the SDK's own SigV4 signer, with the client's credentials and region. Only the success
  * path lives here. Any answer that is not a plain 200/206 with a Content-Length (an error status, a redirect,

@@ -5,7 +5,7 @@
  * MinIO (virtual-host style needs MINIO_DOMAIN on the server), SDK retries on (standard mode). Integrity is checked
  * by the callers instead: Content-MD5 on every upload, If-Match on every ranged GET, CRC32 per zip entry, ETags.
  * Uploads are signed with UNSIGNED-PAYLOAD, as the AWS CLI does: over a plain-http endpoint the SDK would otherwise
- * SHA-256 every body on the event loop (1.2 s of CPU per GiB) for a guarantee Content-MD5 already gives.
+ * SHA-256 every body on the event loop (docs/storage.md has the cost) for a guarantee Content-MD5 already gives.
  */
 import http from "node:http";
 import https from "node:https";
@@ -26,7 +26,7 @@ export interface S3StoreOptions {
   connectTimeoutMs: number;
   maxAttempts: number;
   /**
-   * The in-place reader for a plain-http endpoint: `socket` (direct-get.ts, the default: 4x less CPU than undici
+   * The in-place reader for a plain-http endpoint: `socket` (direct-get.ts, the default: far less CPU than undici
    * here) or `undici` (what https endpoints always use), for tests and the bench to compare them.
    */
   httpReader?: "socket" | "undici";

@@ -1,10 +1,9 @@
 /**
  * Ranged GETs over https (R2, AWS S3, an in-cluster store behind TLS) that land in the caller's buffer, on undici:
  * a dispatcher handler copies each body chunk to its place in the part buffer as the parser hands it over, so no
- * stream, no async iterator and no SDK middleware stand between the socket and the part (the SDK's path costs
- * 1.6-2.9 s of user CPU per GiB; docs/storage.md has the numbers). Plain http stays on direct-get.ts: its
- * `onread` socket reads land with no per-read buffer at all, which measured 4x less CPU than this on the same run
- * (`onread` does not exist for TLS sockets).
+ * stream, no async iterator and no SDK middleware stand between the socket and the part. Plain http stays on
+ * direct-get.ts: its `onread` socket reads land with no per-read buffer at all, far cheaper than this
+ * (`onread` does not exist for TLS sockets; docs/storage.md, "Client settings", has the numbers).
  *
  * The contract is direct-get.ts's: requests signed by the SDK's SigV4 signer; only the success path lives here. An
  * answer that is not a success (an error status, a redirect: the SDK maps it, with its retries), one that is not the
