@@ -8,9 +8,8 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exitCodeFor, isAgentError, type AgentError } from "../../src/errors/index.ts";
-import { createStorage } from "../../src/storage/index.ts";
 import { isResumableNetworkError, systemCodeOf } from "../../src/storage/store/errors.ts";
-import { config, quietLogger, tmpDir } from "./helpers.ts";
+import { pullError, quietLogger, tmpDir } from "./helpers.ts";
 
 /** A store answering every request as S3 does a bad signature: 403 with an S3 error body. */
 let refusing: http.Server;
@@ -33,23 +32,15 @@ afterAll(async () => {
 });
 
 async function pullFrom(endpoint: string): Promise<unknown> {
-  const storage = await createStorage(
-    config({
+  return pullError(
+    {
       S3_ENDPOINT: endpoint,
       S3_BUCKET: "data",
       DATASET_URI: "s3://data/datasets/f.zip",
       DATASET_DIR: path.join(await tmpDir(), "dataset"),
-    }),
+    },
     { logger: quietLogger(), tuning: { maxAttempts: 2, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000 } },
   );
-  try {
-    await storage.pullDataset({});
-    return undefined;
-  } catch (error) {
-    return error;
-  } finally {
-    storage.close();
-  }
 }
 
 /** A loopback port nothing listens on (bound, then closed). */

@@ -13,6 +13,7 @@ import { S3Client, PutObjectCommand, CreateBucketCommand } from "@aws-sdk/client
 import pino from "pino";
 import { afterAll } from "vitest";
 import { loadAgentConfig, type AgentConfig } from "../../src/config/index.ts";
+import { createStorage, type StorageDeps } from "../../src/storage/index.ts";
 
 export interface TestServer {
   endpoint: string;
@@ -142,6 +143,22 @@ export function config(env: Record<string, string | undefined>): AgentConfig {
 }
 
 export const quietLogger = (): pino.Logger => pino({ level: "silent" });
+
+/** One dataset pull with this environment: its error, or undefined when it succeeded. */
+export async function pullError(
+  env: Record<string, string | undefined>,
+  deps: StorageDeps = { logger: quietLogger() },
+): Promise<unknown> {
+  const storage = await createStorage(config(env), deps);
+  try {
+    await storage.pullDataset({});
+    return undefined;
+  } catch (error) {
+    return error;
+  } finally {
+    storage.close();
+  }
+}
 
 /** Records log lines in memory (to assert on them, e.g. that no secret appears). */
 export function memoryLogger(): { logger: pino.Logger; lines: string[] } {

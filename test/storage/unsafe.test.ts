@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAgentError } from "../../src/errors/index.ts";
 import { createStorage } from "../../src/storage/index.ts";
-import { config, createBucket, put, quietLogger, startFauxqs, tmpDir, type TestServer } from "./helpers.ts";
+import { config, createBucket, pullError, put, quietLogger, startFauxqs, tmpDir, type TestServer } from "./helpers.ts";
 
 let server: TestServer;
 let fixtures: string;
@@ -167,26 +167,14 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
   });
 
   describe("the pull replaces only a DATASET_DIR it made", () => {
-    const pullInto = async (dir: string, ck: string, name = "good.zip"): Promise<unknown> => {
-      const storage = await createStorage(
-        config({
-          S3_ENDPOINT: server.endpoint,
-          S3_BUCKET: "data",
-          DATASET_URI: `s3://data/datasets/${name}`,
-          DATASET_DIR: dir,
-          CHECKPOINT_DIR: ck,
-        }),
-        { logger: quietLogger() },
-      );
-      try {
-        await storage.pullDataset({});
-        return undefined;
-      } catch (error) {
-        return error;
-      } finally {
-        storage.close();
-      }
-    };
+    const pullInto = (dir: string, ck: string, name = "good.zip"): Promise<unknown> =>
+      pullError({
+        S3_ENDPOINT: server.endpoint,
+        S3_BUCKET: "data",
+        DATASET_URI: `s3://data/datasets/${name}`,
+        DATASET_DIR: dir,
+        CHECKPOINT_DIR: ck,
+      });
 
     it("refuses when CHECKPOINT_DIR reaches into DATASET_DIR through a symbolic link, and keeps the checkpoint", async () => {
       const root = await tmpDir("unsafe-cklink-");
