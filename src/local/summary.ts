@@ -1,5 +1,6 @@
 /** The one summary a local run prints at the end. */
 import { count, formatBytes } from "../log/units.ts";
+import { isManifestKey } from "../storage/checkpoint/layout.ts";
 import type { JobSnapshot } from "./backend.ts";
 
 export interface NodeOutcome {
@@ -41,7 +42,7 @@ export function formatSummary(s: SummaryInput): string {
       .map((n) => `${n.label}: exit ${n.exitCode ?? "?"}${n.terminatedByRunner ? " (stopped)" : ""}`)
       .join(", ")}`,
   );
-  const files = s.checkpointKeys.filter((k) => !k.key.includes("/_manifests/"));
+  const files = s.checkpointKeys.filter((k) => !isManifestKey(k.key));
   const manifests = s.checkpointKeys.length - files.length;
   if (s.checkpointKeys.length === 0) lines.push("checkpoints none in the bucket");
   else {

@@ -116,6 +116,31 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/model\.bin {2}\(24 MiB\)/);
   }, 60_000);
 
+  it("CHECKPOINT_UPLOAD=sharded: each node's part of the job's checkpoints is listed, manifests left out", async () => {
+    const workdir = join(tmp, "run-sharded");
+    const script = join(tmp, "sharded_checkpoint.py");
+    await writeFile(
+      script,
+      [
+        "import os, trainer_agent",
+        "path = os.path.join(os.environ['CHECKPOINT_DIR'], 'shard.bin')",
+        "with open(path, 'wb') as f:",
+        "    f.write(b'x' * 1000)",
+        "trainer_agent.checkpoint(path)",
+        "trainer_agent.report(epoch=1, total_epochs=1, loss=0.1)",
+      ].join("\n"),
+    );
+    const res = await cli(["--nodes", "2", "--workdir", workdir, "--", "python3", script], {
+      ...baseEnv(),
+      CHECKPOINT_UPLOAD: "sharded",
+    });
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/checkpoints 2 objects in bucket trainer-local \(\+ 2 manifests under _manifests\/\)/);
+    for (const node of ["node-0", "node-1"])
+      expect(res.stdout).toMatch(new RegExp(`s3://trainer-local/checkpoints/job-[\\w-]+/${node}/shard\\.bin`));
+    expect(res.stdout).not.toMatch(/s3:\/\/\S+\/_manifests\//);
+  }, 60_000);
+
   it("stops every node cleanly on Ctrl-C: SIGINT -> agents cancel, exit 130, no process left", async () => {
     const marker = `0.0${Date.now()}`; // a unique --lr to find leftover processes by
     let sent = false;

@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { createLinePrefixer, nodeLabel, readableLogLine } from "../../src/local/display.ts";
 import { exampleRun, findTorchPython } from "../../src/local/example.ts";
 import { freePorts } from "../../src/local/ports.ts";
-import { checkpointPrefixFor, runLocal } from "../../src/local/runner.ts";
+import { runLocal } from "../../src/local/runner.ts";
+import { checkpointRoot } from "../../src/storage/checkpoint/layout.ts";
 import { count, formatBytes, significant } from "../../src/log/units.ts";
 import { datasetIdFor } from "../../src/local/s3.ts";
 import { formatSummary } from "../../src/local/summary.ts";
@@ -66,9 +67,10 @@ describe("local run helpers", () => {
     [undefined, "trainer-local", "abc", { bucket: "trainer-local", prefix: "checkpoints/job-abc/" }],
     ["s3://other/runs/7", "trainer-local", "abc", { bucket: "other", prefix: "runs/7/" }],
     ["s3://other/", undefined, "abc", { bucket: "other", prefix: "" }],
-    [undefined, undefined, "abc", undefined],
-  ])("checkpoint prefix of CHECKPOINT_URI %s", (uri, bucket, job, expected) => {
-    expect(checkpointPrefixFor(uri, bucket, job)).toEqual(expected);
+    [undefined, undefined, "abc", { bucket: undefined, prefix: "checkpoints/job-abc/" }],
+    [undefined, "trainer-local", undefined, "neither CHECKPOINT_URI nor JOB_ID is set"],
+  ])("checkpoint root of CHECKPOINT_URI %s (the storage module's layout)", (uri, bucket, jobId, expected) => {
+    expect(checkpointRoot({ checkpointUri: uri, bucket, jobId })).toEqual(expected);
   });
 
   it.each([

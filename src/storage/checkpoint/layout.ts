@@ -8,6 +8,9 @@ import type { ObjectStore } from "../store/types.ts";
 
 export const MANIFEST_FORMAT = "astrago-checkpoint/1";
 
+/** The folder of manifests, in the job's root or in each node's part of it (sharded mode). */
+const MANIFESTS = "_manifests/";
+
 export interface ManifestFile {
   /** Path relative to CHECKPOINT_DIR. */
   path: string;
@@ -40,24 +43,46 @@ export interface CheckpointLocation {
   manifests: string;
 }
 
+/** A job's checkpoints: a bucket (undefined: the store's own, as for STORAGE_TYPE=file) and a key prefix. */
+export interface CheckpointRoot {
+  bucket: string | undefined;
+  /** Key prefix of the whole job ("" or ending in "/"); sharded nodes write below `node-{rank}/` in it. */
+  prefix: string;
+}
+
+/**
+ * Where a job's checkpoints live: CHECKPOINT_URI's bucket and prefix, else `checkpoints/job-{jobId}/` in `bucket`;
+ * a reason when neither names a place. The one place that knows this layout: the agent and `trainer-agent local`
+ * (which lists what the agents stored) both ask here.
+ */
+export function checkpointRoot(where: {
+  checkpointUri: string | undefined;
+  bucket: string | undefined;
+  jobId: string | undefined;
+}): CheckpointRoot | string {
+  if (where.checkpointUri !== undefined) {
+    const parsed = parseUri(where.checkpointUri);
+    const prefix = parsed.key === "" || parsed.key.endsWith("/") ? parsed.key : `${parsed.key}/`;
+    return { bucket: parsed.bucket, prefix };
+  }
+  if (where.jobId === undefined) return "neither CHECKPOINT_URI nor JOB_ID is set";
+  return { bucket: where.bucket, prefix: `checkpoints/job-${where.jobId}/` };
+}
+
+/** Whether a key below a checkpoint root is a manifest (the rest are the checkpoints' files). */
+export function isManifestKey(key: string): boolean {
+  return key.includes(`/${MANIFESTS}`) || key.startsWith(MANIFESTS);
+}
+
 /** This node's checkpoint location, or a reason why checkpoints are off. */
 export async function checkpointLocation(ctx: StorageContext): Promise<CheckpointLocation | string> {
   const { checkpointUri, bucket, type } = ctx.config;
-  let b: string | undefined;
-  let prefix: string;
-  if (checkpointUri !== undefined) {
-    const parsed = parseUri(checkpointUri);
-    b = parsed.bucket;
-    prefix = parsed.key === "" || parsed.key.endsWith("/") ? parsed.key : `${parsed.key}/`;
-  } else {
-    if (ctx.jobId === undefined) return "neither CHECKPOINT_URI nor JOB_ID is set";
-    if (bucket === undefined && type !== "file") return "S3_BUCKET is not set";
-    b = bucket;
-    prefix = `checkpoints/job-${ctx.jobId}/`;
-  }
-  const store = await ctx.storeFor(b);
-  const base = ctx.config.checkpointUpload === "sharded" ? `${prefix}node-${ctx.nodeRank}/` : prefix;
-  return { store, bucketLabel: store.label, base, manifests: `${base}_manifests/` };
+  const root = checkpointRoot({ checkpointUri, bucket, jobId: ctx.jobId });
+  if (typeof root === "string") return root;
+  if (root.bucket === undefined && type !== "file") return "S3_BUCKET is not set";
+  const store = await ctx.storeFor(root.bucket);
+  const base = ctx.config.checkpointUpload === "sharded" ? `${root.prefix}node-${ctx.nodeRank}/` : root.prefix;
+  return { store, bucketLabel: store.label, base, manifests: `${base}${MANIFESTS}` };
 }
 
 /** Manifest key: zero-padded time (ms) then a sequence number, so lexical order is creation order. */
