@@ -44,6 +44,7 @@ const MIN_PROGRESS = 256 * 1024;
 export function rangeRetryPolicy(retries: number): RetryPolicy {
   return {
     maxRetries: retries,
+    // backoffDelay draws from [base / 3, base] at this jitter: 100-300 ms first, 2.5-7.5 s at the cap.
     minDelayMs: 300,
     maxDelayMs: 7_500,
     factor: 2,
@@ -87,7 +88,8 @@ async function* streamAttempt(src: RangeSource, pos: number, end: number, where:
 
 /**
  * After a failed attempt: rethrows what retrying cannot fix, gives up after src.retries failures in a row, else
- * waits (rangeRetryPolicy) and returns the new count. `progressed` = bytes the attempt delivered.
+ * waits (rangeRetryPolicy) and returns the new count. `progressed` = bytes the attempt delivered. The count lives
+ * here rather than in retry(): it restarts after real progress, and each attempt resumes where the last stopped.
  */
 async function afterFailure(
   src: RangeSource,
