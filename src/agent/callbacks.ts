@@ -1,8 +1,11 @@
 /** The run's callback client, when the backend is configured (BACKEND_BASE_URL and JOB_ID). */
 import type { AgentConfig } from "../config/index.ts";
+import type { StoredCheckpoint } from "../contract/callbacks.ts";
 import type { CallbackClient, RunNumber } from "../callbacks/client.ts";
+import type { ChildResult } from "../process/supervise.ts";
 import type { Logger } from "../log/logger.ts";
 import type { TraceContext } from "../log/trace.ts";
+import type { Verdict } from "./verdict.ts";
 
 export async function openCallbacks(
   config: AgentConfig,
@@ -40,4 +43,35 @@ export async function openCallbacks(
     traceparent: trace.traceparent,
     logger,
   });
+}
+
+/** The run's last callback, then the client closed (its deliveries drained within DONE_DEADLINE_SECONDS). */
+export async function postDone(
+  callbacks: CallbackClient,
+  run: {
+    config: AgentConfig;
+    verdict: Verdict;
+    child: ChildResult | undefined;
+    finalMetrics: Record<string, number> | undefined;
+    checkpoints: StoredCheckpoint[];
+    startedAt: number;
+  },
+): Promise<void> {
+  const { config, verdict, finalMetrics } = run;
+  const logTail = run.child?.logTail.join("\n");
+  await callbacks.done({
+    status: verdict.status,
+    exit_code: verdict.exitCode,
+    ...(verdict.reason !== undefined && { reason: verdict.reason }),
+    ...(logTail !== undefined && logTail !== "" && { log_tail: logTail }),
+    ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
+    checkpoints: run.checkpoints,
+    duration_seconds: Math.max(0, (Date.now() - run.startedAt) / 1000),
+    // A multi-node job ends when every node has succeeded, or at the first failure: the backend needs both.
+    ...(config.distributed.nnodes > 1 && {
+      node_rank: config.distributed.nodeRank,
+      nnodes: config.distributed.nnodes,
+    }),
+  });
+  await callbacks.close();
 }
