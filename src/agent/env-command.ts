@@ -5,8 +5,10 @@
  */
 import { isSecretLookingName, loadAgentConfig, SECRET_ENV_NAMES, type Env } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
-import { commonChildEnv, resolveTraceId, type HostProbe } from "../env/index.ts";
+import type { HostProbe } from "../env/index.ts";
+import { resolveTrace } from "../log/trace.ts";
 import { resolvePlugin } from "../plugins/index.ts";
+import { commonChildEnv } from "./child-env.ts";
 
 export const ENV_FORMATS = ["sh", "json"] as const;
 export type EnvFormat = (typeof ENV_FORMATS)[number];
@@ -20,7 +22,8 @@ export interface EnvCommandOptions {
   env: Env;
   cwd: string;
   probe?: HostProbe;
-  generateTraceId?: () => string;
+  /** Random bytes for a fresh trace id (crypto's by default). */
+  random?: (bytes: number) => Buffer;
 }
 
 /** Names whose values are never printed: the configured secret list, and any credential-looking name. */
@@ -42,7 +45,7 @@ export async function renderEnv(options: EnvCommandOptions): Promise<{ vars: Rec
     cwd: options.cwd,
     ...(options.probe !== undefined && { probe: options.probe }),
   });
-  const base = commonChildEnv(config, resolveTraceId(config, options.generateTraceId));
+  const base = commonChildEnv(config, resolveTrace(config, options.random).traceId);
   const translated =
     plugin.env === undefined ? {} : await plugin.env({ config, env: base, nodeRank: config.distributed.nodeRank });
   const all: Record<string, string> = { ...base, ...translated };

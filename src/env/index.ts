@@ -1,4 +1,3 @@
-export * from "./common.ts";
 export * from "./nproc.ts";
 export * from "./probe.ts";
 export * from "./tensorflow.ts";

@@ -50,7 +50,8 @@ describe("renderEnv", () => {
     expect((await renderEnv({ env: { TRACEPARENT: parent }, cwd: root, probe })).vars.TRACE_ID).toBe(
       "4bf92f3577b34da6a3ce929d0e0e4736",
     );
-    expect((await renderEnv({ env: {}, cwd: root, probe, generateTraceId: () => "gen" })).vars.TRACE_ID).toBe("gen");
+    const random = (bytes: number) => Buffer.alloc(bytes, 0xab);
+    expect((await renderEnv({ env: {}, cwd: root, probe, random })).vars.TRACE_ID).toBe("ab".repeat(16));
   });
 
   it("--nproc-per-node overrides PET_NPROC_PER_NODE and is validated like it", async () => {
