@@ -158,6 +158,18 @@ describe("state machine", () => {
     expect(hb.body.state).toBe("RUNNING");
   });
 
+  it("a liveness heartbeat after an epoch report keeps the job's epoch, progress and ETA", async () => {
+    const job = await s.stub.createJob();
+    const beat = (extra: Record<string, unknown>) =>
+      call(s.url, "POST", callbackPath(job.id, "heartbeat"), { token: job.token, body: heartbeatBody(job.id, extra) });
+    await beat({ epoch: 3, total_epochs: 5, progress: 0.6, eta_seconds: 40, metrics: { loss: 0.5 } });
+    // Another node's liveness beat, or one sent while the child is quiet, arrives last.
+    await beat({ liveness: true });
+    const view = (await call(s.url, "GET", `/v1/jobs/${job.id}`)).body;
+    expect(view).toMatchObject({ epoch: 3, total_epochs: 5, progress: 0.6, eta_seconds: 40, heartbeat_count: 2 });
+    expect(view.latest_metrics).toEqual({ loss: 0.5 });
+  });
+
   it.each([
     ["failed", "FAILED"],
     ["cancelled", "CANCELLED"],

@@ -119,7 +119,11 @@ export function newJob(
 }
 
 export function summarize(job: Job): JobSummary {
-  const last = job.heartbeats.at(-1);
+  // Progress comes from the newest heartbeat that reports some: a liveness beat (another node's, or one sent while
+  // the child is quiet) says the pod is alive, not that the job went back to "no epoch".
+  const last = job.heartbeats.findLast(
+    (h) => h.epoch !== undefined || h.step !== undefined || h.progress !== undefined,
+  );
   let latest: Record<string, number> = {};
   for (let i = job.heartbeats.length - 1; i >= 0; i--) {
     const m = job.heartbeats[i]!.metrics;
