@@ -22,7 +22,7 @@ import type { CallbackConfig } from "../config/index.ts";
 import type { DonePayload, EventPayload, HeartbeatPayload } from "../contract/callbacks.ts";
 import { abortableSleep } from "../retry/index.ts";
 import { createDelivery, type Backoff } from "./delivery.ts";
-import { ReportQueue, type Report, type ReportCounts } from "./queue.ts";
+import { ReportQueue, type Report, type ReportCounts, type ReportKind } from "./queue.ts";
 import {
   CallbackHttpError,
   createRequest,
@@ -181,16 +181,10 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
           { code: "CALLBACK_FAILED", dropped: left, deadline_seconds: config.doneDeadlineSeconds },
           "reports not delivered before the done deadline",
         );
-
-      const body: Record<string, unknown> = { checkpoints: [], ...fields };
-      if (typeof fields.log_tail === "string" && fields.log_tail.length > MAX_LOG_TAIL)
-        body.log_tail = fields.log_tail.slice(-MAX_LOG_TAIL);
-      if (typeof fields.reason === "string") body.reason = truncate(fields.reason, MAX_REASON);
-      const dropped = queue.droppedReports();
-      if (dropped !== undefined) body.dropped_reports = dropped;
       let delivered = false;
       try {
-        await delivery.sendDone(JSON.stringify(stamp(body)), randomUUID(), deadline);
+        const body = stamp(doneBody(fields, queue.droppedReports()));
+        await delivery.sendDone(JSON.stringify(body), randomUUID(), deadline);
         delivered = true;
       } catch (error) {
         logDoneFailure(error);
@@ -227,6 +221,19 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
         "done not delivered before the deadline",
       );
   }
+}
+
+/** `done`'s payload before stamping: long texts cut (the log tail keeps its end), the dropped reports counted. */
+function doneBody(
+  fields: DoneFields,
+  dropped: Partial<Record<ReportKind, number>> | undefined,
+): Record<string, unknown> {
+  const body: Record<string, unknown> = { checkpoints: [], ...fields };
+  if (typeof fields.log_tail === "string" && fields.log_tail.length > MAX_LOG_TAIL)
+    body.log_tail = fields.log_tail.slice(-MAX_LOG_TAIL);
+  if (typeof fields.reason === "string") body.reason = truncate(fields.reason, MAX_REASON);
+  if (dropped !== undefined) body.dropped_reports = dropped;
+  return body;
 }
 
 /** `text` cut to `max` characters, ending in "..." when cut. */

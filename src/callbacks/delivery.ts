@@ -64,7 +64,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
   let sending: Promise<void> | null = null;
   /** Set by `flush`: when the queue must be delivered by. */
   let flushBy: number | null = null;
-  /** Aborted to cut a wait between retries short (`done` started) or an attempt in flight (gave up, closed). */
+  /** Aborted to cut a wait between retries short when `done` starts (its retries then wait less). */
   let wake = new AbortController();
   let batchSupported = true;
 
