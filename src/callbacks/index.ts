@@ -1,7 +1,5 @@
 export {
-  CallbackHttpError,
   createCallbackClient,
-  isRetryableCallbackError,
   type CallbackClient,
   type CallbackClientOptions,
   type DeliveryStats,
@@ -10,5 +8,6 @@ export {
   type EventFields,
   type HeartbeatFields,
 } from "./client.ts";
+export { CallbackHttpError, isRetryableCallbackError } from "./send.ts";
 export { ProgressTracker, startLiveness, type ProgressOptions } from "./progress.ts";
 export { undiciTransport, type PostResult, type Transport } from "./transport.ts";

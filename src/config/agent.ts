@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
+import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
@@ -339,7 +340,12 @@ function readCallbacks(r: EnvReader): CallbackConfig {
     heartbeatIntervalSeconds: r.number("HEARTBEAT_INTERVAL_SECONDS", { min: 1, max: 86_400, fallback: 30 }),
     doneDeadlineSeconds: r.number("DONE_DEADLINE_SECONDS", { min: 0, max: 3_600, fallback: 60 }),
     requestTimeoutSeconds: r.number("CALLBACK_TIMEOUT_SECONDS", { min: 0.1, max: 600, fallback: 10 }),
-    retryMaxDelaySeconds: r.number("CALLBACK_RETRY_MAX_SECONDS", { min: 0.5, max: 600, fallback: 30 }),
+    // The project's retry policy: waits start at its first delay and are capped at its longest by default.
+    retryMaxDelaySeconds: r.number("CALLBACK_RETRY_MAX_SECONDS", {
+      min: DEFAULT_RETRY_POLICY.minDelayMs / 1000,
+      max: 600,
+      fallback: DEFAULT_RETRY_POLICY.maxDelayMs / 1000,
+    }),
   };
 }
 

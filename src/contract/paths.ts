@@ -14,3 +14,8 @@ export function callbackPath(jobId: string, kind: CallbackKind): string {
 export function batchPath(jobId: string): string {
   return `/v1/jobs/${encodeURIComponent(jobId)}/batch`;
 }
+
+/** Path of a job's callback token renewal: `/v1/jobs/{id}/token`. */
+export function tokenPath(jobId: string): string {
+  return `/v1/jobs/${encodeURIComponent(jobId)}/token`;
+}

@@ -8,7 +8,6 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dueForRenewal, expiryOf } from "../../src/callbacks/client.ts";
 import { startStub, type Running } from "./helpers.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
@@ -22,17 +21,6 @@ afterAll(async () => {
 });
 
 describe("callback token renewal", () => {
-  it("reads exp and iat without verifying, and renews in the last quarter of a token's life", () => {
-    const jwt = (claims: object) => `e30.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.c2ln`; // header and signature unused
-    expect(expiryOf(jwt({ exp: 1000 }))).toBe(1000);
-    expect(expiryOf("not-a-jwt")).toBeUndefined();
-    const t = jwt({ iat: 0, exp: 400 });
-    expect(dueForRenewal(t, 299_000)).toBe(false);
-    expect(dueForRenewal(t, 301_000)).toBe(true);
-    expect(dueForRenewal(t, 500_000)).toBe(true); // expired: still worth one try
-    expect(dueForRenewal("opaque-token", 0)).toBe(false);
-  });
-
   it("a run longer than the token's life keeps reporting and its done is accepted", async () => {
     const job = await s.stub.createJob({ name: "long job" });
     const script =

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ProgressTracker, startLiveness } from "../../src/callbacks/index.ts";
 
 describe("ProgressTracker", () => {
@@ -43,14 +43,29 @@ describe("ProgressTracker", () => {
 });
 
 describe("startLiveness", () => {
-  it("beats every interval and can be reset and stopped", async () => {
-    let beats = 0;
-    const l = startLiveness(30, () => beats++);
-    await new Promise((r) => setTimeout(r, 110));
-    l.stop();
-    const seen = beats;
-    expect(seen).toBeGreaterThanOrEqual(2);
-    await new Promise((r) => setTimeout(r, 80));
-    expect(beats).toBe(seen);
+  // Fake timers: the test owns the clock, so a loaded machine cannot make a beat late or early.
+  it("beats every interval, a reset pushes the next beat a full interval back, and stop ends it", () => {
+    vi.useFakeTimers();
+    try {
+      let beats = 0;
+      const l = startLiveness(30, () => beats++);
+      vi.advanceTimersByTime(29);
+      expect(beats).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(beats).toBe(1);
+      vi.advanceTimersByTime(60);
+      expect(beats).toBe(3);
+      vi.advanceTimersByTime(20);
+      l.reset();
+      vi.advanceTimersByTime(20);
+      expect(beats).toBe(3);
+      vi.advanceTimersByTime(10);
+      expect(beats).toBe(4);
+      l.stop();
+      vi.advanceTimersByTime(300);
+      expect(beats).toBe(4);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
