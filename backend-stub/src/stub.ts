@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { JobState, JobTokenResponse } from "../../src/contract/index.ts";
 import { HttpError, listenOn } from "../../src/http/index.ts";
-import { AgentError } from "../../src/index.ts";
+import { AgentError } from "../../src/errors/index.ts";
 import { createAdminCheck } from "./auth/admin.ts";
 import { createTokenVerifier } from "./auth/tokens.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";

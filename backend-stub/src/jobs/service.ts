@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { CreateJobRequest, isTerminal, type CallbackKind, type JobTokenResponse } from "../../../src/contract/index.ts";
-import { AgentError } from "../../../src/index.ts";
+import { AgentError } from "../../../src/errors/index.ts";
 import { signCallbackToken } from "../auth/tokens.ts";
 import type { Journal } from "../journal/journal.ts";
 import type { StubLogger } from "../logger.ts";
