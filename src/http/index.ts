@@ -4,6 +4,7 @@
  */
 export { HttpError, HTTP_STATUS_FOR_CODE, httpErrorOf, httpStatusFor, methodNotAllowed } from "./errors.ts";
 export { sendJson } from "./respond.ts";
+export { bearerCheck, bearerToken } from "./bearer.ts";
 export { checkJsonContentType, parseJsonBody, readBody } from "./body.ts";
 export { jsonShapeProblem, type JsonShapeProblem } from "./json-shape.ts";
 export { isLoopbackHost, listenOn } from "./listen.ts";

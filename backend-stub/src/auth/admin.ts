@@ -1,8 +1,6 @@
 /** The admin token (`BACKEND_ADMIN_TOKEN`) that creating, queueing and cancelling jobs need when it is set. */
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { HttpError } from "../../../src/http/index.ts";
-import { bearerToken } from "./tokens.ts";
+import { bearerCheck, HttpError } from "../../../src/http/index.ts";
 
 export interface AdminCheck {
   /** Whether the request carries the admin token (always, when none is set). */
@@ -12,13 +10,8 @@ export interface AdminCheck {
 }
 
 export function createAdminCheck(adminToken: string | undefined): AdminCheck {
-  // Digests compare in constant time whatever the lengths.
-  const expected = adminToken === undefined || adminToken === "" ? undefined : digest(adminToken);
-  const ok = (req: IncomingMessage): boolean => {
-    if (expected === undefined) return true;
-    const token = bearerToken(req.headers.authorization);
-    return token !== undefined && token !== "" && timingSafeEqual(digest(token), expected);
-  };
+  const check = bearerCheck(adminToken);
+  const ok = (req: IncomingMessage): boolean => check(req.headers.authorization);
   return {
     ok,
     require(req) {
@@ -32,8 +25,4 @@ export function createAdminCheck(adminToken: string | undefined): AdminCheck {
       }
     },
   };
-}
-
-function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
 }

@@ -13,8 +13,7 @@ import {
   type CallbackKind,
   type DonePayload,
 } from "../../../src/contract/index.ts";
-import { HttpError, readBody, sendJson } from "../../../src/http/index.ts";
-import { bearerToken } from "../auth/tokens.ts";
+import { bearerToken, HttpError, readBody, sendJson } from "../../../src/http/index.ts";
 import { parseJson } from "../http/body.ts";
 import { checkEventRoom } from "../http/limits.ts";
 import { route, type RequestContext, type Route } from "../http/router.ts";

@@ -8,13 +8,13 @@
  * invalid spec, 404, 409, 401 and 502 when Kubernetes or the backend fail.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { timingSafeEqual } from "node:crypto";
 import type { Secret } from "../../config/index.ts";
 import { isAgentError } from "../../errors/index.ts";
 import { DNS1123_LABEL } from "../names.ts";
 import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request.ts";
 import type { Submitter } from "../submitter.ts";
 import {
+  bearerCheck,
   HttpError,
   httpStatusFor,
   listenOn,
@@ -39,16 +39,6 @@ async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   return parseJsonBody(await readBody(req, max), true);
 }
 
-function authorized(req: IncomingMessage, token: Secret | undefined): boolean {
-  if (token === undefined) return true;
-  const header = req.headers.authorization ?? "";
-  const m = /^Bearer\s+(.+)$/i.exec(header);
-  if (m === null) return false;
-  const given = Buffer.from(m[1]!.trim());
-  const expected = Buffer.from(token.reveal());
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
 function checkName(value: string, field: string): string {
   if (!DNS1123_LABEL.test(value) || value.length > 63) {
     throw specInvalid([{ field, message: `must be a DNS-1123 label, got ${JSON.stringify(value.slice(0, 80))}` }]);
@@ -64,13 +54,14 @@ export function createApiServer(options: ApiServerOptions): Server {
   const { submitter } = options;
   const max = options.maxBodyBytes ?? 2 * 1024 * 1024;
   const defaultNamespace = options.normalize?.defaultNamespace ?? "default";
+  const authorized = bearerCheck(options.authToken?.reveal());
 
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const method = req.method ?? "GET";
     const path = url.pathname.replace(/\/+$/, "");
     if (path === "/healthz" || path === "/readyz") return sendJson(res, 200, { status: "ok" });
     if (!path.startsWith("/api/trainjob")) throw notFound(method, path);
-    if (!authorized(req, options.authToken)) {
+    if (!authorized(req.headers.authorization)) {
       throw new HttpError(401, "token_required", "missing or invalid bearer token", {
         headers: { "www-authenticate": 'Bearer realm="trainjob"' },
       });
