@@ -178,6 +178,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }),
     ...jobRoutes(ctx),
     ...streamRoutes(ctx),
+    // An API path no route above takes is the API's JSON 404 (any method), never a dashboard file lookup.
     route("*", "/v1/*", ({ method, pathname }) => {
       throw new HttpError(404, "not_found", `no route ${method} ${pathname}`);
     }),
