@@ -17,6 +17,24 @@ export default tseslint.config(
       ],
     },
   },
+  // The backend stub is a component the agent embeds: it sees the project only as a user of the package would.
+  {
+    files: ["backend-stub/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "(^|/)src/(?!(index|contract/index|errors/index|config/public|http/index)\\.ts$)",
+              message:
+                "backend-stub imports the project only through its public modules (package.json exports: src/index.ts, contract, errors, config/public.ts, http).",
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ["src/cli/**", "bin/**", "backend-stub/src/main.ts", "bench/**", "scripts/**", "test/**"],
     rules: { "no-restricted-properties": "off" },

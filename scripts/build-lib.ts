@@ -19,6 +19,9 @@ export const LIB_ENTRIES = {
   testkit: "src/plugins/testkit.ts",
   submitter: "src/submitter/index.ts",
   contract: "src/contract/index.ts",
+  errors: "src/errors/index.ts",
+  config: "src/config/public.ts",
+  http: "src/http/index.ts",
   "cli/trainer-agent": "src/cli/trainer-agent.ts",
   "cli/trainjob": "src/cli/trainjob.ts",
 } as const;

@@ -3,7 +3,7 @@
  * BACKEND_PORT, BACKEND_HOST, CALLBACK_JWT_SECRET, BACKEND_ADMIN_TOKEN, BACKEND_DATA_DIR,
  * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, LOG_LEVEL.
  */
-import { EnvReader, type Env, type Secret } from "../../src/config/index.ts";
+import { EnvReader, type Env, type Secret } from "../../src/config/public.ts";
 import { AgentError } from "../../src/errors/index.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
 import { DEFAULT_TOKEN_TTL_SECONDS } from "./stub.ts";

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { AgentError } from "../errors/index.ts";
+import { packagePath } from "../packaging/package-root.ts";
 
 /** What the summary needs to know about the job, whichever backend holds it. */
 export interface JobSnapshot {
@@ -83,7 +84,12 @@ function toSnapshot(view: JobViewLike): JobSnapshot {
 
 export async function startEmbeddedBackend(name: string): Promise<LocalBackend> {
   const { createBackendStub } = await import("../../backend-stub/src/index.ts");
-  const stub = createBackendStub({ secret: randomBytes(32).toString("base64url") });
+  // Found from the package root: the stub's own default is relative to its sources, which dist/lib bundles away.
+  const publicDir = packagePath("backend-stub", "public");
+  const stub = createBackendStub({
+    secret: randomBytes(32).toString("base64url"),
+    ...(publicDir === undefined ? {} : { publicDir }),
+  });
   const { url } = await stub.listen(0, "127.0.0.1");
   const job = await stub.createJob({ name });
   return {

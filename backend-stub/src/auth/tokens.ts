@@ -26,13 +26,6 @@ export function signCallbackToken(
   return { token, exp };
 }
 
-/** The bearer token of an `Authorization` header, or undefined when there is none. */
-export function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-  return m?.[1] ?? "";
-}
-
 /** Verifies `token` for the job `jobId` at time `nowMs`. Never throws; the message names no secret. */
 export function verifyCallbackToken(
   secret: string | KeyObject,

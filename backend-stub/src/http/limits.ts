@@ -3,8 +3,7 @@
  * journaled. Anything the stub keeps must also be something it can serialise again (JSON.stringify recurses, so a
  * body nested 100,000 levels parses fine and then overflows the stack when journaled or served).
  */
-import { jsonShapeProblem } from "../../../src/http/json-shape.ts";
-import { HttpError } from "./respond.ts";
+import { HttpError, jsonShapeProblem } from "../../../src/http/index.ts";
 
 /** Deepest nesting of objects and arrays accepted in a body; the contract's own payloads need 3. */
 export const MAX_JSON_DEPTH = 32;

@@ -1,42 +1,25 @@
-/** JSON answers and the one error shape of the API: `{"error": {"code", "message", "field"?}}`. */
+/** The one error shape of the stub's API: `{"error": {"code", "message", "field"?}}`, codes in snake case. */
 import type { ServerResponse } from "node:http";
-
-export class HttpError extends Error {
-  readonly status: number;
-  readonly code: string;
-  readonly field: string | undefined;
-  readonly headers: Record<string, string>;
-
-  constructor(
-    status: number,
-    code: string,
-    message: string,
-    options: { field?: string; headers?: Record<string, string> } = {},
-  ) {
-    super(message);
-    this.name = "HttpError";
-    this.status = status;
-    this.code = code;
-    this.field = options.field;
-    this.headers = options.headers ?? {};
-  }
-}
-
-const JSON_HEADERS = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" };
-
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...JSON_HEADERS, "content-length": String(Buffer.byteLength(text)), ...headers });
-  res.end(text);
-}
+import { httpErrorOf, HttpError, sendJson } from "../../../src/http/index.ts";
+import type { StubLogger } from "../logger.ts";
 
 export function sendError(res: ServerResponse, error: HttpError): void {
-  const body: { code: string; message: string; field?: string } = { code: error.code, message: error.message };
+  const body: { code: string; message: string; field?: string } = {
+    code: error.code.toLowerCase(),
+    message: error.message,
+  };
   if (error.field !== undefined) body.field = error.field;
   sendJson(res, error.status, { error: body }, error.headers);
+}
+
+/** The answer for anything a handler threw; what the code table does not name is logged and a bare 500. */
+export function toHttpError(error: unknown, logger: StubLogger): HttpError {
+  const known = httpErrorOf(error);
+  if (known === undefined) {
+    logger.error({ err: error }, "unexpected error in the backend stub");
+    return new HttpError(500, "internal", "internal error in the backend stub");
+  }
+  // An AgentError a handler let through with a 5xx is the journal refusing changes.
+  if (known !== error && known.status >= 500) logger.error({ err: error }, "journal failure; refusing changes");
+  return known;
 }

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { AgentError } from "../../../src/errors/index.ts";
-import { HttpError } from "./respond.ts";
+import { HttpError } from "../../../src/http/index.ts";
 
 const KEEPALIVE_MS = 15_000;
 

@@ -6,7 +6,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as sea from "node:sea";
-import { packagePath } from "../../../src/packaging/package-root.ts";
+import { fileURLToPath } from "node:url";
 
 export interface Asset {
   body: Buffer;
@@ -57,10 +57,16 @@ function embeddedAssets(): Map<string, Asset> {
   return assets;
 }
 
-/** Default location of `backend-stub/public/`; undefined where the module has no file URL (a bundled build). */
+/**
+ * `backend-stub/public/` beside these sources; undefined where the module has no file URL. A build that bundles
+ * the stub elsewhere (dist/lib) passes `publicDir` itself, as `trainer-agent local` does.
+ */
 export function defaultPublicDir(): string | undefined {
-  const dir = packagePath("backend-stub", "public");
-  return dir === undefined ? undefined : `${dir}/`;
+  try {
+    return fileURLToPath(new URL("../../public/", import.meta.url));
+  } catch {
+    return undefined;
+  }
 }
 
 function uplotDistDir(): string | undefined {

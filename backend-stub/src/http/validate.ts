@@ -1,6 +1,6 @@
 /** Body validation through the shared zod schemas, as a 400 that names the field at fault. */
 import type { z } from "zod";
-import { HttpError } from "./respond.ts";
+import { HttpError } from "../../../src/http/index.ts";
 
 export function validateBody<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
   const result = schema.safeParse(value);

@@ -4,7 +4,7 @@
  * one left) and made durable together, so a batch of 200 epochs costs one request and one journal sync.
  */
 import type { BatchPayload, BatchResult } from "../../../src/contract/index.ts";
-import { HttpError } from "../http/respond.ts";
+import { HttpError } from "../../../src/http/index.ts";
 
 type Report = BatchPayload["reports"][number];
 

@@ -8,13 +8,21 @@
  * invalid spec, 404, 409, 401 and 502 when Kubernetes or the backend fail.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { timingSafeEqual } from "node:crypto";
 import type { Secret } from "../../config/index.ts";
-import { isAgentError, type ErrorCode } from "../../errors/index.ts";
+import { isAgentError } from "../../errors/index.ts";
 import { DNS1123_LABEL } from "../names.ts";
 import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request.ts";
 import type { Submitter } from "../submitter.ts";
-import { listenOn } from "../../http/listen.ts";
+import {
+  bearerCheck,
+  HttpError,
+  httpStatusFor,
+  listenOn,
+  methodNotAllowed,
+  parseJsonBody,
+  readBody,
+  sendJson,
+} from "../../http/index.ts";
 
 export interface ApiServerOptions {
   readonly submitter: Submitter;
@@ -26,57 +34,9 @@ export interface ApiServerOptions {
   readonly onRequest?: (entry: { method: string; path: string; status: number; ms: number }) => void;
 }
 
-const STATUS_FOR: Partial<Record<ErrorCode, number>> = {
-  SPEC_INVALID: 422,
-  USAGE: 400,
-  K8S_NOT_FOUND: 404,
-  K8S_CONFLICT: 409,
-  K8S_FAILED: 502,
-  CALLBACK_REJECTED: 502,
-  CALLBACK_FAILED: 502,
-};
-
-class HttpError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
+/** The body as JSON (empty is `{}`); 413 past the cap, 400 for a body that does not parse. */
 async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError(413, `request body exceeds ${max} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
-  try {
-    return JSON.parse(text === "" ? "{}" : text);
-  } catch (error) {
-    throw new HttpError(400, `request body is not valid JSON: ${(error as Error).message}`);
-  }
-}
-
-function authorized(req: IncomingMessage, token: Secret | undefined): boolean {
-  if (token === undefined) return true;
-  const header = req.headers.authorization ?? "";
-  const m = /^Bearer\s+(.+)$/i.exec(header);
-  if (m === null) return false;
-  const given = Buffer.from(m[1]!.trim());
-  const expected = Buffer.from(token.reveal());
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return parseJsonBody(await readBody(req, max), true);
 }
 
 function checkName(value: string, field: string): string {
@@ -86,39 +46,45 @@ function checkName(value: string, field: string): string {
   return value;
 }
 
+function notFound(method: string, path: string): HttpError {
+  return new HttpError(404, "not_found", `no route for ${method} ${path}`);
+}
+
 export function createApiServer(options: ApiServerOptions): Server {
   const { submitter } = options;
   const max = options.maxBodyBytes ?? 2 * 1024 * 1024;
   const defaultNamespace = options.normalize?.defaultNamespace ?? "default";
+  const authorized = bearerCheck(options.authToken?.reveal());
 
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const method = req.method ?? "GET";
     const path = url.pathname.replace(/\/+$/, "");
-    if (path === "/healthz" || path === "/readyz") return send(res, 200, { status: "ok" });
-    if (!path.startsWith("/api/trainjob")) throw new HttpError(404, `no route for ${method} ${path}`);
-    if (!authorized(req, options.authToken)) {
-      res.setHeader("www-authenticate", 'Bearer realm="trainjob"');
-      throw new HttpError(401, "missing or invalid bearer token");
+    if (path === "/healthz" || path === "/readyz") return sendJson(res, 200, { status: "ok" });
+    if (!path.startsWith("/api/trainjob")) throw notFound(method, path);
+    if (!authorized(req.headers.authorization)) {
+      throw new HttpError(401, "token_required", "missing or invalid bearer token", {
+        headers: { "www-authenticate": 'Bearer realm="trainjob"' },
+      });
     }
     const namespace = (): string => checkName(url.searchParams.get("namespace") || defaultNamespace, "namespace");
     if (path === "/api/trainjob/create") {
-      if (method !== "POST") throw new HttpError(405, "use POST");
+      if (method !== "POST") throw methodNotAllowed("POST");
       const body = await readJson(req, max);
       const spec = normalizeJobRequest(body, options.normalize);
       // ?dry_run=server (or true), as kubectl's --dry-run=server: the API server checks it, nothing is stored.
       const dryRun = ["server", "true", "All"].includes(url.searchParams.get("dry_run") ?? "");
       const result = await submitter.submit(spec, dryRun ? { dryRun } : {});
-      return send(res, 200, result);
+      return sendJson(res, 200, result);
     }
     const m = /^\/api\/trainjob\/([^/]+)(\/status|\/logs)?$/.exec(path);
-    if (m === null) throw new HttpError(404, `no route for ${method} ${path}`);
+    if (m === null) throw notFound(method, path);
     const name = checkName(decodeURIComponent(m[1]!), "trainjob_name");
     if (m[2] === "/status") {
-      if (method !== "GET") throw new HttpError(405, "use GET");
-      return send(res, 200, await submitter.status(namespace(), name));
+      if (method !== "GET") throw methodNotAllowed("GET");
+      return sendJson(res, 200, await submitter.status(namespace(), name));
     }
     if (m[2] === "/logs") {
-      if (method !== "GET") throw new HttpError(405, "use GET");
+      if (method !== "GET") throw methodNotAllowed("GET");
       const workerText = url.searchParams.get("worker") ?? "0";
       if (!/^\d+$/.test(workerText))
         throw specInvalid([
@@ -153,10 +119,10 @@ export function createApiServer(options: ApiServerOptions): Server {
         return;
       }
       const logs = await submitter.logs(ns, name, worker, tailLines === undefined ? {} : { tailLines });
-      return send(res, 200, { trainjob_name: name, worker, logs });
+      return sendJson(res, 200, { trainjob_name: name, worker, logs });
     }
-    if (method !== "DELETE") throw new HttpError(405, "use DELETE");
-    return send(res, 200, await submitter.delete(namespace(), name));
+    if (method !== "DELETE") throw methodNotAllowed("DELETE");
+    return sendJson(res, 200, await submitter.delete(namespace(), name));
   };
 
   return createServer((req, res) => {
@@ -168,19 +134,19 @@ export function createApiServer(options: ApiServerOptions): Server {
           res.end();
           return;
         }
-        if (error instanceof HttpError) return send(res, error.status, { detail: error.message });
+        if (error instanceof HttpError) return sendJson(res, error.status, { detail: error.message }, error.headers);
         if (isAgentError(error)) {
           const field = error.details?.field;
           // A pod log the API server cannot give yet (204 unscheduled, 400 waiting to start): a state, not a failure.
           const notReady = error.code === "K8S_FAILED" && error.details?.notStarted === true;
-          return send(res, notReady ? 409 : (STATUS_FOR[error.code] ?? 500), {
+          return sendJson(res, notReady ? 409 : httpStatusFor(error.code), {
             detail: error.message,
             code: error.code,
             ...(typeof field === "string" ? { field } : {}),
             ...(Array.isArray(error.details?.problems) ? { problems: error.details.problems } : {}),
           });
         }
-        return send(res, 500, { detail: "internal error", code: "INTERNAL" });
+        return sendJson(res, 500, { detail: "internal error", code: "INTERNAL" });
       })
       .finally(() =>
         options.onRequest?.({
