@@ -12,7 +12,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { Secret } from "../../config/index.ts";
 import { isAgentError, type ErrorCode } from "../../errors/index.ts";
 import { DNS1123_LABEL } from "../names.ts";
-import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request.ts";
+import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request/index.ts";
 import type { Submitter } from "../submitter.ts";
 import { listenOn } from "../../http/listen.ts";
 

@@ -4,8 +4,8 @@
  * form of the integration guide, and the retired `podTemplateOverrides` / `podSpecOverrides` blocks), and the
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
-import { jsonShapeProblem } from "../http/json-shape.ts";
-import { hasShellSyntax, splitCommand } from "./argv.ts";
+import { jsonShapeProblem } from "../../http/json-shape.ts";
+import { hasShellSyntax, splitCommand } from "../argv.ts";
 import {
   DNS1035_LABEL,
   DNS1123_LABEL,
@@ -14,14 +14,14 @@ import {
   LABEL_VALUE,
   labelValueProblem,
   maxTrainJobNameLength,
-} from "./names.ts";
-import { readCode } from "./request/code.ts";
-import { readCallback, readStorage } from "./request/connections.ts";
-import { readEnv, type EnvSeen } from "./request/env.ts";
-import { fromTrainJobDocument, readOverrides } from "./request/overrides.ts";
-import { describe, isObj, Reader, specInvalid } from "./request/reader.ts";
-import { readResources } from "./request/resources.ts";
-import { checkVolumes, readVolumes } from "./request/volumes.ts";
+} from "../names.ts";
+import { readCode } from "./code.ts";
+import { readCallback, readStorage } from "./connections.ts";
+import { readEnv, type EnvSeen } from "./env.ts";
+import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
+import { describe, isObj, Reader, specInvalid } from "./reader.ts";
+import { readResources } from "./resources.ts";
+import { checkVolumes, readVolumes } from "./volumes.ts";
 import {
   CODE_MOUNT_PATH,
   DEFAULT_RUNTIMES,
@@ -29,13 +29,13 @@ import {
   type Framework,
   type JobSpec,
   type PodPatchSpec,
-} from "./spec.ts";
+} from "../spec.ts";
 
-export { specInvalid, type Problem } from "./request/reader.ts";
+export { specInvalid, type Problem } from "./reader.ts";
 
 /** Deepest nesting a job request may have: a pod affinity inside podTemplateOverrides needs about 15. */
 export const MAX_REQUEST_DEPTH = 64;
-export { RESERVED_ENV } from "./request/env.ts";
+export { RESERVED_ENV } from "./env.ts";
 
 export interface NormalizeOptions {
   /** Namespace when the request names none. */
