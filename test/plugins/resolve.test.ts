@@ -242,7 +242,7 @@ describe("resolvePlugin: external plugins", () => {
       "parseLine non-array",
       "./bad-parse.mjs",
       (p) => p.parseLine!("x", { stream: "stdout" }),
-      /plugin "badparse": hook parseLine must return an array of reports or undefined, got a string/,
+      /plugin "badparse": hook parseLine must return an array of reports or undefined, got "epoch 1"/,
     ],
     [
       "parseLine throws",

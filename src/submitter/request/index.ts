@@ -19,7 +19,8 @@ import { readCode } from "./code.ts";
 import { readCallback, readStorage } from "./connections.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
 import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
-import { describe, isObj, Reader, specInvalid } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import { Reader, specInvalid } from "./reader.ts";
 import { readResources } from "./resources.ts";
 import { checkVolumes, readVolumes } from "./volumes.ts";
 import {
@@ -63,7 +64,7 @@ export function timestampSuffix(date: Date): string {
 /** Validates a request (seed JSON or camelCase) into a JobSpec; throws SPEC_INVALID listing every problem. */
 export function normalizeJobRequest(input: unknown, options: NormalizeOptions = {}): JobSpec {
   const r = new Reader();
-  if (!isObj(input))
+  if (!isRecord(input))
     throw specInvalid([{ field: "(request)", message: `must be a JSON object, got ${describe(input)}` }]);
   // Before anything reads it: rendering and hashing recurse through what the request gives (affinity, labels...).
   const shape = jsonShapeProblem(input, MAX_REQUEST_DEPTH);
@@ -78,7 +79,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
           ),
         }
       : input;
-  const config = isObj(req.config) ? req.config : {};
+  const config = isRecord(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};
 
   // framework
