@@ -252,7 +252,6 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
   const commandOwner = primary.command !== undefined ? primary : fallback?.command !== undefined ? fallback : undefined;
   const parseOwner =
     primary.parseLine !== undefined ? primary : fallback?.parseLine !== undefined ? fallback : undefined;
-  const checkpointsOwner = primary.checkpoints !== undefined ? primary : fallback;
 
   const plugin: TrainerPlugin = {
     name,
@@ -287,19 +286,6 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
         if (!Array.isArray(out) || out.some((r) => typeof r !== "object" || r === null || !("kind" in r)))
           throw fail(parseOwner, "parseLine", `must return an array of reports or undefined, got ${describe(out)}`);
         return out;
-      },
-    }),
-    ...(checkpointsOwner?.checkpoints !== undefined && {
-      checkpoints(ctx: PluginContext) {
-        let out: unknown;
-        try {
-          out = checkpointsOwner.checkpoints!(ctx);
-        } catch (error) {
-          throw fail(checkpointsOwner, "checkpoints", `failed: ${oneLine(error)}`, error);
-        }
-        if (!Array.isArray(out) || out.some((p) => typeof p !== "string"))
-          throw fail(checkpointsOwner, "checkpoints", `must return an array of paths, got ${describe(out)}`);
-        return [...(out as string[])];
       },
     }),
   };

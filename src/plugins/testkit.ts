@@ -293,7 +293,7 @@ function syntheticContext(): PluginContext {
  *   - parseLine never throws and returns undefined or an array of well-formed reports (epoch a non-negative
  *     integer, metrics finite numbers, ...) on hostile lines, on your sample output, and on both streams;
  *   - no single line takes longer than `maxMillisPerLine` (catastrophic regex backtracking);
- *   - env returns string values, command returns a non-empty argv of strings, checkpoints returns strings.
+ *   - env returns string values and command returns a non-empty argv of strings.
  */
 export async function checkPluginConformance(
   plugin: PluginOrFactory,
@@ -405,16 +405,6 @@ export async function checkPluginConformance(
       else if (argv[0] === "") problems.push("command: argv[0] must not be empty");
     } catch (error) {
       problems.push(`command threw: ${errorText(error)}`);
-    }
-  }
-  if (typeof instance.checkpoints === "function") {
-    checks.push("checkpoints returns a list of strings");
-    try {
-      const dirs: unknown = instance.checkpoints(ctx);
-      if (!Array.isArray(dirs) || !dirs.every((d) => typeof d === "string" && d.length > 0))
-        problems.push(`checkpoints must return a list of non-empty strings, got ${show(dirs)}`);
-    } catch (error) {
-      problems.push(`checkpoints threw: ${errorText(error)}`);
     }
   }
 

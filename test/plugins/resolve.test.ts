@@ -32,6 +32,7 @@ export default definePlugin({
   "wrapper.mjs": `export default { name: "wrapper", command: (argv) => ({ argv: ["/usr/bin/env", ...argv] }) };`,
   "bad-name.mjs": `export default { name: "Bad Name" };`,
   "bad-hook.mjs": `export default { name: "badhook", env: "not a function" };`,
+  "old-checkpoints.mjs": `export default { name: "oldckpt", checkpoints: () => ["/tmp/out"] };`,
   "no-default.mjs": `export const x = 1;`,
   "syntax.mjs": `export default {`,
   "throws-factory.mjs": `export default () => { throw new Error("factory boom"); };`,
@@ -197,6 +198,12 @@ describe("resolvePlugin: external plugins", () => {
       { plugin: "./bad-hook.mjs" },
       "PLUGIN_INVALID",
       /plugin "badhook": hook env must be a function, got string/,
+    ],
+    [
+      "the retired checkpoints hook",
+      { plugin: "./old-checkpoints.mjs" },
+      "PLUGIN_INVALID",
+      /plugin "oldckpt": hook checkpoints is not supported: .*CHECKPOINT_DIR.*loaded from "\.\/old-checkpoints\.mjs"/,
     ],
     [
       "no default export",
