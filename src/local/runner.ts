@@ -20,7 +20,6 @@ import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { loadAgentConfig } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
-import { exitCodeOfSignal, signalGroup } from "../process/group.ts";
 import { startEmbeddedBackend, useExternalBackend, type JobSnapshot, type LocalBackend } from "./backend.ts";
 import { createLinePrefixer, nodeLabel, readableLogLine } from "./display.ts";
 import { count, formatBytes } from "../log/units.ts";
@@ -437,7 +436,7 @@ function startNode(
     child.once("close", (code, signal) => {
       outPrefix.end();
       errPrefix.end();
-      outcome.exitCode ??= code ?? (signal !== null ? exitCodeOfSignal(signal) : 1);
+      outcome.exitCode ??= code ?? (signal !== null ? 128 + signalNumber(signal) : 1);
       outcome.signal = signal ?? undefined;
       log.end(() => resolveExit());
     });
@@ -468,10 +467,19 @@ function terminate(node: RunningNode): void {
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined || child.exitCode !== null) return;
   try {
-    signalGroup(child.pid, signal);
+    process.kill(-child.pid, signal);
   } catch {
-    child.kill(signal); // EPERM on the group: the node agent itself is still ours to signal
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
   }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+  return table[signal] ?? 15;
 }
 
 function validate(options: LocalOptions): void {
