@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import pino from "pino";
-import { isAgentError, exitCodeFor } from "../../src/errors/index.ts";
+import { isAgentError, exitCodeFor, messageOf } from "../../src/errors/index.ts";
 import { loadBackendConfig, type BackendConfig } from "./config.ts";
 import { createBackendStub } from "./stub.ts";
 
@@ -99,6 +99,6 @@ async function localSecret(config: BackendConfig, logger: pino.Logger): Promise<
 
 main().catch((error: unknown) => {
   const code = isAgentError(error) ? error.code : "INTERNAL";
-  process.stderr.write(`backend stub: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`backend stub: ${messageOf(error)}\n`);
   process.exitCode = isAgentError(error) ? (code === "CONFIG_INVALID" ? 78 : exitCodeFor(error.code)) : 70;
 });

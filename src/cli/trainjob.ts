@@ -1,10 +1,10 @@
 /**
  * `trainjob`: the submitter's command line (render, submit, status, logs, delete, serve). The commands live in
- * src/submitter/cli.ts; this entry only hands them process.env and the standard streams.
+ * ./submitter/; this entry only hands them process.env and the standard streams.
  */
 import { Command } from "commander";
 import { ignoreEpipeOnStdout, reportFatal } from "./fatal.ts";
-import { registerTrainjobCommands } from "../submitter/cli.ts";
+import { registerTrainjobCommands } from "./submitter/index.ts";
 import pkg from "../../package.json" with { type: "json" };
 
 export function buildProgram(env: NodeJS.ProcessEnv): Command {

@@ -29,12 +29,12 @@ export async function runInstall(input: InstallCommandInput): Promise<string[]> 
   }
   const helperSource = input.helper ? await loadHelperSource({ singleExecutable: single }) : undefined;
   const result = await installAgent({ dir: input.dir, executable, helperSource });
-  const lines = [describe(result.agent)];
-  if (result.helper !== undefined) lines.push(describe(result.helper));
+  const lines = [installedLine(result.agent)];
+  if (result.helper !== undefined) lines.push(installedLine(result.helper));
   return lines;
 }
 
-function describe(file: InstalledFile): string {
+function installedLine(file: InstalledFile): string {
   const size = file.bytes >= 1 << 20 ? `${(file.bytes / (1 << 20)).toFixed(1)} MiB` : `${file.bytes} bytes`;
   return `${file.copied ? "installed" : "already in place"} ${file.path} (${size})`;
 }

@@ -9,7 +9,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { AgentError, isAgentError, type ErrorCode } from "../errors/index.ts";
+import { AgentError, isAgentError, messageOf, type ErrorCode } from "../errors/index.ts";
+import { describe, isRecord, kindOf } from "../internal/values.ts";
 import type { HostProbe } from "../env/index.ts";
 import { definePlugin } from "./define.ts";
 import type { LaunchCommand, PluginContext, TrainerPlugin } from "./types.ts";
@@ -81,7 +82,7 @@ export async function loadPlugin(spec: string, cwd: string, framework?: string):
   try {
     mod = (await import(url)) as Record<string, unknown>;
   } catch (error) {
-    throw new AgentError("PLUGIN_INVALID", `plugin "${spec}" could not be loaded: ${messageOf(error)}`, {
+    throw new AgentError("PLUGIN_INVALID", `plugin "${spec}" could not be loaded: ${oneLine(error)}`, {
       cause: error,
     });
   }
@@ -96,7 +97,7 @@ export async function loadPlugin(spec: string, cwd: string, framework?: string):
       value = await (value as (o: { framework?: string; cwd: string }) => unknown)({ framework, cwd });
     } catch (error) {
       if (isAgentError(error) && error.code === "PLUGIN_INVALID") throw error;
-      throw new AgentError("PLUGIN_INVALID", `plugin "${spec}": its factory threw: ${messageOf(error)}`, {
+      throw new AgentError("PLUGIN_INVALID", `plugin "${spec}": its factory threw: ${oneLine(error)}`, {
         cause: error,
       });
     }
@@ -173,9 +174,9 @@ function packageEntry(pkgDir: string, subpath: string): string | undefined {
     pkg = {};
   }
   let target: unknown = pkg.exports;
-  if (typeof target === "object" && target !== null && !Array.isArray(target)) {
+  if (isRecord(target)) {
     const keys = Object.keys(target);
-    if (keys.some((k) => k.startsWith("."))) target = (target as Record<string, unknown>)[subpath];
+    if (keys.some((k) => k.startsWith("."))) target = target[subpath];
     else if (subpath !== ".") target = undefined;
   } else if (subpath !== ".") target = undefined;
   const fromExports = pickCondition(target);
@@ -227,7 +228,7 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
       return await call();
     } catch (error) {
       if (isAgentError(error) && PASS_THROUGH.includes(error.code)) throw error;
-      throw fail(plugin, hook, `failed: ${messageOf(error)}`, error);
+      throw fail(plugin, hook, `failed: ${oneLine(error)}`, error);
     }
   };
   const checkEnv = (plugin: TrainerPlugin, value: unknown): Record<string, string> => {
@@ -235,7 +236,7 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
       throw fail(plugin, "env", `must return an object of variable names to strings, got ${describe(value)}`);
     for (const [k, v] of Object.entries(value)) {
       if (!ENV_NAME.test(k)) throw fail(plugin, "env", `returned an invalid variable name ${JSON.stringify(k)}`);
-      if (typeof v !== "string") throw fail(plugin, "env", `returned a non-string value for ${k} (${describe(v)})`);
+      if (typeof v !== "string") throw fail(plugin, "env", `returned a non-string value for ${k} (${kindOf(v)})`);
     }
     return { ...(value as Record<string, string>) };
   };
@@ -251,7 +252,6 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
   const commandOwner = primary.command !== undefined ? primary : fallback?.command !== undefined ? fallback : undefined;
   const parseOwner =
     primary.parseLine !== undefined ? primary : fallback?.parseLine !== undefined ? fallback : undefined;
-  const checkpointsOwner = primary.checkpoints !== undefined ? primary : fallback;
 
   const plugin: TrainerPlugin = {
     name,
@@ -280,7 +280,7 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
         try {
           out = parseOwner.parseLine!(line, source);
         } catch (error) {
-          throw fail(parseOwner, "parseLine", `failed: ${messageOf(error)}`, error);
+          throw fail(parseOwner, "parseLine", `failed: ${oneLine(error)}`, error);
         }
         if (out === undefined || out === null) return undefined;
         if (!Array.isArray(out) || out.some((r) => typeof r !== "object" || r === null || !("kind" in r)))
@@ -288,33 +288,13 @@ function guard(primary: TrainerPlugin, fallback: TrainerPlugin | undefined): Tra
         return out;
       },
     }),
-    ...(checkpointsOwner?.checkpoints !== undefined && {
-      checkpoints(ctx: PluginContext) {
-        let out: unknown;
-        try {
-          out = checkpointsOwner.checkpoints!(ctx);
-        } catch (error) {
-          throw fail(checkpointsOwner, "checkpoints", `failed: ${messageOf(error)}`, error);
-        }
-        if (!Array.isArray(out) || out.some((p) => typeof p !== "string"))
-          throw fail(checkpointsOwner, "checkpoints", `must return an array of paths, got ${describe(out)}`);
-        return [...(out as string[])];
-      },
-    }),
   };
   return definePlugin(plugin);
 }
 
-function messageOf(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+/** A thrown error as one line of a PLUGIN_INVALID message: a stack-like multi-line message would bury the hook name. */
+function oneLine(error: unknown): string {
+  const text = messageOf(error);
   const line = text.split("\n")[0] ?? "";
   return line.length > 300 ? `${line.slice(0, 297)}...` : line;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string")
-    return `a string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value)}`;
-  return typeof value === "object" ? "an object" : typeof value;
 }

@@ -11,6 +11,7 @@
 import { AssertionError, deepStrictEqual } from "node:assert";
 import { loadAgentConfig } from "../config/index.ts";
 import type { Report } from "../contract/index.ts";
+import { isRecord } from "../internal/values.ts";
 import { ReportRelay } from "../process/relay.ts";
 import { definePlugin } from "./define.ts";
 import type { LineSource, PluginContext, TrainerPlugin } from "./types.ts";
@@ -71,7 +72,7 @@ export function runPluginOnOutput(
         result = instance.parseLine(line, source);
       } catch (error) {
         throw new AssertionError({
-          message: `plugin "${instance.name}": parseLine threw on line ${lineNo} (${preview(line)}): ${describe(error)}`,
+          message: `plugin "${instance.name}": parseLine threw on line ${lineNo} (${preview(line)}): ${errorText(error)}`,
         });
       }
       if (result !== undefined) reports.push(...result);
@@ -292,7 +293,7 @@ function syntheticContext(): PluginContext {
  *   - parseLine never throws and returns undefined or an array of well-formed reports (epoch a non-negative
  *     integer, metrics finite numbers, ...) on hostile lines, on your sample output, and on both streams;
  *   - no single line takes longer than `maxMillisPerLine` (catastrophic regex backtracking);
- *   - env returns string values, command returns a non-empty argv of strings, checkpoints returns strings.
+ *   - env returns string values and command returns a non-empty argv of strings.
  */
 export async function checkPluginConformance(
   plugin: PluginOrFactory,
@@ -305,7 +306,7 @@ export async function checkPluginConformance(
   try {
     instance = instantiate(plugin);
   } catch (error) {
-    throw new AssertionError({ message: `plugin factory threw: ${describe(error)}` });
+    throw new AssertionError({ message: `plugin factory threw: ${errorText(error)}` });
   }
   const label = typeof instance?.name === "string" ? instance.name : "(unnamed)";
 
@@ -313,7 +314,7 @@ export async function checkPluginConformance(
   try {
     definePlugin({ ...instance });
   } catch (error) {
-    problems.push(describe(error));
+    problems.push(errorText(error));
   }
   if (typeof plugin === "function") {
     checks.push("the factory returns a fresh instance per call");
@@ -321,7 +322,7 @@ export async function checkPluginConformance(
       if (plugin() === plugin())
         problems.push("the factory returned the same object twice; return a new plugin per call");
     } catch (error) {
-      problems.push(`factory threw on a second call: ${describe(error)}`);
+      problems.push(`factory threw on a second call: ${errorText(error)}`);
     }
   }
 
@@ -355,7 +356,9 @@ export async function checkPluginConformance(
           try {
             result = parse(line, { stream });
           } catch (error) {
-            problems.push(`parseLine threw on ${name} line ${i + 1} (${preview(line)}, ${stream}): ${describe(error)}`);
+            problems.push(
+              `parseLine threw on ${name} line ${i + 1} (${preview(line)}, ${stream}): ${errorText(error)}`,
+            );
             return;
           }
           const ms = performance.now() - started;
@@ -389,7 +392,7 @@ export async function checkPluginConformance(
           if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) problems.push(`env: ${show(k)} is not a valid variable name`);
         }
     } catch (error) {
-      problems.push(`env threw: ${describe(error)}`);
+      problems.push(`env threw: ${errorText(error)}`);
     }
   }
   if (typeof instance.command === "function") {
@@ -401,17 +404,7 @@ export async function checkPluginConformance(
         problems.push(`command must return { argv: [non-empty list of strings] }, got ${show(cmd)}`);
       else if (argv[0] === "") problems.push("command: argv[0] must not be empty");
     } catch (error) {
-      problems.push(`command threw: ${describe(error)}`);
-    }
-  }
-  if (typeof instance.checkpoints === "function") {
-    checks.push("checkpoints returns a list of strings");
-    try {
-      const dirs: unknown = instance.checkpoints(ctx);
-      if (!Array.isArray(dirs) || !dirs.every((d) => typeof d === "string" && d.length > 0))
-        problems.push(`checkpoints must return a list of non-empty strings, got ${show(dirs)}`);
-    } catch (error) {
-      problems.push(`checkpoints threw: ${describe(error)}`);
+      problems.push(`command threw: ${errorText(error)}`);
     }
   }
 
@@ -428,10 +421,6 @@ export async function checkPluginConformance(
 function close(a: number, b: number, tolerance: number): boolean {
   if (a === b) return true;
   return Math.abs(a - b) <= tolerance * Math.max(Math.abs(a), Math.abs(b));
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function typeName(v: unknown): string {
@@ -453,6 +442,6 @@ function preview(line: string): string {
   return line.length > 60 ? `${s} (${line.length} chars)` : s;
 }
 
-function describe(error: unknown): string {
+function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

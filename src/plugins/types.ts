@@ -41,6 +41,4 @@ export interface TrainerPlugin {
    * before plugins see them). Called for every line: keep it cheap, return [] or undefined for most lines.
    */
   parseLine?(line: string, source: LineSource): readonly Report[] | undefined;
-  /** Extra folders (besides CHECKPOINT_DIR) whose files are checkpoints. */
-  checkpoints?(ctx: PluginContext): readonly string[];
 }

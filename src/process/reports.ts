@@ -4,12 +4,9 @@
  * `{"event":"warning","message":"...","data":{...}}`; each may carry `"rank": <global rank>`.
  */
 import type { Report } from "../contract/report.ts";
+import { isRecord } from "../internal/values.ts";
 
 export type ParsedReport = { ok: true; report: Report } | { ok: false; problem: string };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 0;

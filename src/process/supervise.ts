@@ -6,13 +6,12 @@
  * (a background process, a dataloader worker) is ended by the same protocol: the job ends with its leader.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { constants } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Writable, Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { Report } from "../contract/report.ts";
 import { classifyEnding, knownFailure, type KnownFailure } from "./classify.ts";
-import { groupRunning } from "./group.ts";
+import { exitCodeOfSignal, groupRunning, signalGroup } from "./group.ts";
 import { ReportRelay } from "./relay.ts";
 import { LogTail } from "./tail.ts";
 
@@ -73,9 +72,7 @@ export interface Supervised {
   terminate(signal: "SIGTERM" | "SIGINT", reason: string): void;
 }
 
-export function exitCodeOfSignal(signal: NodeJS.Signals): number {
-  return 128 + (constants.signals[signal] ?? 0);
-}
+export { exitCodeOfSignal } from "./group.ts";
 
 export function supervise(options: SuperviseOptions): Supervised {
   const spawn = options.spawn ?? nodeSpawn;
@@ -105,10 +102,9 @@ export function supervise(options: SuperviseOptions): Supervised {
   const killGroup = (signal: NodeJS.Signals): void => {
     if (pid === undefined) return;
     try {
-      process.kill(-pid, signal);
+      signalGroup(pid, signal);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ESRCH")
-        log.warn({ err: error, signal }, "could not signal the child");
+      log.warn({ err: error, signal }, "could not signal the child");
     }
   };
 

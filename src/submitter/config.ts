@@ -5,7 +5,7 @@
 import { AgentError } from "../errors/index.ts";
 import { EnvReader, type Env, type Secret } from "../config/index.ts";
 import type { AgentMode, CallbackSpec, StorageSpec } from "./spec.ts";
-import type { NormalizeOptions } from "./request.ts";
+import type { NormalizeOptions } from "./request/index.ts";
 
 export interface SubmitterConfig {
   readonly namespace?: string;

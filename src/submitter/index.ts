@@ -24,7 +24,13 @@ export {
   type K8sObject,
   type RenderedJob,
 } from "./render.ts";
-export { normalizeJobRequest, specInvalid, RESERVED_ENV, type NormalizeOptions, type Problem } from "./request.ts";
+export {
+  normalizeJobRequest,
+  specInvalid,
+  RESERVED_ENV,
+  type NormalizeOptions,
+  type Problem,
+} from "./request/index.ts";
 export * from "./spec.ts";
 export { trainJobStatus, JOB_STATES, type TrainJobState, type TrainJobStatus } from "./status.ts";
 export {

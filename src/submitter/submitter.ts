@@ -14,7 +14,7 @@ import { AgentError, isAgentError } from "../errors/index.ts";
 import type { BackendClient } from "./backend.ts";
 import type { KubeClient, CoreKind, WriteOptions } from "./kube/client.ts";
 import { NODE_CONTAINER, NODE_JOB } from "./names.ts";
-import { specInvalid } from "./request.ts";
+import { specInvalid } from "./request/index.ts";
 import {
   configMapName,
   renderJob,

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
+import { signalGroup } from "../../src/process/group.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
 const CHILD = fileURLToPath(new URL("../fixtures/children/fault_child.py", import.meta.url));
@@ -90,11 +91,7 @@ export function startAgent(env: Record<string, string>): Agent {
       return undefined;
     },
     kill() {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
+      signalGroup(child.pid!, "SIGKILL");
     },
   };
 }

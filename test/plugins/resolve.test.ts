@@ -32,6 +32,7 @@ export default definePlugin({
   "wrapper.mjs": `export default { name: "wrapper", command: (argv) => ({ argv: ["/usr/bin/env", ...argv] }) };`,
   "bad-name.mjs": `export default { name: "Bad Name" };`,
   "bad-hook.mjs": `export default { name: "badhook", env: "not a function" };`,
+  "old-checkpoints.mjs": `export default { name: "oldckpt", checkpoints: () => ["/tmp/out"] };`,
   "no-default.mjs": `export const x = 1;`,
   "syntax.mjs": `export default {`,
   "throws-factory.mjs": `export default () => { throw new Error("factory boom"); };`,
@@ -199,6 +200,12 @@ describe("resolvePlugin: external plugins", () => {
       /plugin "badhook": hook env must be a function, got string/,
     ],
     [
+      "the retired checkpoints hook",
+      { plugin: "./old-checkpoints.mjs" },
+      "PLUGIN_INVALID",
+      /plugin "oldckpt": hook checkpoints is not supported: .*CHECKPOINT_DIR.*loaded from "\.\/old-checkpoints\.mjs"/,
+    ],
+    [
       "no default export",
       { plugin: "./no-default.mjs" },
       "PLUGIN_INVALID",
@@ -242,7 +249,7 @@ describe("resolvePlugin: external plugins", () => {
       "parseLine non-array",
       "./bad-parse.mjs",
       (p) => p.parseLine!("x", { stream: "stdout" }),
-      /plugin "badparse": hook parseLine must return an array of reports or undefined, got a string/,
+      /plugin "badparse": hook parseLine must return an array of reports or undefined, got "epoch 1"/,
     ],
     [
       "parseLine throws",

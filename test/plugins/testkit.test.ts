@@ -23,7 +23,6 @@ const stepPlugin = (): TrainerPlugin =>
     },
     env: () => ({ STEP_PLUGIN: "1" }),
     command: (argv) => ({ argv: ["python", "-u", ...argv.slice(1)] }),
-    checkpoints: () => ["/tmp/extra"],
   });
 
 /** A plugin whose parseLine returns whatever the line asks for. */
@@ -159,9 +158,9 @@ describe("checkPluginConformance", () => {
     ["env that throws", { name: "x", env: () => Promise.reject(new Error("no env")) }, /env threw: Error: no env/],
     ["an empty command", { name: "x", command: () => ({ argv: [] }) }, /command must return \{ argv: \[non-empty list/],
     [
-      "bad checkpoint dirs",
-      { name: "x", checkpoints: () => [""] },
-      /checkpoints must return a list of non-empty strings/,
+      "a retired checkpoints hook",
+      { name: "x", checkpoints: () => ["/tmp/extra"] },
+      /plugin "x": hook checkpoints is not supported: the agent uploads what is written under CHECKPOINT_DIR/,
     ],
   ])("fails %s", async (_label, plugin, message) => {
     await expect(checkPluginConformance(plugin as TrainerPlugin)).rejects.toThrow(message);

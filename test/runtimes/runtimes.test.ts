@@ -9,7 +9,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import { normalizeJobRequest, renderJob } from "../../src/submitter/index.ts";
-import { formatObjects, renderedObjects } from "../../src/submitter/cli.ts";
+import { formatObjects, renderedObjects } from "../../src/cli/submitter/index.ts";
 import { loadCrd, repoRoot, trainerFixtures } from "../submitter/helpers/crd.ts";
 
 // Real torch runs through the agent (seconds alone, far more on a loaded CI machine).

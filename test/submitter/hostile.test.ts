@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { isSecretLookingName, isSecretLookingValue } from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 import { expandKubernetes, normalizeJobRequest, renderJob, type K8sObject } from "../../src/submitter/index.ts";
-import { MAX_REQUEST_DEPTH } from "../../src/submitter/request.ts";
+import { MAX_REQUEST_DEPTH } from "../../src/submitter/request/index.ts";
 
 const now = () => new Date("2025-11-05T13:00:00Z");
 const BASE = { name: "demo", framework: "pytorch", command: ["python3", "t.py"] };

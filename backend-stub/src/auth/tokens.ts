@@ -6,6 +6,7 @@
 import { createSecretKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { CallbackTokenClaims } from "../../../src/contract/index.ts";
+import { messageOf } from "../../../src/errors/index.ts";
 
 export type TokenFailure =
   "missing" | "malformed" | "bad_signature" | "bad_algorithm" | "expired" | "bad_claims" | "wrong_job";
@@ -65,7 +66,7 @@ function classify(error: unknown): TokenCheck & { ok: false } {
   if (error instanceof jwt.TokenExpiredError) return { ok: false, reason: "expired", message: "token expired" };
   if (error instanceof jwt.NotBeforeError)
     return { ok: false, reason: "bad_claims", message: "token not valid yet (nbf)" };
-  const message = error instanceof Error ? error.message : String(error);
+  const message = messageOf(error);
   if (/algorithm|signature is required/i.test(message)) {
     return { ok: false, reason: "bad_algorithm", message: "token algorithm not allowed: only HS256 is accepted" };
   }

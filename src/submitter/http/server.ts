@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Secret } from "../../config/index.ts";
 import { isAgentError } from "../../errors/index.ts";
 import { DNS1123_LABEL } from "../names.ts";
-import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request.ts";
+import { normalizeJobRequest, specInvalid, type NormalizeOptions } from "../request/index.ts";
 import type { Submitter } from "../submitter.ts";
 import {
   bearerCheck,

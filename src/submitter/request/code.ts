@@ -1,6 +1,7 @@
 /** The training code: a string (train.py) or files, within what a ConfigMap holds. */
 import { CONFIG_KEY } from "../names.ts";
-import { describe, isObj, type Obj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Obj, Reader } from "./reader.ts";
 
 /** ConfigMaps hold at most 1 MiB. */
 const MAX_CODE_BYTES = 1024 * 1024;
@@ -11,7 +12,7 @@ export function readCode(r: Reader, req: Obj): Readonly<Record<string, string>> 
   if (typeof got.value === "string") {
     if (got.value.trim() === "") return undefined;
     files = { "train.py": got.value };
-  } else if (isObj(got.value) && Object.values(got.value).every((v) => typeof v === "string")) {
+  } else if (isRecord(got.value) && Object.values(got.value).every((v) => typeof v === "string")) {
     files = got.value as Record<string, string>;
     for (const key of Object.keys(files)) {
       if (!CONFIG_KEY.test(key) || key.length > 253)

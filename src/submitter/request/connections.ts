@@ -1,7 +1,8 @@
 /** Where the agent reports and stores: the callback API and S3 storage settings. */
 import { DNS1123_SUBDOMAIN } from "../names.ts";
 import type { CallbackSpec, StorageSpec } from "../spec.ts";
-import { describe, isObj, type Obj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Obj, Reader } from "./reader.ts";
 
 export function readCallback(
   r: Reader,
@@ -9,7 +10,7 @@ export function readCallback(
   name: string | undefined,
   fallback: CallbackSpec | undefined,
 ): CallbackSpec | undefined {
-  const cb = isObj(req.callback) ? req.callback : {};
+  const cb = isRecord(req.callback) ? req.callback : {};
   const baseUrl =
     r.string(cb, ["base_url", "baseUrl"], "callback.") ?? r.string(req, ["backend_base_url", "backendBaseUrl"]);
   const jobId = r.string(cb, ["job_id", "jobId"], "callback.") ?? r.string(req, ["job_id", "jobId"]);
@@ -27,7 +28,7 @@ export function readCallback(
 
 export function readStorage(r: Reader, raw: unknown, fallback: StorageSpec | undefined): StorageSpec | undefined {
   if (raw === undefined || raw === null) return fallback;
-  if (!isObj(raw)) {
+  if (!isRecord(raw)) {
     r.problem("storage", `must be an object, got ${describe(raw)}`);
     return undefined;
   }

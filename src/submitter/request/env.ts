@@ -1,7 +1,8 @@
 /** User env vars: names, reserved PET_* names, references, duplicates. */
 import { DNS1123_SUBDOMAIN, ENV_NAME } from "../names.ts";
 import type { EnvVarSpec } from "../spec.ts";
-import { describe, isObj, type Obj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Obj, Reader } from "./reader.ts";
 
 /** Env names Kubeflow Trainer's torch plugin sets itself and rejects in `trainer.env` ("must not have reserved envs"). */
 export const RESERVED_ENV = ["PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"];
@@ -14,10 +15,10 @@ export function readEnv(r: Reader, raw: unknown, field: string, numNodes: number
   const entries: Array<{ f: string; item: Obj }> = [];
   if (Array.isArray(raw)) {
     raw.forEach((item, i) => {
-      if (!isObj(item)) r.problem(`${field}[${i}]`, `must be an object {"name", "value"}, got ${describe(item)}`);
+      if (!isRecord(item)) r.problem(`${field}[${i}]`, `must be an object {"name", "value"}, got ${describe(item)}`);
       else entries.push({ f: `${field}[${i}]`, item });
     });
-  } else if (isObj(raw)) {
+  } else if (isRecord(raw)) {
     for (const [k, v] of Object.entries(raw)) entries.push({ f: `${field}.${k}`, item: { name: k, value: v } });
   } else {
     r.problem(field, `must be a list of {"name", "value"} or an object of name to value, got ${describe(raw)}`);
@@ -54,9 +55,14 @@ export function readEnv(r: Reader, raw: unknown, field: string, numNodes: number
       continue;
     }
     const ref = item.valueFrom;
-    if (isObj(ref)) {
+    if (isRecord(ref)) {
       const keyRef = (o: unknown, what: string): { name: string; key: string } | undefined => {
-        if (!isObj(o) || typeof o.name !== "string" || typeof o.key !== "string" || !DNS1123_SUBDOMAIN.test(o.name)) {
+        if (
+          !isRecord(o) ||
+          typeof o.name !== "string" ||
+          typeof o.key !== "string" ||
+          !DNS1123_SUBDOMAIN.test(o.name)
+        ) {
           r.problem(`${f}.valueFrom.${what}`, "must have a valid name and key");
           return undefined;
         }
@@ -68,7 +74,7 @@ export function readEnv(r: Reader, raw: unknown, field: string, numNodes: number
       } else if (ref.configMapKeyRef !== undefined) {
         const k = keyRef(ref.configMapKeyRef, "configMapKeyRef");
         if (k) out.push({ name, configMapKeyRef: k });
-      } else if (isObj(ref.fieldRef) && typeof ref.fieldRef.fieldPath === "string") {
+      } else if (isRecord(ref.fieldRef) && typeof ref.fieldRef.fieldPath === "string") {
         out.push({ name, fieldPath: ref.fieldRef.fieldPath });
       } else r.problem(`${f}.valueFrom`, "must be a secretKeyRef, configMapKeyRef or fieldRef");
       continue;

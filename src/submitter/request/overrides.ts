@@ -2,7 +2,8 @@
 import { DNS1123_SUBDOMAIN, NODE_CONTAINER, NODE_JOB, labelKeyProblem, labelValueProblem } from "../names.ts";
 import { CODE_VOLUME, type EnvVarSpec, type VolumeSpec } from "../spec.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
-import { describe, isObj, type Obj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Obj, Reader } from "./reader.ts";
 import { readVolumes } from "./volumes.ts";
 
 /**
@@ -21,7 +22,7 @@ export function readOverrides(
   envSeen: EnvSeen,
 ): void {
   for (const key of ["podTemplateOverrides", "podSpecOverrides", "pod_template_overrides"]) {
-    const list = req[key] ?? (isObj(req.spec) ? req.spec[key] : undefined);
+    const list = req[key] ?? (isRecord(req.spec) ? req.spec[key] : undefined);
     if (list === undefined || list === null) continue;
     if (!Array.isArray(list)) {
       r.problem(key, `must be a list, got ${describe(list)}`);
@@ -29,18 +30,18 @@ export function readOverrides(
     }
     list.forEach((o, i) => {
       const f = `${key}[${i}]`;
-      if (!isObj(o)) return r.problem(f, "must be an object");
-      const targets = Array.isArray(o.targetJobs) ? o.targetJobs.map((t) => (isObj(t) ? t.name : t)) : [NODE_JOB];
+      if (!isRecord(o)) return r.problem(f, "must be an object");
+      const targets = Array.isArray(o.targetJobs) ? o.targetJobs.map((t) => (isRecord(t) ? t.name : t)) : [NODE_JOB];
       if (!targets.includes(NODE_JOB)) {
         r.warnings.push(`${f}: dropped: only the "${NODE_JOB}" job is patched (targetJobs ${JSON.stringify(targets)})`);
         return;
       }
       // v2.1 nests the pod spec under `spec`; v2.0 had the fields at the top level.
-      const spec = isObj(o.spec) ? o.spec : o;
+      const spec = isRecord(o.spec) ? o.spec : o;
       const mounts = new Map<string, { mountPath: string; readOnly: boolean; subPath?: string; field: string }>();
       if (Array.isArray(spec.containers)) {
         spec.containers.forEach((c, ci) => {
-          if (!isObj(c)) return;
+          if (!isRecord(c)) return;
           const cf = `${f}.spec.containers[${ci}]`;
           if (c.name !== NODE_CONTAINER) {
             r.warnings.push(
@@ -51,7 +52,7 @@ export function readOverrides(
           env.push(...readEnv(r, c.env, `${cf}.env`, numNodes, envSeen));
           if (Array.isArray(c.volumeMounts)) {
             c.volumeMounts.forEach((m, mi) => {
-              if (isObj(m) && typeof m.name === "string" && typeof m.mountPath === "string") {
+              if (isRecord(m) && typeof m.name === "string" && typeof m.mountPath === "string") {
                 mounts.set(m.name, {
                   mountPath: m.mountPath,
                   readOnly: m.readOnly === true,
@@ -67,7 +68,7 @@ export function readOverrides(
       if (Array.isArray(spec.volumes)) {
         spec.volumes.forEach((v, vi) => {
           const vf = `${f}.spec.volumes[${vi}]`;
-          if (!isObj(v) || typeof v.name !== "string") return r.problem(vf, "must have a name");
+          if (!isRecord(v) || typeof v.name !== "string") return r.problem(vf, "must have a name");
           if (v.name === CODE_VOLUME && hasCode) {
             r.warnings.push(`${vf}: "${CODE_VOLUME}" is made by the submitter from training_code; dropped`);
             mounts.delete(v.name);
@@ -97,9 +98,9 @@ export function readOverrides(
           `${f}.spec.initContainers: dropped: the agent builds TF_CONFIG and the distributed env itself; no tf-config-generator is needed`,
         );
       }
-      const meta = isObj(o.metadata) ? o.metadata : {};
-      if (isObj(meta.labels)) pod.labels = { ...(pod.labels as object), ...meta.labels };
-      if (isObj(meta.annotations)) pod.annotations = { ...(pod.annotations as object), ...meta.annotations };
+      const meta = isRecord(o.metadata) ? o.metadata : {};
+      if (isRecord(meta.labels)) pod.labels = { ...(pod.labels as object), ...meta.labels };
+      if (isRecord(meta.annotations)) pod.annotations = { ...(pod.annotations as object), ...meta.annotations };
       for (const k of [
         "nodeSelector",
         "tolerations",
@@ -111,20 +112,20 @@ export function readOverrides(
         if (spec[k] !== undefined) pod[k] = spec[k];
       }
       if (Array.isArray(spec.imagePullSecrets)) {
-        pod.imagePullSecrets = spec.imagePullSecrets.map((s) => (isObj(s) ? String(s.name) : String(s)));
+        pod.imagePullSecrets = spec.imagePullSecrets.map((s) => (isRecord(s) ? String(s.name) : String(s)));
       }
     });
   }
   for (const k of ["node_selector", "nodeSelector"]) {
     if (req[k] === undefined || req[k] === null) continue;
-    if (!isObj(req[k])) {
+    if (!isRecord(req[k])) {
       r.problem(k, `must be an object of label key: value, got ${describe(req[k])}`);
       continue;
     }
     pod.nodeSelector = req[k];
   }
-  if (isObj(pod.nodeSelector)) checkLabels(r, pod.nodeSelector, "node_selector");
-  if (isObj(pod.labels)) checkLabels(r, pod.labels, "podTemplateOverrides.metadata.labels");
+  if (isRecord(pod.nodeSelector)) checkLabels(r, pod.nodeSelector, "node_selector");
+  if (isRecord(pod.labels)) checkLabels(r, pod.labels, "podTemplateOverrides.metadata.labels");
   if (Array.isArray(req.tolerations)) pod.tolerations = req.tolerations;
   const sa = r.string(req, ["service_account", "serviceAccountName"]);
   if (sa !== undefined) {
@@ -155,13 +156,14 @@ function checkLabels(r: Reader, labels: Obj, field: string): void {
  * then holds exactly one command becomes its argv, anything else stays `bash -c` as the user wrote it.
  */
 export function fromTrainJobDocument(doc: Obj, r: Reader): Obj {
-  const meta = isObj(doc.metadata) ? doc.metadata : {};
-  const spec = isObj(doc.spec) ? doc.spec : {};
-  const trainer = isObj(spec.trainer) ? spec.trainer : {};
-  const runtime = isObj(spec.runtimeRef) && typeof spec.runtimeRef.name === "string" ? spec.runtimeRef.name : undefined;
-  const resources = isObj(trainer.resourcesPerNode) ? trainer.resourcesPerNode : {};
-  const requests = isObj(resources.requests) ? resources.requests : {};
-  const limits = isObj(resources.limits) ? resources.limits : {};
+  const meta = isRecord(doc.metadata) ? doc.metadata : {};
+  const spec = isRecord(doc.spec) ? doc.spec : {};
+  const trainer = isRecord(spec.trainer) ? spec.trainer : {};
+  const runtime =
+    isRecord(spec.runtimeRef) && typeof spec.runtimeRef.name === "string" ? spec.runtimeRef.name : undefined;
+  const resources = isRecord(trainer.resourcesPerNode) ? trainer.resourcesPerNode : {};
+  const requests = isRecord(resources.requests) ? resources.requests : {};
+  const limits = isRecord(resources.limits) ? resources.limits : {};
   const gpu = limits["nvidia.com/gpu"] ?? requests["nvidia.com/gpu"];
   const req: Obj = {
     name: meta.name,

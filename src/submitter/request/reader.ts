@@ -1,6 +1,7 @@
 /** Reading a request field by field: each problem is collected with the field's name, none is thrown early. */
 import { isSecretLookingName } from "../../config/index.ts";
 import { AgentError } from "../../errors/index.ts";
+import { describe } from "../../internal/values.ts";
 
 export interface Problem {
   readonly field: string;
@@ -74,16 +75,4 @@ export class Reader {
     this.problem(got.field, `must be true or false, got ${describe(got.value)}`);
     return undefined;
   }
-}
-
-export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value.length > 80 ? value.slice(0, 77) + "..." : value);
-  if (Array.isArray(value)) return "a list";
-  if (value === null) return "null";
-  if (typeof value === "object") return "an object";
-  return String(value);
-}
-
-export function isObj(value: unknown): value is Obj {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -1,7 +1,8 @@
 /** cpu, memory and GPU per node: quantities, request <= limit, the config{} per-node form. */
 import { parseQuantity } from "../quantity.ts";
 import type { JobSpec } from "../spec.ts";
-import { describe, isObj, type Obj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Obj, Reader } from "./reader.ts";
 
 export function readResources(r: Reader, req: Obj, config: Obj): JobSpec["resources"] {
   const quantity = (
@@ -26,7 +27,7 @@ export function readResources(r: Reader, req: Obj, config: Obj): JobSpec["resour
     }
     return got;
   };
-  const res = isObj(req.resources) ? req.resources : {};
+  const res = isRecord(req.resources) ? req.resources : {};
   const perNodeCpu = quantity(config, ["cpu_per_node", "cpuPerNode"], "config.", "CPU");
   const perNodeMem = quantity(config, ["memory_per_node", "memoryPerNode"], "config.", "memory");
   const cpuRequest =

@@ -10,7 +10,8 @@ import {
   type VolumeSource,
   type VolumeSpec,
 } from "../spec.ts";
-import { describe, isObj, type Reader } from "./reader.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import type { Reader } from "./reader.ts";
 
 export function readVolumes(r: Reader, raw: unknown, field: string): VolumeSpec[] {
   if (raw === undefined || raw === null) return [];
@@ -21,7 +22,7 @@ export function readVolumes(r: Reader, raw: unknown, field: string): VolumeSpec[
   const out: VolumeSpec[] = [];
   raw.forEach((item, i) => {
     const f = `${field}[${i}]`;
-    if (!isObj(item)) {
+    if (!isRecord(item)) {
       r.problem(f, `must be an object, got ${describe(item)}`);
       return;
     }
@@ -34,25 +35,25 @@ export function readVolumes(r: Reader, raw: unknown, field: string): VolumeSpec[
     let source: VolumeSource | undefined;
     const pvc =
       r.string(item, ["pvc", "claimName", "claim_name"], `${f}.`) ??
-      (isObj(item.persistentVolumeClaim)
+      (isRecord(item.persistentVolumeClaim)
         ? r.string(item.persistentVolumeClaim, ["claimName"], `${f}.persistentVolumeClaim.`)
         : undefined);
     const cm =
       typeof item.configMap === "string"
         ? { field: `${f}.configMap`, value: item.configMap }
-        : isObj(item.configMap)
+        : isRecord(item.configMap)
           ? r.string(item.configMap, ["name"], `${f}.configMap.`)
           : undefined;
     const secret =
       typeof item.secret === "string"
         ? { field: `${f}.secret`, value: item.secret }
-        : isObj(item.secret)
+        : isRecord(item.secret)
           ? r.string(item.secret, ["secretName", "name"], `${f}.secret.`)
           : undefined;
     const host =
       typeof item.hostPath === "string"
         ? { field: `${f}.hostPath`, value: item.hostPath }
-        : isObj(item.hostPath)
+        : isRecord(item.hostPath)
           ? r.string(item.hostPath, ["path"], `${f}.hostPath.`)
           : undefined;
     const kinds = [pvc, cm, secret, host, item.emptyDir].filter(
@@ -73,7 +74,7 @@ export function readVolumes(r: Reader, raw: unknown, field: string): VolumeSpec[
       if (!host.value.startsWith("/")) r.problem(host.field, `must be an absolute path, got ${describe(host.value)}`);
       source = { kind: "hostPath", path: host.value };
     } else {
-      const e = isObj(item.emptyDir) ? item.emptyDir : {};
+      const e = isRecord(item.emptyDir) ? item.emptyDir : {};
       const sizeLimit = r.string(e, ["sizeLimit"], `${f}.emptyDir.`);
       if (sizeLimit !== undefined && !QUANTITY_PATTERN.test(sizeLimit.value))
         r.problem(sizeLimit.field, `must be a quantity, got ${describe(sizeLimit.value)}`);

@@ -1,6 +1,6 @@
 /** What `render` prints: the objects in apply order, as kubectl prints them, Secret values hidden by default. */
-import type { K8sObject, RenderedJob } from "../render.ts";
-import type { TrainJobStatus } from "../status.ts";
+import type { K8sObject, RenderedJob } from "../../submitter/render.ts";
+import type { TrainJobStatus } from "../../submitter/status.ts";
 
 function redactSecret(secret: K8sObject): K8sObject {
   const data = (secret.stringData ?? {}) as Record<string, string>;

@@ -7,10 +7,10 @@ import { basename } from "node:path";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { AgentError, isAgentError } from "../../errors/index.ts";
-import { normalizeOptionsFrom, type SubmitterConfig } from "../config.ts";
-import { normalizeJobRequest, specInvalid, type Problem } from "../request.ts";
-import type { JobSpec } from "../spec.ts";
-import type { Submitter } from "../submitter.ts";
+import { normalizeOptionsFrom, type SubmitterConfig } from "../../submitter/config.ts";
+import { normalizeJobRequest, specInvalid, type Problem } from "../../submitter/request/index.ts";
+import type { JobSpec } from "../../submitter/spec.ts";
+import type { Submitter } from "../../submitter/submitter.ts";
 
 export interface CliIo {
   readonly stdout: NodeJS.WritableStream;

@@ -1,14 +1,14 @@
 /**
- * The `trainjob` command line: render, submit, status, logs, delete, serve. The entry (src/cli/trainjob.ts)
+ * The `trainjob` command line: render, submit, status, logs, delete, serve. The entry (../trainjob.ts)
  * hands it process.env; Kubernetes and HTTP code load only for the commands that need them.
  */
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
-import { AgentError } from "../errors/index.ts";
-import { isLoopbackHost } from "../http/listen.ts";
-import type { Env } from "../config/index.ts";
-import { loadSubmitterConfig, normalizeOptionsFrom, type SubmitterConfig } from "./config.ts";
-import { renderJob } from "./render.ts";
+import { AgentError } from "../../errors/index.ts";
+import { isLoopbackHost } from "../../http/listen.ts";
+import type { Env } from "../../config/index.ts";
+import { loadSubmitterConfig, normalizeOptionsFrom, type SubmitterConfig } from "../../submitter/config.ts";
+import { renderJob } from "../../submitter/render.ts";
 import {
   buildSpec,
   kubeOptions,
@@ -17,12 +17,12 @@ import {
   type Connected,
   type KubeOpts,
   type SpecOpts,
-} from "./cli/flags.ts";
-import { formatObjects, renderedObjects, shortDuration, statusTable } from "./cli/output.ts";
-import type { TrainJobStatus } from "./status.ts";
+} from "./flags.ts";
+import { formatObjects, renderedObjects, shortDuration, statusTable } from "./output.ts";
+import type { TrainJobStatus } from "../../submitter/status.ts";
 
-export { formatObjects, renderedObjects } from "./cli/output.ts";
-export type { CliIo, Connected } from "./cli/flags.ts";
+export { formatObjects, renderedObjects } from "./output.ts";
+export type { CliIo, Connected } from "./flags.ts";
 
 /** `status`'s text line: the Trainer's progress, ETA and metrics when rank 0 reported them. */
 function progressText(status: TrainJobStatus): string {
@@ -58,9 +58,9 @@ function checkServeExposure(host: string, hasToken: boolean, insecureNoAuth: boo
 }
 
 async function defaultSubmitter(opts: KubeOpts, config: SubmitterConfig): Promise<Connected> {
-  const { createKubeClient } = await import("./kube/client.ts");
-  const { createSubmitter } = await import("./submitter.ts");
-  const { createBackendClient } = await import("./backend.ts");
+  const { createKubeClient } = await import("../../submitter/kube/client.ts");
+  const { createSubmitter } = await import("../../submitter/submitter.ts");
+  const { createBackendClient } = await import("../../submitter/backend.ts");
   const kube = await createKubeClient({
     ...(opts.kubeconfig === undefined ? {} : { kubeconfig: opts.kubeconfig }),
     ...(opts.context === undefined ? {} : { context: opts.context }),
@@ -246,8 +246,8 @@ export function registerTrainjobCommands(program: Command, env: Env, io: CliIo):
       if (opts.port !== undefined && !/^\d+$/.test(opts.port))
         throw new AgentError("USAGE", `--port must be a number, got ${JSON.stringify(opts.port)}`);
       checkServeExposure(opts.host ?? c.host, c.apiToken !== undefined, opts.insecureNoAuth, io);
-      const { createApiServer, listen } = await import("./http/server.ts");
-      const { createLogger } = await import("../log/index.ts");
+      const { createApiServer, listen } = await import("../../submitter/http/server.ts");
+      const { createLogger } = await import("../../log/index.ts");
       // One JSON line per request on stderr (pretty on a terminal); never bodies, headers or tokens.
       const logger = await createLogger({ traceId: randomBytes(16).toString("hex"), base: { name: "trainjob" } });
       const connected = await connect(opts);

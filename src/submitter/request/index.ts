@@ -4,8 +4,8 @@
  * form of the integration guide, and the retired `podTemplateOverrides` / `podSpecOverrides` blocks), and the
  * camelCase names of the library. Every problem is collected and reported at once, each naming its field.
  */
-import { jsonShapeProblem } from "../http/json-shape.ts";
-import { hasShellSyntax, splitCommand } from "./argv.ts";
+import { jsonShapeProblem } from "../../http/json-shape.ts";
+import { hasShellSyntax, splitCommand } from "../argv.ts";
 import {
   DNS1035_LABEL,
   DNS1123_LABEL,
@@ -14,14 +14,15 @@ import {
   LABEL_VALUE,
   labelValueProblem,
   maxTrainJobNameLength,
-} from "./names.ts";
-import { readCode } from "./request/code.ts";
-import { readCallback, readStorage } from "./request/connections.ts";
-import { readEnv, type EnvSeen } from "./request/env.ts";
-import { fromTrainJobDocument, readOverrides } from "./request/overrides.ts";
-import { describe, isObj, Reader, specInvalid } from "./request/reader.ts";
-import { readResources } from "./request/resources.ts";
-import { checkVolumes, readVolumes } from "./request/volumes.ts";
+} from "../names.ts";
+import { readCode } from "./code.ts";
+import { readCallback, readStorage } from "./connections.ts";
+import { readEnv, type EnvSeen } from "./env.ts";
+import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
+import { describe, isRecord } from "../../internal/values.ts";
+import { Reader, specInvalid } from "./reader.ts";
+import { readResources } from "./resources.ts";
+import { checkVolumes, readVolumes } from "./volumes.ts";
 import {
   CODE_MOUNT_PATH,
   DEFAULT_RUNTIMES,
@@ -29,13 +30,13 @@ import {
   type Framework,
   type JobSpec,
   type PodPatchSpec,
-} from "./spec.ts";
+} from "../spec.ts";
 
-export { specInvalid, type Problem } from "./request/reader.ts";
+export { specInvalid, type Problem } from "./reader.ts";
 
 /** Deepest nesting a job request may have: a pod affinity inside podTemplateOverrides needs about 15. */
 export const MAX_REQUEST_DEPTH = 64;
-export { RESERVED_ENV } from "./request/env.ts";
+export { RESERVED_ENV } from "./env.ts";
 
 export interface NormalizeOptions {
   /** Namespace when the request names none. */
@@ -63,7 +64,7 @@ export function timestampSuffix(date: Date): string {
 /** Validates a request (seed JSON or camelCase) into a JobSpec; throws SPEC_INVALID listing every problem. */
 export function normalizeJobRequest(input: unknown, options: NormalizeOptions = {}): JobSpec {
   const r = new Reader();
-  if (!isObj(input))
+  if (!isRecord(input))
     throw specInvalid([{ field: "(request)", message: `must be a JSON object, got ${describe(input)}` }]);
   // Before anything reads it: rendering and hashing recurse through what the request gives (affinity, labels...).
   const shape = jsonShapeProblem(input, MAX_REQUEST_DEPTH);
@@ -78,7 +79,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
           ),
         }
       : input;
-  const config = isObj(req.config) ? req.config : {};
+  const config = isRecord(req.config) ? req.config : {};
   const defaults = options.defaults ?? {};
 
   // framework
