@@ -5,12 +5,11 @@
 import { mkdir } from "node:fs/promises";
 import type { AgentConfig } from "../config/index.ts";
 import type { StoredCheckpoint } from "../contract/callbacks.ts";
-import { AgentError, isAgentError } from "../errors/index.ts";
+import { AgentError, isAgentError, messageOf } from "../errors/index.ts";
 import type { CallbackClient } from "../callbacks/client.ts";
 import type { Logger } from "../log/logger.ts";
 import { significant } from "../log/units.ts";
 import type { CheckpointSync, Storage } from "../storage/types.ts";
-import { messageOf } from "./errors.ts";
 
 export interface PreparedStorage {
   sync: CheckpointSync;

@@ -7,6 +7,7 @@ import { spawn as nodeSpawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { exitCodeOfSignal, signalGroup } from "../process/group.ts";
 import { createLinePrefixer, nodeLabel, readableLogLine } from "./display.ts";
 import type { NodeOutcome } from "./summary.ts";
 import type { LocalDeps, LocalOptions } from "./types.ts";
@@ -131,7 +132,7 @@ function startNode(
     child.once("close", (code, signal) => {
       outPrefix.end();
       errPrefix.end();
-      outcome.exitCode ??= code ?? (signal !== null ? 128 + signalNumber(signal) : 1);
+      outcome.exitCode ??= code ?? (signal !== null ? exitCodeOfSignal(signal) : 1);
       outcome.signal = signal ?? undefined;
       log.end(() => resolveExit());
     });
@@ -196,19 +197,10 @@ export function terminate(node: RunningNode): void {
 export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined || child.exitCode !== null) return;
   try {
-    process.kill(-child.pid, signal);
+    signalGroup(child.pid, signal);
   } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // already gone
-    }
+    child.kill(signal); // EPERM on the group: the node agent itself is still ours to signal
   }
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
-  return table[signal] ?? 15;
 }
 
 function definedOnly(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
