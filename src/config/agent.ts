@@ -9,7 +9,7 @@ import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
-import { isSecretLookingName, isSecretLookingValue, type Secret } from "./secret.ts";
+import { isSecretLookingName, isSecretLookingValue, urlPasswords, type Secret } from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -152,21 +152,14 @@ export function secretValues(config: AgentConfig): string[] {
   ];
   for (const [name, value] of Object.entries(config.baseEnv)) {
     // A URL with a password keeps its host readable in what is sent: only the password is masked.
-    const urlPasswords = [...value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)].map((m) => m[1] as string);
+    const passwords = urlPasswords(value);
     if (
       (SECRET_ENV_NAMES as readonly string[]).includes(name) ||
       isSecretLookingName(name) ||
-      (urlPasswords.length === 0 && isSecretLookingValue(value))
+      (passwords.length === 0 && isSecretLookingValue(value))
     )
       values.push(value.trim());
-    for (const password of urlPasswords) {
-      values.push(password);
-      try {
-        values.push(decodeURIComponent(password));
-      } catch {
-        // not percent-encoded
-      }
-    }
+    values.push(...passwords);
   }
   return secretList(values);
 }

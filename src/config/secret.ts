@@ -63,6 +63,24 @@ const SECRET_VALUES: readonly RegExp[] = [
   /^hf_[A-Za-z0-9]{30,}$/,
 ];
 
+/**
+ * The passwords in the URLs a value holds (`postgres://app:pw@db/x` gives `pw`), as written and percent-decoded:
+ * what to mask where the rest of the URL stays readable.
+ */
+export function urlPasswords(value: string): string[] {
+  const found: string[] = [];
+  for (const m of value.matchAll(/\/\/[^/?#\s:@]*:([^/?#\s@]+)@/g)) {
+    const password = m[1] as string;
+    found.push(password);
+    try {
+      found.push(decodeURIComponent(password));
+    } catch {
+      // not percent-encoded
+    }
+  }
+  return found;
+}
+
 /** Whether a value looks like a credential by its form alone (see SECRET_VALUES). */
 export function isSecretLookingValue(value: string): boolean {
   return SECRET_VALUES.some((re) => re.test(value));
