@@ -118,8 +118,9 @@ export function supervise(options: SuperviseOptions): Supervised {
     killGroup("SIGTERM");
     const deadline = now() + options.graceSeconds * 1000;
     // Nothing signals a group becoming empty (its members are not our children), so it is polled.
-    while ((await groupRunning(pid)) && now() < deadline) await sleep(GROUP_POLL_MS);
-    if (!(await groupRunning(pid))) return;
+    let running: boolean;
+    while ((running = await groupRunning(pid)) && now() < deadline) await sleep(GROUP_POLL_MS);
+    if (!running) return;
     log.warn(
       { grace_seconds: options.graceSeconds },
       "processes of the child's group outlived the grace period: SIGKILL",
