@@ -42,10 +42,7 @@ export async function prepareStorage(input: {
   }
   if (dataset !== null) {
     const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
-    log.info(
-      { source: dataset.source, bytes: dataset.bytes, files: dataset.files, seconds: dataset.seconds },
-      "dataset ready",
-    );
+    // The storage layer has logged "dataset ready" with its rate; the event carries it to the backend.
     callbacks?.event("dataset_ready", dataset.source, {
       source: dataset.source,
       dir: dataset.dir,

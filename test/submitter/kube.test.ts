@@ -271,6 +271,17 @@ describe("logs", () => {
     expect(read.query.container).toBe("node");
   });
 
+  it("a log larger than the bound keeps its newest bytes and says how many came before", async () => {
+    const lines = Array.from({ length: 2000 }, (_, i) => `line ${String(i).padStart(4, "0")}\n`).join("");
+    fake.addPod("team-a", workerPod("mnist", 0), lines);
+    const pod = "mnist-node-0-0-abcde";
+    const text = await kube.readPodLog("team-a", pod, "node", { maxBytes: 1000 });
+    const [note, ...rest] = text.split("\n");
+    expect(note).toBe(`[${lines.length - 1000} earlier bytes not shown: use --follow or --tail]`);
+    expect(rest.join("\n")).toBe(lines.slice(-1000));
+    expect(await kube.readPodLog("team-a", pod, "node")).toBe(lines);
+  });
+
   it("picks the newest pod of a worker after a JobSet restart", async () => {
     fake.addPod(
       "team-a",

@@ -18,7 +18,13 @@ export interface LogOptions {
   readonly follow?: boolean;
   readonly tailLines?: number;
   readonly signal?: AbortSignal;
+  /** Bytes of a non-followed log kept in memory (its newest); default MAX_LOG_BYTES. */
+  readonly maxBytes?: number;
 }
+
+/** Bounds on what a read keeps in memory: an object answer larger than this is an error, a log keeps its tail. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
 /** Options of a write (create/update): sent with fieldValidation=Strict, so an unknown field is refused. */
 export interface WriteOptions {
@@ -239,14 +245,30 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
       req.end(payload);
     });
   };
-  const readAll = async (res: IncomingMessage, max = 64 * 1024 * 1024): Promise<string> => {
+  /** Reads a body up to `max` bytes, keeping the newest bytes: `dropped` counts what came before them. */
+  const readCapped = async (res: IncomingMessage, max: number): Promise<{ text: string; dropped: number }> => {
     const chunks: Buffer[] = [];
-    let size = 0;
+    let kept = 0;
+    let dropped = 0;
     for await (const chunk of res) {
-      size += (chunk as Buffer).length;
-      if (size <= max) chunks.push(chunk as Buffer);
+      chunks.push(chunk as Buffer);
+      kept += (chunk as Buffer).length;
+      while (kept > max) {
+        const first = chunks[0]!;
+        const cut = Math.min(first.length, kept - max);
+        if (cut === first.length) chunks.shift();
+        else chunks[0] = first.subarray(cut);
+        kept -= cut;
+        dropped += cut;
+      }
     }
-    return Buffer.concat(chunks).toString("utf8");
+    return { text: Buffer.concat(chunks).toString("utf8"), dropped };
+  };
+  /** An API object answer: never cut (the API server caps objects near 1.5 MiB, so this bound is never met). */
+  const readAll = async (res: IncomingMessage, max = MAX_ANSWER_BYTES): Promise<string> => {
+    const { text, dropped } = await readCapped(res, max);
+    if (dropped > 0) throw new Error(`the answer is larger than ${max} bytes`);
+    return text;
   };
   const write = async (
     method: "POST" | "PUT",
@@ -397,7 +419,9 @@ export async function createKubeClient(options: KubeClientOptions = {}): Promise
       const res = await openLog(namespace, pod, container, { ...options, follow: false });
       if (res === undefined) return "";
       try {
-        return await readAll(res);
+        // A log can outgrow memory: keep its newest MAX_LOG_BYTES and say how much came before, never cut silently.
+        const { text, dropped } = await readCapped(res, options.maxBytes ?? MAX_LOG_BYTES);
+        return dropped === 0 ? text : `[${dropped} earlier bytes not shown: use --follow or --tail]\n${text}`;
       } catch (error) {
         throw kubeError(error, `log of pod ${namespace}/${pod}`);
       }
