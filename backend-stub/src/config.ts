@@ -1,10 +1,11 @@
 /**
  * The backend stub's configuration from its environment (read once in main.ts):
  * BACKEND_PORT, BACKEND_HOST, CALLBACK_JWT_SECRET, BACKEND_ADMIN_TOKEN, BACKEND_DATA_DIR,
- * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, LOG_LEVEL.
+ * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, BACKEND_INSECURE_NO_AUTH, LOG_LEVEL.
  */
 import { EnvReader, type Env, type Secret } from "../../src/config/public.ts";
 import { AgentError } from "../../src/errors/index.ts";
+import { isLoopbackHost } from "../../src/http/index.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
 import { DEFAULT_TOKEN_TTL_SECONDS } from "./stub.ts";
 
@@ -46,6 +47,13 @@ export function loadBackendConfig(env: Env): BackendConfig {
     }),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
   };
+  // Beyond loopback, anyone who reaches the port could create and cancel jobs: the same rule as `trainjob serve`.
+  const insecure = r.bool("BACKEND_INSECURE_NO_AUTH", false);
+  if (!isLoopbackHost(config.host) && config.adminToken === undefined && !insecure) {
+    r.problems.push(
+      `BACKEND_HOST=${config.host} listens beyond loopback: set BACKEND_ADMIN_TOKEN (or BACKEND_INSECURE_NO_AUTH=1 to run open)`,
+    );
+  }
   if (r.problems.length > 0) {
     throw new AgentError("CONFIG_INVALID", `invalid backend stub configuration:\n  ${r.problems.join("\n  ")}`, {
       details: { problems: r.problems },

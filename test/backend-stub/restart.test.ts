@@ -177,6 +177,34 @@ describe("main.ts configuration", () => {
     expect(err).toContain("BACKEND_TOKEN_TTL_SECONDS");
   });
 
+  it("beyond loopback without BACKEND_ADMIN_TOKEN: refuses to start unless told to run open", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "backend-open-"));
+    try {
+      const env = { PATH: process.env.PATH ?? "", BACKEND_PORT: "0", BACKEND_HOST: "0.0.0.0", BACKEND_DATA_DIR: dir };
+      const child = spawn(process.execPath, [MAIN], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      expect(code).toBe(78);
+      expect(err).toContain("BACKEND_HOST=0.0.0.0 listens beyond loopback: set BACKEND_ADMIN_TOKEN");
+      const open = await startProcess({
+        BACKEND_HOST: "0.0.0.0",
+        BACKEND_INSECURE_NO_AUTH: "1",
+        BACKEND_DATA_DIR: dir,
+      });
+      expect(open.url).toMatch(/^http:\/\//);
+      await kill(open);
+      const guarded = await startProcess({
+        BACKEND_HOST: "0.0.0.0",
+        BACKEND_ADMIN_TOKEN: "t0ken",
+        BACKEND_DATA_DIR: dir,
+      });
+      await kill(guarded);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("without CALLBACK_JWT_SECRET generates one, prints it once, and reuses it after a restart", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "backend-secret-"));
     try {
