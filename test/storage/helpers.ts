@@ -22,10 +22,11 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startFauxqs(): Promise<TestServer> {
+/** `host`: 127.0.0.1 unless a test's own network (a bridge to its namespaces) must reach it. */
+export async function startFauxqs(host = "127.0.0.1"): Promise<TestServer> {
   const { startFauxqs: start } = await import("fauxqs");
-  const server = await start({ port: 0, logger: false, host: "127.0.0.1" });
-  return { endpoint: `http://127.0.0.1:${server.port}`, port: server.port, kind: "fauxqs", stop: () => server.stop() };
+  const server = await start({ port: 0, logger: false, host });
+  return { endpoint: `http://${host}:${server.port}`, port: server.port, kind: "fauxqs", stop: () => server.stop() };
 }
 
 export async function startS3rver(): Promise<TestServer> {
