@@ -17,12 +17,11 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signalGroup } from "../../src/process/group.ts";
 import { startStub, type Running } from "../backend-stub/helpers.ts";
 import { until } from "../faults/harness.ts";
-import { client, createBucket, startFauxqs, type TestServer } from "../storage/helpers.ts";
+import { createBucket, startFauxqs, storedCheckpoints, type TestServer } from "../storage/helpers.ts";
 
 const PYTHON = "/usr/bin/python3";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -288,20 +287,9 @@ describe.skipIf(why !== undefined)(
       const last = Math.max(...[...nodes[0]!.stdout().matchAll(/rank 0 epoch (\d+) step 3/g)].map((m) => Number(m[1])));
       const keys = (v.done?.checkpoints ?? []).map((c) => c.key);
       expect(keys, context()).toContain(`${prefix}epoch-${last}.pt`);
-      const s3c = client(s3!.endpoint);
-      const objects = ((await s3c.send(new ListObjectsV2Command({ Bucket: "ck", Prefix: prefix }))).Contents ?? []).map(
-        (o) => o.Key ?? "",
-      );
-      expect(objects).toContain(`${prefix}epoch-${last}.pt`);
-      const names = await Promise.all(
-        objects
-          .filter((k) => k.startsWith(`${prefix}_manifests/`))
-          .map(async (Key) => {
-            const body = await (await s3c.send(new GetObjectCommand({ Bucket: "ck", Key }))).Body?.transformToString();
-            return (JSON.parse(body ?? "{}") as { name?: string }).name;
-          }),
-      );
-      expect(names).toContain(`epoch-${last}.pt`);
+      const stored = await storedCheckpoints(s3!.endpoint, "ck", prefix);
+      expect(stored.objects).toContain(`${prefix}epoch-${last}.pt`);
+      expect(stored.manifestNames).toContain(`epoch-${last}.pt`);
       console.log(
         `netns stall: both agents exited ${seconds.toFixed(1)} s after the cut (STALL_SECONDS=${STALL_SECONDS})`,
       );

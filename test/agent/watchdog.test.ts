@@ -8,7 +8,6 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadAgentConfig } from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
@@ -22,7 +21,7 @@ import {
 } from "../../src/agent/watchdog.ts";
 import { startStub, type Running } from "../backend-stub/helpers.ts";
 import { until } from "../faults/harness.ts";
-import { client, createBucket, startFauxqs, type TestServer } from "../storage/helpers.ts";
+import { createBucket, startFauxqs, storedCheckpoints, type TestServer } from "../storage/helpers.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
 const CHILD = fileURLToPath(new URL("../fixtures/children/go-quiet.mjs", import.meta.url));
@@ -187,19 +186,9 @@ describe("a command that stops printing (real process)", () => {
     expect(await run.events("recovered")).toEqual([]);
 
     // In the bucket: the file, and a manifest naming it (what a restarted pod restores from).
-    const s3c = client(s3.endpoint);
-    const prefix = `checkpoints/job-${run.job.id}/`;
-    const listed = await s3c.send(new ListObjectsV2Command({ Bucket: "ck", Prefix: prefix }));
-    const objects = (listed.Contents ?? []).map((o) => o.Key ?? "");
-    expect(objects).toContain(`${prefix}epoch-2.pt`);
-    const manifests = objects.filter((k) => k.startsWith(`${prefix}_manifests/`));
-    const names = await Promise.all(
-      manifests.map(async (Key) => {
-        const body = await (await s3c.send(new GetObjectCommand({ Bucket: "ck", Key }))).Body?.transformToString();
-        return (JSON.parse(body ?? "{}") as { name?: string }).name;
-      }),
-    );
-    expect(names).toContain("epoch-2.pt");
+    const stored = await storedCheckpoints(s3.endpoint, "ck", `checkpoints/job-${run.job.id}/`);
+    expect(stored.objects).toContain(`checkpoints/job-${run.job.id}/epoch-2.pt`);
+    expect(stored.manifestNames).toContain("epoch-2.pt");
   }, 90_000);
 
   it("a fixed STALL_SECONDS watches every node: node 1's stall names node 1", async () => {
