@@ -8,7 +8,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import type { CallbackClient } from "../../src/callbacks/client.ts";
+import type { Supervised } from "../../src/process/supervise.ts";
 import { loadAgentConfig } from "../../src/config/index.ts";
 import { isAgentError } from "../../src/errors/index.ts";
 import pino from "pino";
@@ -116,6 +118,87 @@ describe("the stall limit", () => {
     expect(await run.exited).toBe(78);
     expect(run.stdout()).toBe("");
     expect(run.stderr()).toMatch(/^trainer-agent: CONFIG_INVALID: .*STALL_SECONDS must be .*, got "-3"$/m);
+  });
+});
+
+describe("the derived limit over time (auto; a controlled clock)", () => {
+  // Minutes of quiet cannot be waited for: vitest's fake timers drive the clock. The events are recorded by the
+  // one CallbackClient method the watchdog uses; the child is a stand-in whose terminate is never called here.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function watched() {
+    vi.useFakeTimers({ now: 0 });
+    const events: { type: string; data: Record<string, unknown> }[] = [];
+    const callbacks = {
+      event: (type: string, _message: string | undefined, data: Record<string, unknown>) => events.push({ type, data }),
+    } as unknown as CallbackClient;
+    const w = createWatchdog({
+      config: loadAgentConfig({}),
+      log: pino({ level: "silent" }),
+      callbacks,
+      keepWork: undefined,
+      cancelled: () => false,
+      now: () => Date.now(),
+    })!;
+    w.watch({ terminate: () => expect.unreachable("report mode never terminates") } as unknown as Supervised);
+    const stalls = () => events.filter((e) => e.type === "stalled").map((e) => e.data.stall_seconds);
+    return { w, events, stalls };
+  }
+
+  it("before the first epoch the start-up limit holds; after it, 3 x the longest epoch with the floor", () => {
+    const { w, events, stalls } = watched();
+    vi.advanceTimersByTime((STALL_FIRST_EPOCH_SECONDS - 1) * 1000);
+    expect(stalls()).toEqual([]);
+    vi.advanceTimersByTime(1000);
+    expect(stalls()).toEqual([STALL_FIRST_EPOCH_SECONDS]);
+
+    // Output resumes and epoch 1 ends (it counts from the start: 1800 s), then epoch 2 after 100 s: the limit is
+    // 3 x 1800 s. A shorter later epoch does not shorten it.
+    w.activity();
+    expect(events.at(-1)).toMatchObject({ type: "recovered", data: { quiet_seconds: STALL_FIRST_EPOCH_SECONDS } });
+    w.epoch(1);
+    vi.advanceTimersByTime(100_000);
+    w.activity();
+    w.epoch(2);
+    w.epoch(2); // a step report within epoch 2 is not a new epoch
+    const limit = STALL_EPOCH_FACTOR * STALL_FIRST_EPOCH_SECONDS;
+    vi.advanceTimersByTime((limit - 1) * 1000);
+    expect(stalls()).toHaveLength(1);
+    vi.advanceTimersByTime(1000);
+    expect(stalls()).toEqual([STALL_FIRST_EPOCH_SECONDS, limit]);
+    w.stop();
+  });
+
+  it("the first epoch report moves the pending start-up check to the new, shorter limit", () => {
+    const { w, stalls } = watched();
+    vi.advanceTimersByTime(10_000);
+    w.activity();
+    w.epoch(1);
+    vi.advanceTimersByTime((STALL_FLOOR_SECONDS - 1) * 1000);
+    expect(stalls()).toEqual([]);
+    vi.advanceTimersByTime(1000);
+    expect(stalls()).toEqual([STALL_FLOOR_SECONDS]);
+    w.stop();
+  });
+
+  it("short epochs: the floor; output within the limit keeps the clock at zero", () => {
+    const { w, stalls } = watched();
+    vi.advanceTimersByTime(10_000);
+    w.activity();
+    w.epoch(1); // 10 s: 3 x 10 s is under the floor
+    for (let i = 0; i < 10; i++) {
+      vi.advanceTimersByTime((STALL_FLOOR_SECONDS - 1) * 1000);
+      w.activity();
+    }
+    expect(stalls()).toEqual([]);
+    vi.advanceTimersByTime(STALL_FLOOR_SECONDS * 1000);
+    expect(stalls()).toEqual([STALL_FLOOR_SECONDS]);
+    // Once per stall: more quiet is the same stall.
+    vi.advanceTimersByTime(10 * STALL_FLOOR_SECONDS * 1000);
+    expect(stalls()).toHaveLength(1);
+    w.stop();
   });
 });
 
