@@ -104,7 +104,7 @@ export function createWatchdog(input: {
     const data = facts(quietMs);
     const message =
       `no output or report from node ${nodeRank}'s command for ${data.quiet_seconds as number} s` +
-      ` (stall limit ${data.stall_seconds as number} s${seconds === "auto" ? ", derived from epoch times" : ""})`;
+      ` (stall limit ${data.stall_seconds as number} s${seconds === "auto" ? ", STALL_SECONDS=auto" : ""})`;
     log.warn(data, `stalled: ${message}`);
     callbacks?.event("stalled", message, data);
     if (action !== "terminate") return;
