@@ -10,6 +10,7 @@ import { supervise, type ChildResult } from "../process/supervise.ts";
 import type { Progress } from "./progress.ts";
 import type { ReportRouter } from "./report-router.ts";
 import type { Signals } from "./signals.ts";
+import type { Watchdog } from "./watchdog.ts";
 
 export async function runChild(input: {
   config: AgentConfig;
@@ -22,9 +23,10 @@ export async function runChild(input: {
   signals: Signals;
   callbacks: CallbackClient | undefined;
   progress: Progress;
+  watchdog: Watchdog | undefined;
   secrets: readonly string[];
 }): Promise<ChildResult> {
-  const { config, log, signals, callbacks, progress } = input;
+  const { config, log, signals, callbacks, progress, watchdog } = input;
   log.debug({ argv: input.argv.length, uptime_ms: Math.round(performance.now()) }, "spawning the child");
   const running = supervise({
     argv: input.argv,
@@ -35,6 +37,7 @@ export async function runChild(input: {
     logger: input.logger.child({ component: "process" }),
     onReport: input.router.onReport,
     onLine: input.router.onLine,
+    onOutput: watchdog?.activity,
     tailLines: config.logTailLines,
     graceSeconds: config.terminationGraceSeconds,
   });
@@ -43,10 +46,14 @@ export async function runChild(input: {
   // Deliveries start once the child runs: the HTTP stack loads off the start-up path.
   callbacks?.start();
   progress.childStarted(Date.now());
+  watchdog?.watch(running);
   const cancel = signals.cancel();
   if (cancel !== undefined) running.terminate("SIGTERM", cancel.reason);
   const ended = await running.result;
   progress.stop();
+  watchdog?.stop();
+  // A stall action that began before the child ended finishes its checkpoint sync before the final one starts.
+  await watchdog?.settled();
   // The token file is read now: it may have been rotated since the start.
   const fileToken = await readTokenFile(config.callbacks.tokenFile);
   const secrets = fileToken === undefined ? input.secrets : secretList([...input.secrets, fileToken]);

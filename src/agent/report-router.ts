@@ -11,6 +11,7 @@ import type { StreamName } from "../process/supervise.ts";
 import type { CheckpointSync } from "../storage/types.ts";
 import type { TrainerPlugin } from "../plugins/types.ts";
 import type { Progress } from "./progress.ts";
+import type { Watchdog } from "./watchdog.ts";
 
 export interface ReportRouter {
   onReport(report: Report): void;
@@ -25,11 +26,13 @@ export function routeReports(input: {
   progress: Progress;
   sync: CheckpointSync | undefined;
   plugin: TrainerPlugin;
+  watchdog?: Pick<Watchdog, "epoch"> | undefined;
 }): ReportRouter {
-  const { log, secrets, callbacks, progress, sync, plugin } = input;
+  const { log, secrets, callbacks, progress, sync, plugin, watchdog } = input;
   const handle = (report: Report): void => {
     if (report.kind === "epoch") {
       progress.onEpoch(report);
+      watchdog?.epoch(report.epoch);
     } else if (report.kind === "checkpoint") {
       log.debug({ path: report.path, rank: report.rank }, "checkpoint reported");
       sync?.notify(report.path);

@@ -2,7 +2,8 @@
  * `trainer-agent run`: the whole life of a training pod's command, told in order below. Its parts live beside it:
  * signals.ts (SIGTERM/SIGINT, crash guard), callbacks.ts, progress.ts (heartbeats, the Trainer's status),
  * launch.ts (plugin), storage.ts (restore, dataset, checkpoint sync), child-env.ts (the child's environment, one
- * precedence order), report-router.ts (reports from the child), child.ts, verdict.ts (exit code, status, reason).
+ * precedence order), report-router.ts (reports from the child), watchdog.ts (a child that stopped progressing),
+ * child.ts, verdict.ts (exit code, status, reason).
  *
  * The exit code is the child's (or 128+signal) when it ran; an agent-own failure (bad configuration, dataset
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
@@ -23,6 +24,7 @@ import { planLaunch } from "./launch.ts";
 import { openProgress } from "./progress.ts";
 import { routeReports } from "./report-router.ts";
 import { watchSignals } from "./signals.ts";
+import { createWatchdog, type Watchdog } from "./watchdog.ts";
 import { finalSync, openStorage, prepareStorage, type PreparedStorage } from "./storage.ts";
 import { verdict } from "./verdict.ts";
 
@@ -75,6 +77,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   let stored: PreparedStorage | undefined;
   let child: ChildResult | undefined;
   let error: AgentError | undefined;
+  let watchdog: Watchdog | undefined;
   try {
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
@@ -87,7 +90,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
     }
 
-    // 5. The child, unless told to stop already.
+    // 5. The child, unless told to stop already; the watchdog reports (and may end) a child that went quiet.
+    const kept = stored;
+    watchdog = createWatchdog({
+      config,
+      log: logger.child({ component: "watchdog" }),
+      callbacks,
+      keepWork: kept === undefined ? undefined : () => finalSync(kept, config, true),
+      cancelled: () => signals.cancel() !== undefined,
+    });
     if (signals.cancel() === undefined)
       child = await runChild({
         config,
@@ -96,21 +107,42 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         argv: launch.argv,
         env: childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
         cwd: deps.cwd,
-        router: routeReports({ log, secrets, callbacks, progress, sync: stored?.sync, plugin: launch.plugin }),
+        router: routeReports({
+          log,
+          secrets,
+          callbacks,
+          progress,
+          sync: stored?.sync,
+          plugin: launch.plugin,
+          watchdog,
+        }),
         signals,
         callbacks,
         progress,
+        watchdog,
         secrets,
       });
 
     // 6. Whatever happened to the child, keep its work.
-    if (stored !== undefined) await finalSync(stored, config, signals.cancel() !== undefined);
+    const stopping = signals.cancel() !== undefined || watchdog?.ended() !== undefined;
+    if (stored !== undefined) await finalSync(stored, config, stopping);
   } catch (thrown) {
     error = toAgentError(thrown, signals.cancel());
   } finally {
     progress.stop();
+    watchdog?.stop();
     signals.dispose();
   }
+  // The watchdog ended the child: that is the run's ending, whatever else failed after it.
+  const stalled = watchdog?.ended();
+  if (stalled !== undefined)
+    error =
+      error === undefined
+        ? stalled
+        : new AgentError("STALLED", `${stalled.message}; then ${error.code}: ${error.message}`, {
+            cause: error,
+            details: stalled.details ?? {},
+          });
 
   // 7. The verdict, told: stderr and the log, the Trainer, `done`, and the last line.
   const v = verdict({ child, error, cancel: signals.cancel() });

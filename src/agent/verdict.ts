@@ -50,7 +50,11 @@ export function verdict({ child, error, cancel }: VerdictInput): Verdict {
     const own = `${error.code}: ${error.message}`;
     return {
       // The child's own failure comes first; an agent failure after a clean child turns it into the agent's code.
-      exitCode: child !== undefined && child.exitCode !== 0 ? child.exitCode : exitCodeFor(error.code),
+      // When the agent ended the child itself (the watchdog), the child's 143/137 is the agent's doing, not news.
+      exitCode:
+        child !== undefined && child.exitCode !== 0 && error.code !== "STALLED"
+          ? child.exitCode
+          : exitCodeFor(error.code),
       status: cancel !== undefined ? "cancelled" : "failed",
       reason: child?.reason === undefined ? own : `${child.reason}; ${own}`,
       errorReport: "error",

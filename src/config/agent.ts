@@ -20,6 +20,20 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CHECKPOINT_UPLOAD_MODES = ["rank0", "sharded", "off"] as const;
 export type CheckpointUploadMode = (typeof CHECKPOINT_UPLOAD_MODES)[number];
 
+export const STALL_ACTIONS = ["report", "terminate"] as const;
+export type StallAction = (typeof STALL_ACTIONS)[number];
+
+/** The hung-rank watchdog (src/agent/watchdog.ts). */
+export interface StallConfig {
+  /**
+   * `STALL_SECONDS`: a fixed limit of quiet time (every node watches its own child), "auto" (node 0 watches, the
+   * limit derived from the job's epoch times) or "off".
+   */
+  seconds: number | "auto" | "off";
+  /** `STALL_ACTION`: report the stall only, or also end the job (after saving the checkpoint). */
+  action: StallAction;
+}
+
 /** `PET_NPROC_PER_NODE`: a count, or one of torchrun's symbolic values (resolved later, see src/env). */
 export type NprocPerNode = number | "auto" | "cpu" | "gpu";
 
@@ -117,6 +131,7 @@ export interface AgentConfig {
   logTailLines: number;
   /** JobSet's restart attempt of this pod (JOBSET_RESTART_ATTEMPT, from the downward API; 0 when absent). */
   restartAttempt: number;
+  stall: StallConfig;
   /** `LOG_LEVEL` of the agent's own logs (default info; debug shows retries and reports). */
   logLevel: LogLevel;
   /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
@@ -212,6 +227,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
       fallback: 0,
       expected: "a non-negative integer (the pod annotation jobset.sigs.k8s.io/restart-attempt)",
     }),
+    stall: readStall(r),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
   };
@@ -323,6 +339,23 @@ function readTrainerStatus(env: Env): { config: TrainerStatusConfig | undefined;
   if (r.problems.length > 0 || url === undefined || caCertFile === undefined || tokenFile === undefined)
     return { config: undefined, problems: [...r.problems] };
   return { config: { url, caCertFile, tokenFile }, problems: [] };
+}
+
+/** The longest fixed STALL_SECONDS: a week (a stall longer than that is a job nobody watches anyway). */
+const MAX_STALL_SECONDS = 604_800;
+
+function readStall(r: EnvReader): StallConfig {
+  const action = r.oneOf("STALL_ACTION", STALL_ACTIONS, "report");
+  const raw = r.raw("STALL_SECONDS");
+  const lower = raw?.toLowerCase();
+  if (raw === undefined || lower === "auto") return { seconds: "auto", action };
+  if (lower === "off" || raw === "0") return { seconds: "off", action };
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 1 || n > MAX_STALL_SECONDS) {
+    r.problem("STALL_SECONDS", `a number of seconds from 1 to ${MAX_STALL_SECONDS}, auto, or off (0)`, raw);
+    return { seconds: "auto", action };
+  }
+  return { seconds: n, action };
 }
 
 function readCallbacks(r: EnvReader): CallbackConfig {

@@ -45,6 +45,10 @@ export const EVENT_TYPES = [
   "warning",
   "error",
   "terminating",
+  /** The hung-rank watchdog: no output or report for longer than the stall limit (data: node_rank, quiet_seconds...). */
+  "stalled",
+  /** Output resumed after a `stalled` (data: the whole quiet_seconds). */
+  "recovered",
 ] as const;
 
 export const EventPayload = z.object({

@@ -11,6 +11,7 @@ export const EXIT_CODES = {
   PLUGIN_INVALID: 78,
   PLUGIN_NOT_FOUND: 78,
   PLUGIN_HOOK_FAILED: 70,
+  STALLED: 75, // EX_TEMPFAIL: the watchdog ended a job that stopped progressing; a restart may succeed
   CHILD_SPAWN_FAILED: 127, // like a shell: command not found / not executable
   DATASET_NOT_FOUND: 66, // EX_NOINPUT
   DATASET_CORRUPT: 65, // EX_DATAERR

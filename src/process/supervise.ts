@@ -48,6 +48,8 @@ export interface SuperviseOptions {
   stderr: Writable;
   logger: Logger;
   onReport: (report: Report, source: StreamName) => void;
+  /** Called for every chunk of output (reports included): the child is alive. Keep it cheap. */
+  onOutput?: (() => void) | undefined;
   /** A plugin's line parser; when absent no per-line strings are made. */
   onLine?: ((line: string, source: StreamName) => void) | undefined;
   tailLines: number;
@@ -167,6 +169,7 @@ export function supervise(options: SuperviseOptions): Supervised {
       let prefixTimer: NodeJS.Timeout | undefined;
       source.on("data", (chunk: Buffer) => {
         lastData = now();
+        options.onOutput?.();
         if (prefixTimer !== undefined) clearTimeout(prefixTimer);
         const ok = relay.push(chunk);
         // A chunk that ended in what may be the start of `::trainer::` (a prompt ending in ':') is written

@@ -33,6 +33,21 @@ describe("verdict", () => {
       { exitCode: 0, status: "succeeded", reason: undefined, ...none },
     ],
     [
+      "the watchdog ended the child: its 143 is the agent's doing, so the exit is STALLED's 75",
+      {
+        child: child(143, { signal: "SIGTERM", reason: "terminated by SIGTERM after STALL_ACTION=terminate" }),
+        error: new AgentError("STALLED", "no output for 9 s"),
+        cancel: undefined,
+      },
+      {
+        exitCode: 75,
+        status: "failed",
+        reason: "terminated by SIGTERM after STALL_ACTION=terminate; STALLED: no output for 9 s",
+        errorReport: "error",
+        lastLine: undefined,
+      },
+    ],
+    [
       "a failing child gives its code and reason",
       { child: child(3, { reason: "ValueError: lr" }), error: undefined, cancel: undefined },
       { exitCode: 3, status: "failed", reason: "ValueError: lr", ...none },

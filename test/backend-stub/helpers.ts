@@ -13,10 +13,11 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startStub(options: Partial<BackendStubOptions> = {}): Promise<Running> {
+/** `host`: 127.0.0.1 unless a test's own network (a bridge to its namespaces) must reach it. */
+export async function startStub(options: Partial<BackendStubOptions> = {}, host = "127.0.0.1"): Promise<Running> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), "backend-stub-")));
   const stub = createBackendStub({ secret: SECRET, dataDir, ...options });
-  const { url } = await stub.listen(0);
+  const { url } = await stub.listen(0, host);
   return {
     stub,
     url,

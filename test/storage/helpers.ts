@@ -9,7 +9,13 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
-import { S3Client, PutObjectCommand, CreateBucketCommand } from "@aws-sdk/client-s3";
+import {
+  S3Client,
+  PutObjectCommand,
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+} from "@aws-sdk/client-s3";
 import pino from "pino";
 import { afterAll } from "vitest";
 import { loadAgentConfig, type AgentConfig } from "../../src/config/index.ts";
@@ -22,10 +28,11 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startFauxqs(): Promise<TestServer> {
+/** `host`: 127.0.0.1 unless a test's own network (a bridge to its namespaces) must reach it. */
+export async function startFauxqs(host = "127.0.0.1"): Promise<TestServer> {
   const { startFauxqs: start } = await import("fauxqs");
-  const server = await start({ port: 0, logger: false, host: "127.0.0.1" });
-  return { endpoint: `http://127.0.0.1:${server.port}`, port: server.port, kind: "fauxqs", stop: () => server.stop() };
+  const server = await start({ port: 0, logger: false, host });
+  return { endpoint: `http://${host}:${server.port}`, port: server.port, kind: "fauxqs", stop: () => server.stop() };
 }
 
 export async function startS3rver(): Promise<TestServer> {
@@ -120,6 +127,26 @@ export async function createBucket(endpoint: string, bucket: string): Promise<vo
 
 export async function put(endpoint: string, bucket: string, key: string, body: Buffer | string): Promise<void> {
   await client(endpoint).send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+/** A job's stored checkpoints under `prefix`: the object keys, and the names its manifests give (complete ones). */
+export async function storedCheckpoints(
+  endpoint: string,
+  bucket: string,
+  prefix: string,
+): Promise<{ objects: string[]; manifestNames: string[] }> {
+  const s3 = client(endpoint);
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+  const objects = (listed.Contents ?? []).map((o) => o.Key ?? "");
+  const manifestNames = await Promise.all(
+    objects
+      .filter((k) => k.startsWith(`${prefix}_manifests/`))
+      .map(async (Key) => {
+        const body = await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key }))).Body?.transformToString();
+        return String((JSON.parse(body ?? "{}") as { name?: unknown }).name);
+      }),
+  );
+  return { objects, manifestNames };
 }
 
 const made: string[] = [];

@@ -7,11 +7,13 @@ configured, spawns CMD in its own process group (never through a shell), relays 
 turns ::trainer::{json} report lines into heartbeats, events and checkpoint uploads, forwards
 SIGTERM/SIGINT (grace TERMINATION_GRACE_SECONDS, default 25, then SIGKILL), uploads the final
 checkpoints, posts done, and exits with CMD's exit code (128+signal when a signal ended it).
+A CMD silent for longer than STALL_SECONDS (default: derived from its epoch times, node 0 only) gets
+a stalled event; STALL_ACTION=terminate also saves the checkpoints, ends it and exits 75.
 Agent logs are JSON lines on stderr (readable on a terminal); CMD's stdout stays CMD's.
 
 Exit status: CMD's; 64 bad command line; 78 bad configuration; 127 command not found; 126 not
-executable; 66/65/75 dataset missing/corrupt/changed; 69 storage unreachable; 74 checkpoint
-upload or restore failed; 70 internal error.
+executable; 66/65/75 dataset missing/corrupt/changed; 75 stalled and ended; 69 storage unreachable;
+74 checkpoint upload or restore failed; 70 internal error.
 
 Examples:
   trainer-agent run -- python train.py --epochs 10
