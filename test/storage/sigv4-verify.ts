@@ -64,22 +64,23 @@ export function verifySigV4(
     signedHeaders,
     payloadHash,
   ].join("\n");
-  const scope = `${date}/${region}/${service}/aws4_request`;
+  const expected = signatureOf(secret, [date, region, service] as string[], amzDate, canonicalRequest);
+  return expected === signature ? "ok" : "signature does not match";
+}
+
+/** SigV4's signature of a canonical request: the string to sign under the key derived for scope. */
+function signatureOf(secret: string, scope: string[], amzDate: string, canonicalRequest: string): string {
   const stringToSign = [
     "AWS4-HMAC-SHA256",
     amzDate,
-    scope,
+    [...scope, "aws4_request"].join("/"),
     createHash("sha256").update(canonicalRequest).digest("hex"),
   ].join("\n");
   let key: Buffer = createHmac("sha256", `AWS4${secret}`)
-    .update(date as string)
+    .update(scope[0] as string)
     .digest();
-  for (const part of [region, service, "aws4_request"])
-    key = createHmac("sha256", key)
-      .update(part as string)
-      .digest();
-  const expected = createHmac("sha256", key).update(stringToSign).digest("hex");
-  return expected === signature ? "ok" : "signature does not match";
+  for (const part of [...scope.slice(1), "aws4_request"]) key = createHmac("sha256", key).update(part).digest();
+  return createHmac("sha256", key).update(stringToSign).digest("hex");
 }
 
 /** The same for a presigned request: the credential, date and signed headers in the query, payload unsigned. */
@@ -108,17 +109,7 @@ function verifyPresigned(method: string, url: string, headers: IncomingHttpHeade
     signedHeaders,
     params.get("X-Amz-Content-Sha256") ?? "UNSIGNED-PAYLOAD",
   ].join("\n");
-  const scope = `${date}/${region}/${service}/aws4_request`;
-  const stringToSign = [
-    "AWS4-HMAC-SHA256",
-    amzDate,
-    scope,
-    createHash("sha256").update(canonicalRequest).digest("hex"),
-  ].join("\n");
-  let key: Buffer = createHmac("sha256", `AWS4${secret}`).update(date).digest();
-  for (const part of [region, service, "aws4_request"])
-    key = createHmac("sha256", key)
-      .update(part as string)
-      .digest();
-  return createHmac("sha256", key).update(stringToSign).digest("hex") === signature ? "ok" : "signature does not match";
+  return signatureOf(secret, [date, region, service] as string[], amzDate, canonicalRequest) === signature
+    ? "ok"
+    : "signature does not match";
 }

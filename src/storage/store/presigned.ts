@@ -14,8 +14,8 @@ import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { createRequest, createSend, CallbackHttpError, isRetryableCallbackError, Stop } from "../../callbacks/send.ts";
-import { createTokenSource } from "../../callbacks/token.ts";
+import { createBackendSend } from "../../callbacks/backend-send.ts";
+import { CallbackHttpError, isRetryableCallbackError, Stop } from "../../callbacks/send.ts";
 import { undiciTransport } from "../../callbacks/transport.ts";
 import type { CallbackConfig } from "../../config/agent.ts";
 import { CheckpointUrlAnswers, type CheckpointUrlRequest } from "../../contract/checkpoint-urls.ts";
@@ -48,23 +48,17 @@ export function backendCall(options: BackendCallOptions): { call: BackendCall; c
   const now = options.now ?? Date.now;
   const log = logger.child({ component: "checkpoint-urls" });
   const transport = undiciTransport();
-  const stop = new Stop();
-  const request = createRequest({
-    base: new URL(callbacks.baseUrl.href.endsWith("/") ? callbacks.baseUrl.href : `${callbacks.baseUrl.href}/`),
-    transport,
-    traceparent: options.traceparent,
-    timeoutMs: callbacks.requestTimeoutSeconds * 1000,
-    stop,
-  });
-  const tokens = createTokenSource({
+  const send = createBackendSend({
     config: callbacks,
     jobId,
-    request,
+    transport,
+    traceparent: options.traceparent,
+    stop: new Stop(),
     readFile: (p) => readFile(p, "utf8"),
     now,
     log,
+    onRequest: () => {},
   });
-  const send = createSend({ request, tokens, now, log, onRequest: () => {} });
   const policy: RetryPolicy = {
     ...DEFAULT_RETRY_POLICY,
     // 501: this backend has no bucket for checkpoints; asking again changes nothing.
