@@ -9,7 +9,14 @@ import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
-import { isSecretLookingName, isSecretLookingValue, urlPasswords, urlQueryCredentials, type Secret } from "./secret.ts";
+import {
+  isSecretLookingName,
+  isSecretLookingValue,
+  maskUrlQueries,
+  urlPasswords,
+  urlQueryCredentials,
+  type Secret,
+} from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -82,8 +89,11 @@ export interface StorageConfig {
   directReads: boolean;
   maxDatasetBytes: number;
   maxExpansionRatio: number;
-  /** DATASET_URL: the dataset as one object behind an http(s) URL (a presigned GET); its query is a credential. */
-  datasetUrl: URL | undefined;
+  /**
+   * DATASET_URL: the dataset as one object behind an http(s) URL (a presigned GET), checked to parse as one. A
+   * Secret: its query is a credential, so the config never prints it.
+   */
+  datasetUrl: Secret | undefined;
   /**
    * CHECKPOINT_STORE: `bucket` (the S3 keys in the pod) or `backend` (presigned URLs the backend hands out for this
    * job's checkpoint prefix, so the pod holds no storage keys).
@@ -417,20 +427,19 @@ function readPresignedStorage(
   other: { datasetId: string | undefined; datasetUri: string | undefined },
 ): Pick<StorageConfig, "datasetUrl" | "checkpointStore"> {
   const raw = r.raw("DATASET_URL");
-  let datasetUrl: URL | undefined;
+  let datasetUrl: Secret | undefined;
   if (raw !== undefined) {
+    let parsed: URL | undefined;
     try {
-      datasetUrl = new URL(raw);
+      parsed = new URL(raw);
     } catch {
-      datasetUrl = undefined;
+      parsed = undefined;
     }
-    if (datasetUrl === undefined || (datasetUrl.protocol !== "https:" && datasetUrl.protocol !== "http:")) {
+    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
       r.problem("DATASET_URL", "an https:// URL (a presigned GET) or http:// URL", raw);
-      datasetUrl = undefined;
-    } else if (datasetUrl.username !== "" || datasetUrl.password !== "") {
+    else if (parsed.username !== "" || parsed.password !== "")
       r.problem("DATASET_URL", "a URL without user:password@ (use a presigned URL)", raw);
-      datasetUrl = undefined;
-    }
+    else datasetUrl = r.secret("DATASET_URL");
     if (other.datasetId !== undefined || other.datasetUri !== undefined)
       r.problems.push(
         `DATASET_URL and ${other.datasetUri !== undefined ? "DATASET_URI" : "DATASET_ID"} are both set: give one dataset`,
@@ -457,7 +466,14 @@ function childBaseEnv(env: Env): Readonly<Record<string, string>> {
   const copy = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const masked = (): Record<string, string> =>
     Object.fromEntries(
-      Object.entries(copy).map(([k, v]) => [k, (SECRET_ENV_NAMES as readonly string[]).includes(k) ? "***" : v]),
+      Object.entries(copy).map(([k, v]) => [
+        k,
+        (SECRET_ENV_NAMES as readonly string[]).includes(k)
+          ? "***"
+          : urlQueryCredentials(v).length > 0
+            ? maskUrlQueries(v)
+            : v,
+      ]),
     );
   Object.defineProperty(copy, "toJSON", { value: masked, enumerable: false });
   Object.defineProperty(copy, inspect.custom, {

@@ -76,8 +76,8 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
     return s;
   };
   const datasetUrlStore = (): Promise<UrlStore> => {
-    const url = sc.datasetUrl;
-    if (url === undefined) throw new AgentError("CONFIG_INVALID", "DATASET_URL is not set");
+    if (sc.datasetUrl === undefined) throw new AgentError("CONFIG_INVALID", "DATASET_URL is not set");
+    const url = new URL(sc.datasetUrl.reveal());
     const s = import("./store/url.ts").then(
       (m) =>
         new m.UrlStore(url, {

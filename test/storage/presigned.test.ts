@@ -6,7 +6,10 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
+import { inspect } from "node:util";
 import { fileURLToPath } from "node:url";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -148,6 +151,7 @@ describe("DATASET_URL (presigned GET)", () => {
     const query = new URL(url).search.slice(1);
     const signature = new URL(url).searchParams.get("X-Amz-Signature") as string;
     for (const text of [message, ...mem.lines]) expect(text).not.toContain(signature);
+    for (const shown of [JSON.stringify(config), inspect(config)]) expect(shown).not.toContain(signature);
     // What the agent sends to the backend (done's reason, events) is masked by the same secret list.
     expect(maskSecrets(`failed: ${url}`, secretValues(config))).not.toContain(query);
   });
@@ -156,6 +160,74 @@ describe("DATASET_URL (presigned GET)", () => {
     expect(() => keylessConfig({ DATASET_URL: "ftp://h/x.zip?X-Amz-Signature=abcdef123456" })).toThrow(
       /DATASET_URL must be an https:\/\/ URL .*got "ftp:\/\/h\/x.zip\?\*\*\*"/,
     );
+  });
+
+  describe("a plain server: Last-Modified as the pin, Content-Type as the kind", () => {
+    let srv: http.Server;
+    let base: string;
+    let body: Buffer;
+    let modified = new Date("2026-01-01T00:00:00Z");
+    /** Replaces the object after this many ranged GETs (Infinity: never). */
+    let replaceAfter = Infinity;
+    const seen: { range?: string; ifUnmodifiedSince?: string; ifMatch?: string }[] = [];
+
+    beforeAll(async () => {
+      body = await fs.readFile(path.join(fixtures, "good.zip"));
+      // Serves one object with ranges, a Last-Modified and no ETag; If-Unmodified-Since as HTTP defines it.
+      srv = http.createServer((req, res) => {
+        const range = req.headers.range;
+        seen.push({
+          range,
+          ifUnmodifiedSince: req.headers["if-unmodified-since"],
+          ifMatch: req.headers["if-match"],
+        });
+        if (seen.filter((r) => r.range !== undefined).length > replaceAfter)
+          modified = new Date(modified.getTime() + 60_000);
+        const since = req.headers["if-unmodified-since"];
+        if (since !== undefined && modified.getTime() > Date.parse(since)) {
+          res.writeHead(412).end();
+          return;
+        }
+        const headers = { "content-type": "application/zip", "last-modified": modified.toUTCString() };
+        const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
+        if (m === null) {
+          res.writeHead(200, { ...headers, "content-length": body.length }).end(body);
+          return;
+        }
+        const [start, end] = [Number(m[1]), Math.min(Number(m[2]), body.length - 1)];
+        res
+          .writeHead(206, {
+            ...headers,
+            "content-length": end - start + 1,
+            "content-range": `bytes ${start}-${end}/${body.length}`,
+          })
+          .end(body.subarray(start, end + 1));
+      });
+      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+      base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((r) => srv.close(() => r())));
+
+    it("pulls a zip named by its Content-Type, every range pinned with If-Unmodified-Since", async () => {
+      seen.length = 0;
+      replaceAfter = Infinity;
+      const { root, error, result } = await pullFromUrl(`${base}/download?token=abcdef123456`);
+      expect(error).toBeUndefined();
+      expect(result?.files).toBeGreaterThan(0);
+      expect(result?.source).toBe(`${base}/download`);
+      const ranged = seen.filter((r) => r.range !== undefined && r.range !== "bytes=0-0");
+      expect(ranged.length).toBeGreaterThan(0);
+      expect(ranged.every((r) => r.ifUnmodifiedSince === modified.toUTCString() && r.ifMatch === undefined)).toBe(true);
+      await fs.access(path.join(root, "dataset"));
+    });
+
+    it("an object replaced between ranges fails with DATASET_CHANGED and leaves no dataset", async () => {
+      seen.length = 0;
+      replaceAfter = 2;
+      const { root, error } = await pullFromUrl(`${base}/download?token=abcdef123456`);
+      expect(isAgentError(error) && error.code).toBe("DATASET_CHANGED");
+      await expect(fs.access(path.join(root, "dataset"))).rejects.toThrow();
+    });
   });
 
   it.skipIf(rgwLane() === undefined)(`pulls a presigned GET from RGW (real SigV4 checks) ${RGW_MISSING}`, async () => {

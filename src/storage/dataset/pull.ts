@@ -88,8 +88,9 @@ const ARCHIVE_TYPES: Record<string, Kind> = {
  * DATASET_URL: one object behind a URL, read as an archive or file in a bucket is. Its kind comes from the path's
  * suffix, else its Content-Type; its identity (the marker's version) from its ETag, else Last-Modified.
  */
-async function urlSource(ctx: StorageContext, url: URL, signal?: AbortSignal): Promise<Source> {
+async function urlSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source> {
   const store = await ctx.datasetUrlStore();
+  const { url } = store;
   const found = await store.probe(signal);
   const byPath = kindOf(decodeURIComponent(url.pathname));
   const byType = ARCHIVE_TYPES[(found.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? ""];
@@ -106,7 +107,7 @@ async function urlSource(ctx: StorageContext, url: URL, signal?: AbortSignal): P
 
 async function resolveSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source | null> {
   const { datasetId, datasetUri, bucket, datasetUrl } = ctx.config;
-  if (datasetUrl !== undefined) return urlSource(ctx, datasetUrl, signal);
+  if (datasetUrl !== undefined) return urlSource(ctx, signal);
   if (datasetUri !== undefined) {
     const { bucket: b, key } = parseUri(datasetUri);
     const store = await ctx.storeFor(b);

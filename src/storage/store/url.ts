@@ -264,12 +264,13 @@ export class UrlReader {
 export class UrlStore implements ObjectStore {
   readonly label: string;
   readonly key: string;
-  readonly #url: URL;
+  /** The URL, query included: for reading only, never for messages (urlLabel). */
+  readonly url: URL;
   readonly #reader: UrlReader;
   #pin: UrlPin = { etag: "", lastModified: undefined };
 
   constructor(url: URL, options: UrlReaderOptions) {
-    this.#url = url;
+    this.url = url;
     this.#reader = new UrlReader(options);
     const label = urlLabel(url);
     this.key = decodeURIComponent(url.pathname.split("/").pop() ?? "") || "data";
@@ -278,7 +279,7 @@ export class UrlStore implements ObjectStore {
 
   /** The object's size, version and type, pinning later reads to this version. */
   async probe(signal?: AbortSignal): Promise<UrlObject> {
-    const found = await this.#reader.probe(this.#url, signal);
+    const found = await this.#reader.probe(this.url, signal);
     this.#pin = { etag: found.etag, lastModified: found.lastModified };
     return found;
   }
@@ -294,10 +295,10 @@ export class UrlStore implements ObjectStore {
   }
 
   getRange(_key: string, start: number, end: number, _etag: string, signal?: AbortSignal): Promise<Readable> {
-    return this.#reader.getRange(this.#url, start, end, this.#pin, signal);
+    return this.#reader.getRange(this.url, start, end, this.#pin, signal);
   }
 
-  readInto = (read: RangeRead): Promise<boolean> => this.#reader.readInto(this.#url, read, this.#pin);
+  readInto = (read: RangeRead): Promise<boolean> => this.#reader.readInto(this.url, read, this.#pin);
 
   putObject(): Promise<string> {
     return Promise.reject(this.#readOnly("PUT"));
