@@ -92,7 +92,7 @@ async function urlSource(ctx: StorageContext, signal?: AbortSignal): Promise<Sou
   const store = await ctx.datasetUrlStore();
   const { url } = store;
   const found = await store.probe(signal);
-  const byPath = kindOf(decodeURIComponent(url.pathname));
+  const byPath = kindOf(store.key);
   const byType = ARCHIVE_TYPES[(found.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? ""];
   return {
     store,

@@ -273,7 +273,14 @@ export class UrlStore implements ObjectStore {
     this.url = url;
     this.#reader = new UrlReader(options);
     const label = urlLabel(url);
-    this.key = decodeURIComponent(url.pathname.split("/").pop() ?? "") || "data";
+    const last = url.pathname.split("/").pop() ?? "";
+    let name: string;
+    try {
+      name = decodeURIComponent(last);
+    } catch {
+      name = last; // a stray % in the path: the name as written
+    }
+    this.key = name || "data";
     this.label = label.slice(0, label.length - (url.pathname.split("/").pop() ?? "").length).replace(/\/$/, "");
   }
 
