@@ -75,6 +75,20 @@ function keylessConfig(env: Record<string, string>) {
   return loadAgentConfig({ PATH: process.env.PATH ?? "/usr/bin:/bin", ...env });
 }
 
+/** A presigned GET of set.zip that s3rver already refuses as expired: waits on the server's verdict, not a clock. */
+async function expiredUrl(): Promise<string> {
+  const short = await createPresigner({ endpoint: server.endpoint, bucket: "data", ...KEYS, expiresSeconds: 1 });
+  const { url } = await short.presign("GET", "datasets/set.zip");
+  short.client.destroy();
+  for (;;) {
+    const res = await fetch(url, { headers: { range: "bytes=0-0" } });
+    await res.arrayBuffer();
+    if (res.status === 403) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return url;
+}
+
 async function pullFromUrl(url: string, logger = quietLogger()) {
   const root = await tmpDir("presigned-pull-");
   const config = keylessConfig({
@@ -134,15 +148,7 @@ describe("DATASET_URL (presigned GET)", () => {
   });
 
   it("an expired URL fails with STORAGE_DENIED and S3's reason, its query masked everywhere", async () => {
-    const short = await createPresigner({ endpoint: server.endpoint, bucket: "data", ...KEYS, expiresSeconds: 1 });
-    const { url } = await short.presign("GET", "datasets/set.zip");
-    // Wait on the server's own verdict, not on a clock margin.
-    for (;;) {
-      const res = await fetch(url, { headers: { range: "bytes=0-0" } });
-      await res.arrayBuffer();
-      if (res.status === 403) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const url = await expiredUrl();
     const mem = memoryLogger();
     const { config, error } = await pullFromUrl(url, mem.logger);
     expect(isAgentError(error) && error.code).toBe("STORAGE_DENIED");
@@ -349,6 +355,35 @@ describe("CHECKPOINT_STORE=backend (presigned PUTs from the stub)", () => {
     const bad = await call(job.id, job.token, { op: "put", key: "checkpoints/job-p-auth/a.pt", content_md5: "x" });
     expect(bad.status).toBe(400);
   });
+
+  it("an agent run with an expired DATASET_URL: exit 77, done names S3's reason, the signature nowhere", async () => {
+    const job = await stub.createJob({ id: "p-expired" });
+    const url = await expiredUrl();
+    const dir = await tmpDir("presigned-expired-");
+    const child = spawn(process.execPath, [BIN, "run", "--", "sh", "-c", "echo never"], {
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        JOB_ID: job.id,
+        BACKEND_BASE_URL: base,
+        CALLBACK_TOKEN: job.token,
+        DATASET_URL: url,
+        DATASET_DIR: path.join(dir, "dataset"),
+        CHECKPOINT_DIR: path.join(dir, "ck"),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code, output).toBe(77);
+    const view = JSON.stringify(await stub.getJob(job.id));
+    expect(view).toContain("Request has expired");
+    expect(view).toContain(`${server.endpoint}/data/datasets/set.zip`);
+    const signature = new URL(url).searchParams.get("X-Amz-Signature") as string;
+    for (const text of [view, output]) expect(text).not.toContain(signature);
+    expect(output).not.toContain("never");
+  }, 60_000);
 
   it("an agent run with no storage keys stores its checkpoints (single PUT and multipart) with a full manifest", async () => {
     const job = await stub.createJob({ id: "p-run" });
