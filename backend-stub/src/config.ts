@@ -1,12 +1,14 @@
 /**
  * The backend stub's configuration from its environment (read once in main.ts):
  * BACKEND_PORT, BACKEND_HOST, CALLBACK_JWT_SECRET, BACKEND_ADMIN_TOKEN, BACKEND_DATA_DIR,
- * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, BACKEND_INSECURE_NO_AUTH, LOG_LEVEL.
+ * BACKEND_JOURNAL, BACKEND_TOKEN_TTL_SECONDS, BACKEND_MAX_BODY_BYTES, BACKEND_INSECURE_NO_AUTH, LOG_LEVEL, and the
+ * bucket it presigns checkpoint URLs for (BACKEND_S3_*, readCheckpointStorage).
  */
 import { EnvReader, type Env, type Secret } from "../../src/config/public.ts";
 import { AgentError } from "../../src/errors/index.ts";
 import { isLoopbackHost } from "../../src/http/index.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
+import type { CheckpointStorageOptions } from "./storage/checkpoint-urls.ts";
 import { DEFAULT_TOKEN_TTL_SECONDS } from "./stub.ts";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -23,11 +25,17 @@ export interface BackendConfig {
   tokenTtlSeconds: number;
   maxBodyBytes: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  checkpointStorage: CheckpointStorageOptions | undefined;
 }
 
 /** Reads the stub's environment; every bad variable is named in one CONFIG_INVALID error. */
 export function loadBackendConfig(env: Env): BackendConfig {
-  const r = new EnvReader(env, ["CALLBACK_JWT_SECRET", "BACKEND_ADMIN_TOKEN"]);
+  const r = new EnvReader(env, [
+    "CALLBACK_JWT_SECRET",
+    "BACKEND_ADMIN_TOKEN",
+    "BACKEND_S3_ACCESS_KEY_ID",
+    "BACKEND_S3_SECRET_ACCESS_KEY",
+  ]);
   const config: BackendConfig = {
     port: r.int("BACKEND_PORT", { min: 0, max: 65535, fallback: 8000, expected: "a TCP port from 0 to 65535" }),
     host: r.string("BACKEND_HOST", "127.0.0.1"),
@@ -46,6 +54,7 @@ export function loadBackendConfig(env: Env): BackendConfig {
       fallback: DEFAULT_MAX_BODY_BYTES,
     }),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
+    checkpointStorage: readCheckpointStorage(r),
   };
   // Beyond loopback, anyone who reaches the port could create and cancel jobs: the same rule as `trainjob serve`.
   const insecure = r.bool("BACKEND_INSECURE_NO_AUTH", false);
@@ -60,4 +69,31 @@ export function loadBackendConfig(env: Env): BackendConfig {
     });
   }
   return Object.freeze(config);
+}
+
+/**
+ * The bucket the stub presigns checkpoint URLs for: BACKEND_S3_BUCKET turns it on, and then its keys must be set
+ * (BACKEND_S3_ENDPOINT for MinIO, RGW or R2; AWS S3 without it).
+ */
+function readCheckpointStorage(r: EnvReader): CheckpointStorageOptions | undefined {
+  const bucket = r.string("BACKEND_S3_BUCKET");
+  if (bucket === undefined) return undefined;
+  const endpoint = r.url("BACKEND_S3_ENDPOINT");
+  const accessKeyId = r.secret("BACKEND_S3_ACCESS_KEY_ID");
+  const secretAccessKey = r.secret("BACKEND_S3_SECRET_ACCESS_KEY");
+  for (const [name, value] of [
+    ["BACKEND_S3_ACCESS_KEY_ID", accessKeyId],
+    ["BACKEND_S3_SECRET_ACCESS_KEY", secretAccessKey],
+  ] as const)
+    if (value === undefined) r.problems.push(`${name} must be set when BACKEND_S3_BUCKET is set`);
+  const expiresSeconds = r.int("BACKEND_PRESIGN_EXPIRES_SECONDS", { min: 1, max: 604_800, fallback: 900 });
+  if (accessKeyId === undefined || secretAccessKey === undefined) return undefined;
+  return {
+    ...(endpoint === undefined ? {} : { endpoint: endpoint.toString() }),
+    bucket,
+    region: r.string("BACKEND_S3_REGION", "us-east-1"),
+    accessKeyId: accessKeyId.reveal(),
+    secretAccessKey: secretAccessKey.reveal(),
+    expiresSeconds,
+  };
 }

@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken.reveal() }),
     tokenTtlSeconds: config.tokenTtlSeconds,
     maxBodyBytes: config.maxBodyBytes,
+    ...(config.checkpointStorage === undefined ? {} : { checkpointStorage: config.checkpointStorage }),
     logger,
   });
   const { url } = await stub.listen(config.port, config.host);

@@ -26,6 +26,8 @@ import { JobStore } from "./jobs/store.ts";
 import { Journal } from "./journal/journal.ts";
 import { silentLogger, type StubLogger } from "./logger.ts";
 import { callbackRoutes } from "./routes/callbacks.ts";
+import { checkpointUrlRoutes } from "./routes/checkpoint-urls.ts";
+import { createCheckpointUrls, type CheckpointStorageOptions, type CheckpointUrls } from "./storage/checkpoint-urls.ts";
 import type { StubContext } from "./routes/context.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { jobRoutes } from "./routes/jobs.ts";
@@ -65,6 +67,11 @@ export interface BackendStubOptions {
   logger?: StubLogger;
   /** Clock, ms since the epoch (default Date.now). */
   now?: () => number;
+  /**
+   * The bucket `POST /v1/jobs/{id}/checkpoint-urls` presigns for (BACKEND_S3_*): agents then need no storage keys.
+   * Without it that route answers 501.
+   */
+  checkpointStorage?: CheckpointStorageOptions;
 }
 
 export interface BackendStub {
@@ -170,6 +177,11 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     assets: () => assets,
     ready,
   };
+  // The S3 client loads on the first request for URLs, so a stub without a bucket never pays for the SDK.
+  const checkpointStorage = options.checkpointStorage;
+  let urls: Promise<CheckpointUrls> | undefined;
+  const checkpointUrls =
+    checkpointStorage === undefined ? undefined : () => (urls ??= createCheckpointUrls(checkpointStorage, now));
   const router = createRouter([
     ...callbackRoutes(ctx, {
       autoCreateJobs: options.autoCreateJobs ?? true,
@@ -178,6 +190,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
     }),
     ...jobRoutes(ctx),
     ...streamRoutes(ctx),
+    ...checkpointUrlRoutes(ctx, checkpointUrls),
     // An API path no route above takes is the API's JSON 404 (any method), never a dashboard file lookup.
     route("*", "/v1/*", ({ method, pathname }) => {
       throw new HttpError(404, "not_found", `no route ${method} ${pathname}`);
@@ -264,6 +277,7 @@ export function createBackendStub(options: BackendStubOptions): BackendStub {
       }
       await readyPromise?.catch(() => {});
       await journal?.close();
+      void urls?.then((u) => u.close()).catch(() => {});
     },
     createJob: jobs.createJob,
     async getJob(id: string) {

@@ -9,7 +9,7 @@
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
  * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
  */
-import { loadAgentConfig, secretValues, type AgentConfig, type Env } from "../config/index.ts";
+import { loadAgentConfig, secretValues, storageWanted, type AgentConfig, type Env } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
@@ -85,7 +85,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     callbacks?.event("started", undefined, launch.started);
 
     // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
-    if (config.storage.type !== undefined) {
+    if (storageWanted(config.storage)) {
       storage = await openStorage(config, logger, log);
       stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
     }

@@ -13,7 +13,8 @@
  *
  * This file composes the parts, each in its own file: `queue.ts` (the waiting reports and their counts),
  * `delivery.ts` (the one sender: batches, retries, the flush before `done`), `send.ts` (one request and what its
- * answer means) and `token.ts` (which token, and its renewal: a 401 is final only on the freshest token).
+ * answer means) and `token.ts` (which token, and its renewal: a 401 is final only on the freshest token), the
+ * last two put together by `backend-send.ts`.
  */
 import { randomUUID } from "node:crypto";
 import { readFile as fsReadFile } from "node:fs/promises";
@@ -21,17 +22,10 @@ import type { Logger } from "pino";
 import type { CallbackConfig } from "../config/index.ts";
 import type { DonePayload, EventPayload, HeartbeatPayload } from "../contract/callbacks.ts";
 import { abortableSleep } from "../retry/index.ts";
+import { createBackendSend } from "./backend-send.ts";
 import { createDelivery, type Backoff } from "./delivery.ts";
 import { ReportQueue, type Report, type ReportCounts, type ReportKind } from "./queue.ts";
-import {
-  CallbackHttpError,
-  createRequest,
-  createSend,
-  describeFailure,
-  isRetryableCallbackError,
-  Stop,
-} from "./send.ts";
-import { createTokenSource } from "./token.ts";
+import { CallbackHttpError, describeFailure, isRetryableCallbackError, Stop } from "./send.ts";
 import { undiciTransport, type Transport } from "./transport.ts";
 
 type Stamped = "job_id" | "trace_id" | "timestamp" | "attempt" | "container_restart";
@@ -104,23 +98,17 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
   let requests = 0;
 
   const stop = new Stop();
-  const request = createRequest({
-    // A base with a path (http://host/api) keeps it: /v1/jobs/... is appended to it.
-    base: new URL(config.baseUrl.href.endsWith("/") ? config.baseUrl.href : `${config.baseUrl.href}/`),
-    transport,
-    traceparent: options.traceparent,
-    timeoutMs: config.requestTimeoutSeconds * 1000,
-    stop,
-  });
-  const tokens = createTokenSource({
+  const send = createBackendSend({
     config,
     jobId,
-    request,
+    transport,
+    traceparent: options.traceparent,
+    stop,
     readFile: options.readFile ?? ((p: string) => fsReadFile(p, "utf8")),
     now,
     log,
+    onRequest: () => (requests += 1),
   });
-  const send = createSend({ request, tokens, now, log, onRequest: () => (requests += 1) });
   const queue = new ReportQueue({ maxPending: options.maxPendingReports ?? 100_000, log });
   const delivery = createDelivery({
     jobId,

@@ -9,7 +9,14 @@ import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
-import { isSecretLookingName, isSecretLookingValue, urlPasswords, type Secret } from "./secret.ts";
+import {
+  isSecretLookingName,
+  isSecretLookingValue,
+  maskUrlQueries,
+  urlPasswords,
+  urlQueryCredentials,
+  type Secret,
+} from "./secret.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -96,7 +103,25 @@ export interface StorageConfig {
   directReads: boolean;
   maxDatasetBytes: number;
   maxExpansionRatio: number;
+  /**
+   * DATASET_URL: the dataset as one object behind an http(s) URL (a presigned GET), checked to parse as one. A
+   * Secret: its query is a credential, so the config never prints it.
+   */
+  datasetUrl: Secret | undefined;
+  /**
+   * CHECKPOINT_STORE: `bucket` (the S3 keys in the pod) or `backend` (presigned URLs the backend hands out for this
+   * job's checkpoint prefix, so the pod holds no storage keys).
+   */
+  checkpointStore: CheckpointStore;
 }
+
+/** Whether the agent has storage work: a bucket or folder, a DATASET_URL, or checkpoints through the backend. */
+export function storageWanted(sc: StorageConfig): boolean {
+  return sc.type !== undefined || sc.datasetUrl !== undefined || sc.checkpointStore === "backend";
+}
+
+export const CHECKPOINT_STORES = ["bucket", "backend"] as const;
+export type CheckpointStore = (typeof CHECKPOINT_STORES)[number];
 
 /**
  * Kubeflow Trainer's status server (v2.2+, feature gate TrainJobStatus): the controller injects the endpoint URL
@@ -174,7 +199,7 @@ export function secretValues(config: AgentConfig): string[] {
       (passwords.length === 0 && isSecretLookingValue(value))
     )
       values.push(value.trim());
-    values.push(...passwords);
+    values.push(...passwords, ...urlQueryCredentials(value));
   }
   return secretList(values);
 }
@@ -197,6 +222,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     if (callbacks.token === undefined && callbacks.tokenFile === undefined)
       r.problems.push("CALLBACK_TOKEN or CALLBACK_TOKEN_FILE must be set when BACKEND_BASE_URL is set");
   }
+  if (storage.checkpointStore === "backend" && callbacks.baseUrl === undefined)
+    r.problems.push("BACKEND_BASE_URL must be set when CHECKPOINT_STORE is backend (the backend hands out the URLs)");
   const traceparent = r.string("TRACEPARENT");
   // W3C Trace Context: version ff and all-zero trace or parent ids are invalid.
   if (
@@ -420,7 +447,39 @@ function readStorage(r: EnvReader, env: Env): StorageConfig {
     directReads: r.bool("STORAGE_DIRECT_READS", true),
     maxDatasetBytes: r.int("DATASET_MAX_BYTES", { min: 1, fallback: 1024 ** 4 }),
     maxExpansionRatio: r.number("DATASET_MAX_EXPANSION_RATIO", { min: 1, fallback: 200 }),
+    ...readPresignedStorage(r, { datasetId, datasetUri }),
   };
+}
+
+/**
+ * Storage without keys in the pod (docs/storage.md, "Presigned URLs"): DATASET_URL instead of DATASET_ID/URI, and
+ * CHECKPOINT_STORE=backend, which asks the backend (BACKEND_BASE_URL, the job's token) for presigned URLs.
+ */
+function readPresignedStorage(
+  r: EnvReader,
+  other: { datasetId: string | undefined; datasetUri: string | undefined },
+): Pick<StorageConfig, "datasetUrl" | "checkpointStore"> {
+  const raw = r.raw("DATASET_URL");
+  let datasetUrl: Secret | undefined;
+  if (raw !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
+      r.problem("DATASET_URL", "an https:// URL (a presigned GET) or http:// URL", raw);
+    else if (parsed.username !== "" || parsed.password !== "")
+      r.problem("DATASET_URL", "a URL without user:password@ (use a presigned URL)", raw);
+    else datasetUrl = r.secret("DATASET_URL");
+    if (other.datasetId !== undefined || other.datasetUri !== undefined)
+      r.problems.push(
+        `DATASET_URL and ${other.datasetUri !== undefined ? "DATASET_URI" : "DATASET_ID"} are both set: give one dataset`,
+      );
+  }
+  const checkpointStore = r.oneOf("CHECKPOINT_STORE", CHECKPOINT_STORES, "bucket");
+  return { datasetUrl, checkpointStore };
 }
 
 function firstSecret(r: EnvReader, names: readonly string[]): Secret | undefined {
@@ -440,7 +499,14 @@ function childBaseEnv(env: Env): Readonly<Record<string, string>> {
   const copy = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const masked = (): Record<string, string> =>
     Object.fromEntries(
-      Object.entries(copy).map(([k, v]) => [k, (SECRET_ENV_NAMES as readonly string[]).includes(k) ? "***" : v]),
+      Object.entries(copy).map(([k, v]) => [
+        k,
+        (SECRET_ENV_NAMES as readonly string[]).includes(k)
+          ? "***"
+          : urlQueryCredentials(v).length > 0
+            ? maskUrlQueries(v)
+            : v,
+      ]),
     );
   Object.defineProperty(copy, "toJSON", { value: masked, enumerable: false });
   Object.defineProperty(copy, inspect.custom, {

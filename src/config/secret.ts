@@ -85,3 +85,30 @@ export function urlPasswords(value: string): string[] {
 export function isSecretLookingValue(value: string): boolean {
   return SECRET_VALUES.some((re) => re.test(value));
 }
+
+/**
+ * A query parameter that makes a URL a credential: a presigned URL's signature and credential (S3 `X-Amz-*`,
+ * GCS `X-Goog-*`, Azure `sig`), or a name that looks secret (`token`, `api_key`).
+ */
+function isCredentialParam(name: string): boolean {
+  return /^(?:x-(?:amz|goog)-[a-z-]+|signature|sig|se|sp|sv)$/i.test(name) || isSecretLookingName(name);
+}
+
+/**
+ * The query strings (after `?`) of the http(s) URLs a value holds that carry a credential parameter, as written:
+ * what to mask so a presigned URL keeps its host and path readable but not its signature.
+ */
+export function urlQueryCredentials(value: string): string[] {
+  const found: string[] = [];
+  for (const m of value.matchAll(/https?:\/\/[^\s?#]*\?([^\s#]+)/gi)) {
+    const query = m[1] as string;
+    const names = query.split("&").map((p) => p.split("=")[0] ?? "");
+    if (names.some(isCredentialParam)) found.push(query);
+  }
+  return found;
+}
+
+/** text with the query of every URL in it replaced by `***` (for showing a value that may be presigned). */
+export function maskUrlQueries(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s?#]*)\?[^\s#]*/gi, "$1?***");
+}

@@ -133,7 +133,14 @@ export interface BatchAnswer {
   results: BatchResult[];
 }
 
-export { CALLBACK_KINDS, batchPath, callbackPath, type CallbackKind } from "./paths.ts";
+export {
+  CALLBACK_KINDS,
+  batchPath,
+  callbackPath,
+  checkpointUrlsPath,
+  jobCheckpointPrefix,
+  type CallbackKind,
+} from "./paths.ts";
 
 export const CALLBACK_SCHEMAS = {
   heartbeat: HeartbeatPayload,

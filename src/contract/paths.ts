@@ -19,3 +19,13 @@ export function batchPath(jobId: string): string {
 export function tokenPath(jobId: string): string {
   return `/v1/jobs/${encodeURIComponent(jobId)}/token`;
 }
+
+/** Path where a job's agent asks for presigned checkpoint URLs: `/v1/jobs/{id}/checkpoint-urls`. */
+export function checkpointUrlsPath(jobId: string): string {
+  return `/v1/jobs/${encodeURIComponent(jobId)}/checkpoint-urls`;
+}
+
+/** The key prefix a job's checkpoints live under, in the backend's bucket and in the agent's default layout. */
+export function jobCheckpointPrefix(jobId: string): string {
+  return `checkpoints/job-${jobId}/`;
+}

@@ -5,9 +5,10 @@
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/agent.ts";
 import type { StoredCheckpoint } from "../contract/index.ts";
+import { jobCheckpointPrefix } from "../contract/paths.ts";
 import { AgentError } from "../errors/index.ts";
 import type { RetryDeps } from "../retry/index.ts";
-import { checkpointLocation, type CheckpointLocation } from "./checkpoint/layout.ts";
+import { checkpointLocation, locationIn, type CheckpointLocation } from "./checkpoint/layout.ts";
 import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
 import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
 import { pullDataset } from "./dataset/pull.ts";
@@ -16,6 +17,7 @@ import { PartBuffers, Pool } from "./internal/pool.ts";
 import type { ProgressSink } from "./internal/progress.ts";
 import { createFileStore } from "./store/file.ts";
 import type { ObjectStore } from "./store/types.ts";
+import type { UrlStore } from "./store/url.ts";
 import type { CheckpointSync, Storage } from "./types.ts";
 
 export interface StorageDeps {
@@ -73,11 +75,26 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
     }
     return s;
   };
+  const datasetUrlStore = (): Promise<UrlStore> => {
+    if (sc.datasetUrl === undefined) throw new AgentError("CONFIG_INVALID", "DATASET_URL is not set");
+    const url = new URL(sc.datasetUrl.reveal());
+    const s = import("./store/url.ts").then(
+      (m) =>
+        new m.UrlStore(url, {
+          connections: Math.max(sc.concurrency * 2, 16),
+          connectTimeoutMs: tuning.connectTimeoutMs,
+          requestTimeoutMs: tuning.requestTimeoutMs,
+        }),
+    );
+    stores.set(`url ${stores.size}`, s);
+    return s;
+  };
   const ctx: StorageContext = {
     config: sc,
     jobId: config.jobId,
     nodeRank: config.distributed.nodeRank,
     storeFor,
+    datasetUrlStore,
     pool: new Pool(sc.concurrency),
     buffers: new PartBuffers(tuning.downloadPartSize, sc.concurrency),
     logger: deps.logger,
@@ -89,7 +106,12 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
   const known: KnownFiles = new Map();
   let location: Promise<CheckpointLocation | string> | undefined;
   const where = (): Promise<CheckpointLocation | string> => {
-    location ??= sc.type === undefined ? Promise.resolve("no storage is configured") : checkpointLocation(ctx);
+    location ??=
+      sc.checkpointStore === "backend"
+        ? backendLocation(config, ctx, stores)
+        : sc.type === undefined
+          ? Promise.resolve("no storage is configured")
+          : checkpointLocation(ctx);
     return location;
   };
 
@@ -103,12 +125,12 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
       return restoreLatestCheckpoint(ctx, loc, known, opts);
     },
     async pullDataset(opts) {
-      if (sc.type === undefined) return null;
+      if (sc.type === undefined && sc.datasetUrl === undefined) return null;
       return pullDataset(ctx, opts);
     },
     startCheckpointSync(opts) {
       const mode = sc.checkpointUpload;
-      if (mode === "off" || sc.type === undefined) return NO_SYNC;
+      if (mode === "off" || (sc.type === undefined && sc.checkpointStore !== "backend")) return NO_SYNC;
       if (mode === "rank0" && ctx.nodeRank !== 0) {
         deps.logger.info("checkpoint upload is done by node rank 0 (CHECKPOINT_UPLOAD=rank0)");
         return NO_SYNC;
@@ -154,4 +176,42 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
         );
     },
   };
+}
+
+/**
+ * CHECKPOINT_STORE=backend: the job's checkpoints through URLs the backend presigns (store/presigned.ts), at the
+ * prefix the backend allows this job (`checkpoints/job-{JOB_ID}/`; CHECKPOINT_URI does not apply).
+ */
+async function backendLocation(
+  config: AgentConfig,
+  ctx: StorageContext,
+  stores: Map<string, Promise<ObjectStore>>,
+): Promise<CheckpointLocation | string> {
+  if (config.jobId === undefined) return "CHECKPOINT_STORE=backend needs JOB_ID";
+  const [{ PresignedStore, backendCall }, { resolveTrace }] = await Promise.all([
+    import("./store/presigned.ts"),
+    import("../log/trace.ts"),
+  ]);
+  const backend = backendCall({
+    callbacks: config.callbacks,
+    jobId: config.jobId,
+    traceparent: resolveTrace({ traceId: config.traceId, traceparent: config.traceparent }).traceparent,
+    logger: ctx.logger,
+    now: ctx.now,
+    retryDeps: ctx.retryDeps,
+  });
+  const prefix = jobCheckpointPrefix(config.jobId);
+  const store = new PresignedStore({
+    call: backend.call,
+    label: `backend:${prefix}`.replace(/\/$/, ""),
+    reader: {
+      connections: Math.max(config.storage.concurrency * 2, 16),
+      connectTimeoutMs: ctx.tuning.connectTimeoutMs,
+      requestTimeoutMs: ctx.tuning.requestTimeoutMs,
+    },
+    now: ctx.now,
+    close: backend.close,
+  });
+  stores.set("backend", Promise.resolve(store));
+  return locationIn(ctx, store, prefix);
 }

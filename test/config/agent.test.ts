@@ -422,6 +422,8 @@ describe("secretValues and maskSecrets (what leaves the agent is masked)", () =>
     DB_PASS: "hunter22",
     GITHUB_PAT: "ghp_abcdef",
     DATABASE_URL: "postgres://u:p%40ss-word@db/x",
+    DATASET_URL: "https://s3.example/b/set.zip?X-Amz-Credential=AK%2F1&X-Amz-Signature=f00dfeed",
+    MIRROR: "https://mirror.example/set.zip?version=2&mirror=eu",
     SHORT_TOKEN: "abc",
     MODEL_NAME: "resnet-50-v2",
     TOKENIZERS_PARALLELISM: "falsefalse",
@@ -439,6 +441,7 @@ describe("secretValues and maskSecrets (what leaves the agent is masked)", () =>
     ["GITHUB_PAT", "ghp_abcdef"],
     ["a URL's password, encoded", "p%40ss-word"],
     ["a URL's password, decoded", "p@ss-word"],
+    ["a presigned URL's query", "X-Amz-Credential=AK%2F1&X-Amz-Signature=f00dfeed"],
   ])("masks %s", (_name, value) => {
     expect(maskSecrets(`a ${value} b ${value}`, values)).toBe("a *** b ***");
   });
@@ -448,6 +451,8 @@ describe("secretValues and maskSecrets (what leaves the agent is masked)", () =>
     ["an ordinary variable", "resnet-50-v2"],
     ["a name that only starts like a secret one", "falsefalse"],
     ["the working folder (PWD)", "/workspace/run"],
+    ["a presigned URL's host and path", "https://s3.example/b/set.zip"],
+    ["a URL's query without a credential parameter", "version=2&mirror=eu"],
   ])("leaves %s", (_name, text) => {
     expect(maskSecrets(text, values)).toBe(text);
   });

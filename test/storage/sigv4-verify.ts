@@ -1,7 +1,8 @@
 /**
  * An independent SigV4 check, written from AWS's published algorithm, for the fault proxy: neither fauxqs nor
  * s3rver verifies signatures, so without it a wrongly signed request would pass every test and fail on MinIO or R2.
- * Covers header-signed requests (Authorization: AWS4-HMAC-SHA256 ...), which is all the agent sends.
+ * Covers header-signed requests (Authorization: AWS4-HMAC-SHA256 ...) and presigned ones (X-Amz-Signature in the
+ * query, as the backend stub mints them).
  */
 import { createHash, createHmac } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
@@ -32,7 +33,8 @@ export function verifySigV4(
   secret: string,
 ): "ok" | "unsigned" | string {
   const auth = headers.authorization;
-  if (auth === undefined) return "unsigned";
+  if (auth === undefined)
+    return url.includes("X-Amz-Signature=") ? verifyPresigned(method, url, headers, secret) : "unsigned";
   const m =
     /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(
       auth,
@@ -62,20 +64,52 @@ export function verifySigV4(
     signedHeaders,
     payloadHash,
   ].join("\n");
-  const scope = `${date}/${region}/${service}/aws4_request`;
+  const expected = signatureOf(secret, [date, region, service] as string[], amzDate, canonicalRequest);
+  return expected === signature ? "ok" : "signature does not match";
+}
+
+/** SigV4's signature of a canonical request: the string to sign under the key derived for scope. */
+function signatureOf(secret: string, scope: string[], amzDate: string, canonicalRequest: string): string {
   const stringToSign = [
     "AWS4-HMAC-SHA256",
     amzDate,
-    scope,
+    [...scope, "aws4_request"].join("/"),
     createHash("sha256").update(canonicalRequest).digest("hex"),
   ].join("\n");
   let key: Buffer = createHmac("sha256", `AWS4${secret}`)
-    .update(date as string)
+    .update(scope[0] as string)
     .digest();
-  for (const part of [region, service, "aws4_request"])
-    key = createHmac("sha256", key)
-      .update(part as string)
-      .digest();
-  const expected = createHmac("sha256", key).update(stringToSign).digest("hex");
-  return expected === signature ? "ok" : "signature does not match";
+  for (const part of [...scope.slice(1), "aws4_request"]) key = createHmac("sha256", key).update(part).digest();
+  return createHmac("sha256", key).update(stringToSign).digest("hex");
+}
+
+/** The same for a presigned request: the credential, date and signed headers in the query, payload unsigned. */
+function verifyPresigned(method: string, url: string, headers: IncomingHttpHeaders, secret: string): string {
+  const q = url.indexOf("?");
+  const params = new URLSearchParams(url.slice(q + 1));
+  const [, date, region, service] = (params.get("X-Amz-Credential") ?? "").split("/");
+  const amzDate = params.get("X-Amz-Date") ?? "";
+  const signedHeaders = params.get("X-Amz-SignedHeaders") ?? "";
+  const signature = params.get("X-Amz-Signature");
+  if (date === undefined || !amzDate.startsWith(date)) return "X-Amz-Date missing or off scope";
+  const names = signedHeaders.split(";");
+  if (!names.includes("host")) return "host not signed";
+  if (names.some((n) => headers[n] === undefined)) return "a signed header is missing";
+  const canonicalHeaders = names.map((n) => `${n}:${String(headers[n]).trim().replace(/\s+/g, " ")}\n`).join("");
+  const unsigned = url
+    .slice(q + 1)
+    .split("&")
+    .filter((p) => !p.startsWith("X-Amz-Signature="))
+    .join("&");
+  const canonicalRequest = [
+    method,
+    url.slice(0, q),
+    canonicalQuery(unsigned),
+    canonicalHeaders,
+    signedHeaders,
+    params.get("X-Amz-Content-Sha256") ?? "UNSIGNED-PAYLOAD",
+  ].join("\n");
+  return signatureOf(secret, [date, region, service] as string[], amzDate, canonicalRequest) === signature
+    ? "ok"
+    : "signature does not match";
 }

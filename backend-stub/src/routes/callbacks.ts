@@ -31,18 +31,24 @@ export interface CallbackSettings {
   renewGraceMs: number;
 }
 
+/** 401 (with the reason as the error code: `token_expired`, `token_wrong_job`...) unless the token is valid. */
+export function requireCallbackToken(
+  ctx: Pick<StubContext, "tokens" | "now">,
+  req: IncomingMessage,
+  jobId: string,
+): void {
+  const check = ctx.tokens.verify(bearerToken(req.headers.authorization), jobId, ctx.now());
+  if (!check.ok) {
+    const challenge =
+      check.reason === "missing" ? 'Bearer realm="callbacks"' : 'Bearer realm="callbacks", error="invalid_token"';
+    throw new HttpError(401, `token_${check.reason}`, check.message, { headers: { "www-authenticate": challenge } });
+  }
+}
+
 export function callbackRoutes(ctx: StubContext, settings: CallbackSettings): Route[] {
   const { store, jobs, metrics, tokens, now } = ctx;
 
-  /** 401 (with the reason as the error code: `token_expired`, `token_wrong_job`...) unless the token is valid. */
-  function verifyCallbackToken(req: IncomingMessage, jobId: string): void {
-    const check = tokens.verify(bearerToken(req.headers.authorization), jobId, now());
-    if (!check.ok) {
-      const challenge =
-        check.reason === "missing" ? 'Bearer realm="callbacks"' : 'Bearer realm="callbacks", error="invalid_token"';
-      throw new HttpError(401, `token_${check.reason}`, check.message, { headers: { "www-authenticate": challenge } });
-    }
-  }
+  const verifyCallbackToken = (req: IncomingMessage, jobId: string): void => requireCallbackToken(ctx, req, jobId);
 
   /** The callback's latency and status go to /metrics once the answer is written. */
   function observe(res: ServerResponse, kind: string): void {

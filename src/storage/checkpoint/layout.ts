@@ -80,8 +80,12 @@ export async function checkpointLocation(ctx: StorageContext): Promise<Checkpoin
   const root = checkpointRoot({ checkpointUri, bucket, jobId: ctx.jobId });
   if (typeof root === "string") return root;
   if (root.bucket === undefined && type !== "file") return "S3_BUCKET is not set";
-  const store = await ctx.storeFor(root.bucket);
-  const base = ctx.config.checkpointUpload === "sharded" ? `${root.prefix}node-${ctx.nodeRank}/` : root.prefix;
+  return locationIn(ctx, await ctx.storeFor(root.bucket), root.prefix);
+}
+
+/** This node's part of a job's checkpoints under prefix in store (below `node-{rank}/` in sharded mode). */
+export function locationIn(ctx: StorageContext, store: ObjectStore, prefix: string): CheckpointLocation {
+  const base = ctx.config.checkpointUpload === "sharded" ? `${prefix}node-${ctx.nodeRank}/` : prefix;
   return { store, bucketLabel: store.label, base, manifests: `${base}${MANIFESTS}` };
 }
 

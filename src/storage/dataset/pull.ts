@@ -15,6 +15,7 @@ import { parseUri, rangeSource, type StorageContext } from "../internal/context.
 import { downloadObjects } from "../internal/objects.ts";
 import { startProgress } from "../internal/progress.ts";
 import type { ObjectInfo, ObjectStore } from "../store/types.ts";
+import { urlLabel } from "../store/url.ts";
 import { replaceDir, tempDirBeside } from "./place.ts";
 import { SafeTree } from "./safe-tree.ts";
 import { extractTar } from "./tar.ts";
@@ -72,8 +73,41 @@ async function fromPrefix(store: ObjectStore, prefix: string, signal?: AbortSign
   return { store, label: `${store.label}/${prefix}`, kind: "prefix", objects, prefix, version: digest.digest("hex") };
 }
 
+/** Archive kinds by Content-Type, for a DATASET_URL whose path has no archive suffix. */
+const ARCHIVE_TYPES: Record<string, Kind> = {
+  "application/zip": "zip",
+  "application/x-zip-compressed": "zip",
+  "application/x-tar": "tar",
+  "application/gzip": "tgz",
+  "application/x-gzip": "tgz",
+  "application/x-gtar": "tgz",
+  "application/x-compressed-tar": "tgz",
+};
+
+/**
+ * DATASET_URL: one object behind a URL, read as an archive or file in a bucket is. Its kind comes from the path's
+ * suffix, else its Content-Type; its identity (the marker's version) from its ETag, else Last-Modified.
+ */
+async function urlSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source> {
+  const store = await ctx.datasetUrlStore();
+  const { url } = store;
+  const found = await store.probe(signal);
+  const byPath = kindOf(store.key);
+  const byType = ARCHIVE_TYPES[(found.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? ""];
+  return {
+    store,
+    label: urlLabel(url),
+    kind: byPath === "object" ? (byType ?? "object") : byPath,
+    objects: [{ key: store.key, size: found.size, etag: found.etag }],
+    prefix: "",
+    // Without a version the marker can never prove the same content is in place: every pull downloads.
+    version: found.etag || found.lastModified || `unversioned ${ctx.now()}`,
+  };
+}
+
 async function resolveSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source | null> {
-  const { datasetId, datasetUri, bucket } = ctx.config;
+  const { datasetId, datasetUri, bucket, datasetUrl } = ctx.config;
+  if (datasetUrl !== undefined) return urlSource(ctx, signal);
   if (datasetUri !== undefined) {
     const { bucket: b, key } = parseUri(datasetUri);
     const store = await ctx.storeFor(b);

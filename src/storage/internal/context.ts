@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { StorageConfig } from "../../config/agent.ts";
 import type { RetryDeps } from "../../retry/index.ts";
 import type { ObjectStore } from "../store/types.ts";
+import type { UrlStore } from "../store/url.ts";
 import type { PartBuffers, Pool } from "./pool.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { RangeSource } from "./ranges.ts";
@@ -45,6 +46,8 @@ export interface StorageContext {
   nodeRank: number;
   /** The store for a bucket (STORAGE_TYPE=file: always the STORAGE_PATH directory). */
   storeFor(bucket: string | undefined): Promise<ObjectStore>;
+  /** DATASET_URL's store (store/url.ts); only called when DATASET_URL is set. */
+  datasetUrlStore(): Promise<UrlStore>;
   /** One pool bounds every GET and part upload in flight (STORAGE_CONCURRENCY). */
   pool: Pool;
   /** Reused download part buffers (tuning.downloadPartSize each), about one per pool slot. */

@@ -39,10 +39,10 @@ export interface UndiciGetOptions {
  * How one attempt ended: every byte landed (true); not ours to read, ask the SDK (false); failed before any answer
  * ("retry": once more here, as a keep-alive connection the server just closed fails that way).
  */
-type Attempt = boolean | "retry";
+export type Attempt = boolean | "retry";
 
-/** Lands one answer's body in req.into; settles exactly once. */
-class RangeHandler implements Dispatcher.DispatchHandler {
+/** Lands one answer's body in req.into; settles exactly once (store/url.ts dispatches it for URLs too). */
+export class RangeHandler implements Dispatcher.DispatchHandler {
   readonly #req: RangeRead;
   readonly #what: string;
   readonly #resolve: (r: Attempt) => void;
