@@ -2,7 +2,8 @@
  * `trainer-agent run`: the whole life of a training pod's command, told in order below. Its parts live beside it:
  * signals.ts (SIGTERM/SIGINT, crash guard), callbacks.ts, progress.ts (heartbeats, the Trainer's status),
  * launch.ts (plugin), storage.ts (restore, dataset, checkpoint sync), child-env.ts (the child's environment, one
- * precedence order), report-router.ts (reports from the child), child.ts, verdict.ts (exit code, status, reason).
+ * precedence order), report-router.ts (reports from the child), child.ts, verdict.ts (exit code, status, reason);
+ * src/mlflow (the run mirrored to MLflow, when MLFLOW_TRACKING_URI is set).
  *
  * The exit code is the child's (or 128+signal) when it ran; an agent-own failure (bad configuration, dataset
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
@@ -12,6 +13,7 @@ import { loadAgentConfig, secretValues, type AgentConfig, type Env } from "../co
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
+import type { AgentMlflow } from "../mlflow/index.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
@@ -75,11 +77,16 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   let stored: PreparedStorage | undefined;
   let child: ChildResult | undefined;
   let error: AgentError | undefined;
+  let mlflow: AgentMlflow | undefined;
   try {
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
     const launch = await planLaunch({ config, trace, argv, framework: options.framework, plugin: options.plugin, cwd });
     callbacks?.event("started", undefined, launch.started);
+    if (config.mlflow !== undefined || config.mlflowNote !== undefined) {
+      const { openMlflow } = await import("../mlflow/index.ts");
+      mlflow = openMlflow({ config, logger, traceId: trace.traceId, framework: launch.plugin.name, startedAt });
+    }
 
     // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
     if (config.storage.type !== undefined) {
@@ -96,7 +103,15 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         argv: launch.argv,
         env: childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
         cwd: deps.cwd,
-        router: routeReports({ log, secrets, callbacks, progress, sync: stored?.sync, plugin: launch.plugin }),
+        router: routeReports({
+          log,
+          secrets,
+          callbacks,
+          progress,
+          sync: stored?.sync,
+          plugin: launch.plugin,
+          mirror: mlflow,
+        }),
         signals,
         callbacks,
         progress,
@@ -122,10 +137,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   }
   if (stored !== undefined) await stored.sync.close().catch(() => undefined);
   storage?.close?.();
-  // The final progress to the Trainer goes alongside `done`.
+  // The final progress to the Trainer and the MLflow run's end go alongside `done`, each bounded on its own.
   const progressClosed = progress.close({ complete: v.status === "succeeded" });
+  const checkpoints = stored?.checkpoints ?? [];
+  const mlflowClosed = mlflow?.close({ status: v.status, exitCode: v.exitCode, checkpoints });
   if (callbacks !== undefined) {
-    const checkpoints = stored?.checkpoints ?? [];
     await postDone(callbacks, {
       config,
       verdict: v,
@@ -136,6 +152,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     });
   }
   await progressClosed;
+  await mlflowClosed;
   log.info(
     { status: v.status, exit_code: v.exitCode, duration_seconds: (Date.now() - startedAt) / 1000 },
     "agent done",
