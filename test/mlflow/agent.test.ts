@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort, startBackend, type TestBackend } from "../callbacks/backend.ts";
-import { startMlflow, type TestMlflow } from "./server.ts";
+import { NEW_EXPERIMENT_RUN, startMlflow, type TestMlflow } from "./server.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
 const TRAIN_SH = fileURLToPath(new URL("../fixtures/children/train.sh", import.meta.url));
@@ -85,12 +85,7 @@ describe("trainer-agent run with MLFLOW_TRACKING_URI", () => {
     expect(warnings(run)).toEqual([]);
 
     const seq = s.sequence();
-    expect(seq.slice(0, 4)).toEqual([
-      "GET experiments/get-by-name",
-      "POST experiments/create",
-      "POST runs/create",
-      "POST runs/log-batch",
-    ]);
+    expect(seq.slice(0, 4)).toEqual(NEW_EXPERIMENT_RUN);
     expect(seq.at(-1)).toBe("POST runs/update");
     expect(seq.slice(4, -1).every((x) => x === "POST runs/log-batch")).toBe(true);
     for (const r of s.requests) {

@@ -4,16 +4,15 @@
  * answers a wrong one with MLflow's 400 INVALID_PARAMETER_VALUE, which would turn the mirror off and fail these
  * tests).
  */
-import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { undiciTransport, type Transport } from "../../src/callbacks/transport.ts";
 import { loadAgentConfig, type AgentConfig } from "../../src/config/index.ts";
 import type { EpochReport } from "../../src/contract/report.ts";
-import { createLogger } from "../../src/log/index.ts";
 import { createMlflowClient, createMlflowMirror, LOG_BATCH_LIMITS, logBatchBodies } from "../../src/mlflow/index.ts";
 import { openMlflow } from "../../src/mlflow/open.ts";
 import { freePort } from "../callbacks/backend.ts";
-import { startMlflow, type TestMlflow } from "./server.ts";
+import { capturingLogger } from "../log/capture.ts";
+import { NEW_EXPERIMENT_RUN, startMlflow, type TestMlflow } from "./server.ts";
 
 const servers: TestMlflow[] = [];
 const transports: Transport[] = [];
@@ -25,18 +24,6 @@ async function mlflow(): Promise<TestMlflow> {
   const s = await startMlflow();
   servers.push(s);
   return s;
-}
-
-async function capturingLogger() {
-  const lines: Array<{ level: string; msg: string; [k: string]: unknown }> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  const logger = await createLogger({ traceId: "a".repeat(32), destination, level: "debug" });
-  return { logger, lines, warnings: () => lines.filter((l) => l.level === "warn") };
 }
 
 const epoch = (n: number, metrics: Record<string, number>, extra: Partial<EpochReport> = {}): EpochReport => ({
@@ -56,10 +43,10 @@ async function mirrorOn(url: string, env: Record<string, string> = {}, flushSeco
   const c = config({ MLFLOW_TRACKING_URI: url, ...env });
   const transport = undiciTransport();
   transports.push(transport);
-  const log = await capturingLogger();
+  const { logger, warningLines } = await capturingLogger();
   const mirror = createMlflowMirror({
     client: createMlflowClient({ config: c.mlflow!, transport }),
-    logger: log.logger,
+    logger,
     flushSeconds,
     backoff: FAST,
     ...(maxQueued !== undefined && { maxQueued }),
@@ -72,7 +59,7 @@ async function mirrorOn(url: string, env: Record<string, string> = {}, flushSeco
       tags: { "astrago.job_id": "job-7" },
     },
   });
-  return { mirror, ...log };
+  return { mirror, warnings: warningLines };
 }
 
 describe("MLflow request sequence", () => {
@@ -86,12 +73,7 @@ describe("MLflow request sequence", () => {
 
     expect(warnings()).toEqual([]);
     const seq = s.sequence();
-    expect(seq.slice(0, 4)).toEqual([
-      "GET experiments/get-by-name",
-      "POST experiments/create",
-      "POST runs/create",
-      "POST runs/log-batch",
-    ]);
+    expect(seq.slice(0, 4)).toEqual(NEW_EXPERIMENT_RUN);
     expect(seq.at(-2)).toBe("POST runs/log-batch");
     expect(seq.at(-1)).toBe("POST runs/update");
     expect(s.requests.every((r) => r.status === 200 || r.endpoint === "experiments/get-by-name")).toBe(true);

@@ -55,6 +55,14 @@ export interface TestMlflow {
   close(): Promise<void>;
 }
 
+/** How a run in an experiment that does not exist yet starts: the lookup, the experiment, the run, its params. */
+export const NEW_EXPERIMENT_RUN = [
+  "GET experiments/get-by-name",
+  "POST experiments/create",
+  "POST runs/create",
+  "POST runs/log-batch",
+];
+
 const PREFIX = "/api/2.0/mlflow/";
 const RUN_STATUSES = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
 
