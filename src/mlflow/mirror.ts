@@ -217,7 +217,8 @@ export function createMlflowMirror(options: MirrorOptions): MlflowMirror {
       // Node 0 only mirrors (see open.ts): a report without a rank is its rank 0's.
       if (report.rank !== undefined && report.rank !== 0) return;
       const timestamp = Math.round(now());
-      const step = Number.isSafeInteger(report.step) ? (report.step as number) : report.epoch;
+      // MLflow's step is an int64: a plugin's report may carry anything.
+      const step = [report.step, report.epoch].find((n) => Number.isSafeInteger(n)) ?? 0;
       for (const [key, value] of Object.entries(report.metrics)) {
         if (!isValidKey(key) || !Number.isFinite(value)) {
           if (skippedKeys++ === 0)

@@ -122,8 +122,14 @@ describe("MLflow request sequence", () => {
     mirror.onReport(epoch(1, { loss: 1 }, { rank: 1 }));
     mirror.onReport(epoch(1, { loss: 0.9, "bad name!": 1, "../up": 2 }, { rank: 0 }));
     mirror.onReport(epoch(2, { loss: 0.8, "bad name!": 1 }));
+    // A plugin's report with a step MLflow cannot store (not an int64) falls back to the epoch.
+    mirror.onReport(epoch(3, { loss: 0.7 }, { step: 2.5 }));
     await mirror.finish({ status: "FINISHED", tags: {} });
-    expect([...s.runs.values()][0]?.metrics.map((m) => m.value)).toEqual([0.9, 0.8]);
+    expect([...s.runs.values()][0]?.metrics.map((m) => [m.value, m.step])).toEqual([
+      [0.9, 1],
+      [0.8, 2],
+      [0.7, 3],
+    ]);
     expect(warnings().filter((w) => /does not take/.test(w.msg))).toHaveLength(1);
     expect(warnings().find((w) => /not mirrored to MLflow/.test(w.msg))).toMatchObject({ skipped_metrics: 3 });
   });
