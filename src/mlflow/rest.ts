@@ -24,8 +24,11 @@ export const LOG_BATCH_LIMITS = { metrics: 1000, params: 100, tags: 100, total: 
  */
 export const VALUE_LIMITS = { key: 250, paramValue: 500, tagValue: 5000 } as const;
 
-/** MLflow's rule for metric, param and tag names: letters, digits, `_ - . / : ` and spaces, no `..` path tricks. */
-const NAME = /^[\w\-./: ]+$/;
+/**
+ * MLflow's rule for metric, param and tag names (mlflow/utils/validation.py): letters, digits, `_ - . /` and spaces,
+ * no `..` path part. Newer servers also take `:`; older ones do not, so it is left out.
+ */
+const NAME = /^[\w\-./ ]+$/;
 
 export function isValidKey(key: string): boolean {
   return key.length >= 1 && key.length <= VALUE_LIMITS.key && NAME.test(key) && !key.split("/").includes("..");

@@ -289,6 +289,8 @@ describe("MLflow failures", () => {
       { run_id, metrics: [{ key: "a", value: "1", timestamp: 1, step: 0 }] },
       { run_id, metrics: [{ key: "a", value: 1, timestamp: 1.5, step: 0 }] },
       { run_id, params: [{ key: "a", value: 1 }] },
+      { run_id, metrics: [{ key: "bad name!", value: 1, timestamp: 1, step: 0 }] },
+      { run_id, tags: [{ key: "../up", value: "x" }] },
       { run_id, metrics: Array.from({ length: 1001 }, () => ({ key: "a", value: 1, timestamp: 1, step: 0 })) },
     ];
     for (const body of badBatches)

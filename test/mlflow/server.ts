@@ -2,11 +2,12 @@
  * An MLflow tracking server for tests, on 127.0.0.1. No MLflow server can be installed here (MLflow is a Python
  * package and the Python package index is not reachable from this machine nor from CI), so this one enforces
  * MLflow's documented REST API 2.0 request shapes instead (mlflow.org/docs/latest/rest-api.html): the path under
- * /api/2.0/mlflow/, the method, the JSON content type, every field's name and type (strings, int64 ms timestamps and steps as integers, metric values as
- * doubles, param values as strings), the log-batch limits (1000 metrics, 100 params, 100 tags, 1000 in all), and
- * params never changing once written. A request of the wrong shape gets MLflow's
- * `400 {"error_code": "INVALID_PARAMETER_VALUE", "message"}`; an unknown path `404 ENDPOINT_NOT_FOUND`. It keeps
- * experiments and runs in memory, records every request in order, and can be told to fail or hang per request.
+ * /api/2.0/mlflow/, the method, the JSON content type, every field's name and type (strings, int64 ms timestamps
+ * and steps as integers, metric values as doubles, param values as strings), MLflow's rule for names, the
+ * log-batch limits (1000 metrics, 100 params, 100 tags, 1000 in all), and params never changing once written.
+ * A request of the wrong shape gets MLflow's `400 {"error_code": "INVALID_PARAMETER_VALUE", "message"}`; an
+ * unknown path `404 ENDPOINT_NOT_FOUND`. It keeps experiments and runs in memory, records every request in order,
+ * and can be told to fail or hang per request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -68,6 +69,10 @@ const RUN_STATUSES = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
 
 class Invalid extends Error {}
 
+/** MLflow's name rule (mlflow/utils/validation.py, the 1.x/2.x form): at most 250 of `[/\w.\- ]`, no `..` part. */
+const validName = (key: string): boolean =>
+  key.length <= 250 && /^[/\w.\- ]*$/.test(key) && !key.split("/").includes("..");
+
 type FieldType = "string" | "int64" | "double" | "keyValues" | "metrics" | "status";
 
 /** Checks `body` has only `fields`, each of its type, and the `required` ones. */
@@ -102,7 +107,7 @@ function check(name: string, type: FieldType, value: unknown): void {
         if (typeof kv !== "object" || kv === null) throw bad();
         shape(kv as Record<string, unknown>, { key: "string", value: "string" }, ["key", "value"]);
         const { key, value: v } = kv as { key: string; value: string };
-        if (key.length > 250 || v.length > 6000) throw bad();
+        if (!validName(key) || v.length > 6000) throw bad();
       }
       return;
     case "metrics":
@@ -114,6 +119,7 @@ function check(name: string, type: FieldType, value: unknown): void {
           "value",
           "timestamp",
         ]);
+        if (!validName((m as { key: string }).key)) throw bad();
       }
       return;
   }
