@@ -22,16 +22,19 @@ interface Run {
   exitedAt: number;
 }
 
-function agent(env: Record<string, string>): Promise<Run> {
-  const p = spawn(process.execPath, [BIN, "run", "--", TRAIN_SH], {
+function agent(env: Record<string, string>, command: string[] = [TRAIN_SH], started?: (pid: number) => void) {
+  const p = spawn(process.execPath, [BIN, "run", "--", ...command], {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  started?.(p.pid as number);
   let stdout = "";
   let stderr = "";
   p.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
   p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve) => p.on("close", (code) => resolve({ code, stdout, stderr, exitedAt: Date.now() })));
+  return new Promise<Run>((resolve) =>
+    p.on("close", (code) => resolve({ code, stdout, stderr, exitedAt: Date.now() })),
+  );
 }
 
 const closers: Array<{ close(): Promise<void> }> = [];
@@ -133,6 +136,27 @@ describe("trainer-agent run with MLFLOW_TRACKING_URI", () => {
     expect(mrun?.status).toBe("FAILED");
     expect(mrun?.tags.get("astrago.exit_code")).toBe("3");
     expect(mrun?.metrics).toHaveLength(3);
+  });
+
+  it("ends the MLflow run KILLED when the agent is told to stop", async () => {
+    const [b, s] = [await backend(), await mlflow()];
+    // One epoch, then wait for SIGTERM and leave as a training script that saves would.
+    const child = [
+      "/bin/sh",
+      "-c",
+      `echo '::trainer::{"epoch":1,"metrics":{"loss":0.5}}'; trap 'exit 0' TERM; while :; do sleep 0.05; done`,
+    ];
+    let pid = 0;
+    const running = agent({ ...cb(b), MLFLOW_TRACKING_URI: s.url }, child, (p) => (pid = p));
+    await s.waitFor((rs) => rs.some((r) => r.endpoint === "runs/log-batch" && Array.isArray(r.body.metrics)));
+    process.kill(pid, "SIGTERM");
+    const run = await running;
+    expect(b.of("done")[0]?.body).toMatchObject({ status: "cancelled" });
+    const [mrun] = [...s.runs.values()];
+    expect(mrun?.status).toBe("KILLED");
+    expect(mrun?.tags.get("astrago.status")).toBe("cancelled");
+    expect(mrun?.tags.get("astrago.exit_code")).toBe(String(run.code));
+    expect(mrun?.metrics.map((m) => [m.key, m.value, m.step])).toEqual([["loss", 0.5, 1]]);
   });
 
   it("MLflow down (refused, 503, hanging) changes nothing for the training, and the exit waits at most the flush", async () => {
