@@ -48,7 +48,8 @@ export function openMlflow(input: {
   const m = config.mlflow;
   const s = config.storage;
   const jobId = config.jobId;
-  const runName = jobId === undefined ? `trainer-agent ${input.traceId.slice(0, 8)}` : `job-${jobId}`;
+  const baseName = jobId === undefined ? `trainer-agent ${input.traceId.slice(0, 8)}` : `job-${jobId}`;
+  const runName = config.restartAttempt > 0 ? `${baseName} (attempt ${config.restartAttempt})` : baseName;
   const transport = input.transport ?? undiciTransport({ insecure: m.insecureTls });
   const mirror = createMlflowMirror({
     client: createMlflowClient({ config: m, transport }),
@@ -58,7 +59,7 @@ export function openMlflow(input: {
     run: {
       experimentName: m.experimentName,
       experimentId: m.experimentId,
-      runName: config.restartAttempt > 0 ? `${runName} (attempt ${config.restartAttempt})` : runName,
+      runName,
       startTime: input.startedAt,
       params: {
         job_id: jobId,
@@ -72,6 +73,7 @@ export function openMlflow(input: {
         checkpoint_upload: s.type === undefined ? undefined : s.checkpointUpload,
       },
       tags: {
+        // MLflow refuses a run_name and an mlflow.runName tag that differ.
         "mlflow.runName": runName,
         "mlflow.source.name": "trainer-agent",
         "mlflow.source.type": "JOB",

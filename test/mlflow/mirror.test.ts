@@ -387,7 +387,7 @@ describe("openMlflow", () => {
       storage_type: "s3",
     });
     expect(Object.fromEntries(run?.tags ?? [])).toMatchObject({
-      "mlflow.runName": "job-job-7",
+      "mlflow.runName": "job-job-7 (attempt 2)",
       "astrago.job_id": "job-7",
       "astrago.node_rank": "0",
       "astrago.restart_attempt": "2",

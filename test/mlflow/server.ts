@@ -4,7 +4,8 @@
  * MLflow's documented REST API 2.0 request shapes instead (mlflow.org/docs/latest/rest-api.html): the path under
  * /api/2.0/mlflow/, the method, the JSON content type, every field's name and type (strings, int64 ms timestamps
  * and steps as integers, metric values as doubles, param values as strings), MLflow's rule for names, the
- * log-batch limits (1000 metrics, 100 params, 100 tags, 1000 in all), and params never changing once written.
+ * log-batch limits (1000 metrics, 100 params, 100 tags, 1000 in all), params never changing once written, and a
+ * run's `run_name` agreeing with its `mlflow.runName` tag.
  * A request of the wrong shape gets MLflow's `400 {"error_code": "INVALID_PARAMETER_VALUE", "message"}`; an
  * unknown path `404 ENDPOINT_NOT_FOUND`. It keeps experiments and runs in memory, records every request in order,
  * and can be told to fail or hang per request.
@@ -184,6 +185,11 @@ export async function startMlflow(): Promise<TestMlflow> {
         const tags = new Map(
           (r.body.tags as { key: string; value: string }[] | undefined)?.map((t) => [t.key, t.value]),
         );
+        const tagName = tags.get("mlflow.runName");
+        if (r.body.run_name !== undefined && tagName !== undefined && tagName !== r.body.run_name)
+          throw new Invalid(
+            "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values.",
+          );
         runs.set(runId, {
           runId,
           experimentId: r.body.experiment_id as string,
