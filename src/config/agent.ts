@@ -361,12 +361,15 @@ export const DEFAULT_MLFLOW_EXPERIMENT = "astrago-trainer";
 /**
  * MLflow's variables. A tracking URI MLflow's Python client takes but a REST mirror cannot (`file:./mlruns`,
  * `databricks`, `sqlite:///...`) is the training code's own business: a note, not an error. A malformed http(s)
- * URI or half of the Basic credentials is a configuration error: the user asked for a mirror that cannot work.
+ * URI or half of the Basic credentials is a configuration error: the user asked for a mirror that cannot work
+ * (unless MLFLOW_MIRROR=false: then the variables are the training code's alone).
  */
 function readMlflow(r: EnvReader): { config: MlflowConfig | undefined; note: string | undefined } {
   const raw = r.raw("MLFLOW_TRACKING_URI");
   const mirror = r.bool("MLFLOW_MIRROR", true);
   if (raw === undefined) return { config: undefined, note: undefined };
+  // The training code logs to MLflow itself: its variables are its own business, not the agent's to judge.
+  if (!mirror) return { config: undefined, note: "MLFLOW_MIRROR is false; the run is not mirrored to MLflow" };
   if (!/^https?:/i.test(raw))
     return {
       config: undefined,
@@ -390,7 +393,6 @@ function readMlflow(r: EnvReader): { config: MlflowConfig | undefined; note: str
           insecureTls: r.bool("MLFLOW_TRACKING_INSECURE_TLS", false),
           flushSeconds: r.number("MLFLOW_FLUSH_SECONDS", { min: 0, max: 600, fallback: 10 }),
         };
-  if (!mirror) return { config: undefined, note: "MLFLOW_MIRROR is false; the run is not mirrored to MLflow" };
   return { config, note: undefined };
 }
 

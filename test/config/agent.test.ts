@@ -478,6 +478,11 @@ describe("loadAgentConfig: MLflow", () => {
     ["file:./mlruns", { MLFLOW_TRACKING_URI: "file:./mlruns" }, "not an http(s) tracking server"],
     ["databricks", { MLFLOW_TRACKING_URI: "databricks" }, "not an http(s) tracking server"],
     ["MLFLOW_MIRROR=false", { MLFLOW_TRACKING_URI: "http://m:5000", MLFLOW_MIRROR: "false" }, "MLFLOW_MIRROR is false"],
+    [
+      "MLFLOW_MIRROR=false, variables the agent would refuse",
+      { MLFLOW_TRACKING_URI: "http://", MLFLOW_TRACKING_USERNAME: "alice", MLFLOW_MIRROR: "false" },
+      "MLFLOW_MIRROR is false",
+    ],
   ])("leaves a tracking URI it does not mirror to the training code, with a note: %s", (_n, env, note) => {
     const c = loadAgentConfig(env);
     expect(c.mlflow).toBeUndefined();
