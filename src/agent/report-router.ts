@@ -1,6 +1,6 @@
 /**
- * Where the child's reports go: epochs to progress, checkpoint paths to the checkpoint sync, everything else to
- * the callbacks as an event (with the secret values the agent holds masked: the child's text reaches the backend).
+ * Where the child's reports go: epochs to progress (and every report to the MLflow mirror, which takes what it
+ * mirrors), checkpoint paths to the checkpoint sync, everything else to the callbacks as an event (with the secret values the agent holds masked: the child's text reaches the backend).
  * Reports arrive inside the relay, so whatever goes wrong handling one is logged once and never stops the output.
  */
 import { maskSecrets, maskSecretsDeep } from "../config/index.ts";
@@ -27,9 +27,12 @@ export function routeReports(input: {
   sync: CheckpointSync | undefined;
   plugin: TrainerPlugin;
   watchdog?: Pick<Watchdog, "epoch"> | undefined;
+  /** Sees every report first; never throws nor waits. */
+  mirror?: { onReport(report: Report): void } | undefined;
 }): ReportRouter {
-  const { log, secrets, callbacks, progress, sync, plugin, watchdog } = input;
+  const { log, secrets, callbacks, progress, sync, plugin, watchdog, mirror } = input;
   const handle = (report: Report): void => {
+    mirror?.onReport(report);
     if (report.kind === "epoch") {
       progress.onEpoch(report);
       watchdog?.epoch(report.epoch);

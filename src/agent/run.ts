@@ -3,7 +3,8 @@
  * signals.ts (SIGTERM/SIGINT, crash guard), callbacks.ts, progress.ts (heartbeats, the Trainer's status),
  * launch.ts (plugin), storage.ts (restore, dataset, checkpoint sync), child-env.ts (the child's environment, one
  * precedence order), report-router.ts (reports from the child), watchdog.ts (a child that stopped progressing),
- * child.ts, verdict.ts (exit code, status, reason).
+ * child.ts, verdict.ts (exit code, status, reason); src/mlflow (the run mirrored to MLflow, when
+ * MLFLOW_TRACKING_URI is set).
  *
  * The exit code is the child's (or 128+signal) when it ran; an agent-own failure (bad configuration, dataset
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
@@ -13,6 +14,7 @@ import { loadAgentConfig, secretValues, storageWanted, type AgentConfig, type En
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
+import type { AgentMlflow } from "../mlflow/index.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
@@ -78,11 +80,16 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   let child: ChildResult | undefined;
   let error: AgentError | undefined;
   let watchdog: Watchdog | undefined;
+  let mlflow: AgentMlflow | undefined;
   try {
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
     const launch = await planLaunch({ config, trace, argv, framework: options.framework, plugin: options.plugin, cwd });
     callbacks?.event("started", undefined, launch.started);
+    if (config.mlflow !== undefined || config.mlflowNote !== undefined) {
+      const { openMlflow } = await import("../mlflow/index.ts");
+      mlflow = openMlflow({ config, logger, traceId: trace.traceId, framework: launch.plugin.name, startedAt });
+    }
 
     // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
     if (storageWanted(config.storage)) {
@@ -115,6 +122,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
           sync: stored?.sync,
           plugin: launch.plugin,
           watchdog,
+          mirror: mlflow,
         }),
         signals,
         callbacks,
@@ -154,10 +162,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   }
   if (stored !== undefined) await stored.sync.close().catch(() => undefined);
   storage?.close?.();
-  // The final progress to the Trainer goes alongside `done`.
+  // The final progress to the Trainer and the MLflow run's end go alongside `done`, each bounded on its own.
   const progressClosed = progress.close({ complete: v.status === "succeeded" });
+  const checkpoints = stored?.checkpoints ?? [];
+  const mlflowClosed = mlflow?.close({ status: v.status, exitCode: v.exitCode, checkpoints });
   if (callbacks !== undefined) {
-    const checkpoints = stored?.checkpoints ?? [];
     await postDone(callbacks, {
       config,
       verdict: v,
@@ -168,6 +177,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     });
   }
   await progressClosed;
+  await mlflowClosed;
   log.info(
     { status: v.status, exit_code: v.exitCode, duration_seconds: (Date.now() - startedAt) / 1000 },
     "agent done",

@@ -136,6 +136,25 @@ export interface TrainerStatusConfig {
   tokenFile: string;
 }
 
+/** The MLflow mirror (src/mlflow/): MLflow's own variables, read as its Python client reads them. */
+export interface MlflowConfig {
+  /** `MLFLOW_TRACKING_URI`, an http(s) tracking server; the REST API is under `{uri}/api/2.0/mlflow/`. */
+  trackingUri: URL;
+  /** `MLFLOW_EXPERIMENT_NAME`: got, or created when missing. */
+  experimentName: string;
+  /** `MLFLOW_EXPERIMENT_ID`: used as is, no lookup. */
+  experimentId: string | undefined;
+  /** `MLFLOW_TRACKING_TOKEN`: `Authorization: Bearer`. */
+  token: Secret | undefined;
+  /** `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`: Basic auth, preferred over the token (as MLflow does). */
+  username: string | undefined;
+  password: Secret | undefined;
+  /** `MLFLOW_TRACKING_INSECURE_TLS`: no certificate checks. */
+  insecureTls: boolean;
+  /** `MLFLOW_FLUSH_SECONDS`: how long the end of the run may wait for what is queued and the final status. */
+  flushSeconds: number;
+}
+
 export interface AgentConfig {
   jobId: string | undefined;
   traceId: string | undefined;
@@ -147,6 +166,10 @@ export interface AgentConfig {
   trainerStatus: TrainerStatusConfig | undefined;
   /** Why the injected status-server settings are not used; logged as a warning, never fatal to the training. */
   trainerStatusProblems: readonly string[];
+  /** Undefined when MLFLOW_TRACKING_URI is unset, not http(s), or MLFLOW_MIRROR is false (see mlflowNote). */
+  mlflow: MlflowConfig | undefined;
+  /** Why a set MLFLOW_TRACKING_URI is not mirrored (logged once); undefined otherwise. */
+  mlflowNote: string | undefined;
   terminationGraceSeconds: number;
   /** Bound on the final checkpoint sync after the command exits on its own, seconds. */
   finalSyncTimeoutSeconds: number;
@@ -177,6 +200,8 @@ export const SECRET_ENV_NAMES = [
   "AWS_ACCESS_KEY_ID",
   "BACKEND_ADMIN_TOKEN",
   "CALLBACK_JWT_SECRET",
+  "MLFLOW_TRACKING_TOKEN",
+  "MLFLOW_TRACKING_PASSWORD",
 ] as const;
 
 /**
@@ -189,6 +214,8 @@ export function secretValues(config: AgentConfig): string[] {
     config.callbacks.token?.reveal(),
     config.storage.accessKeyId?.reveal(),
     config.storage.secretAccessKey?.reveal(),
+    config.mlflow?.token?.reveal(),
+    config.mlflow?.password?.reveal(),
   ];
   for (const [name, value] of Object.entries(config.baseEnv)) {
     // A URL with a password keeps its host readable in what is sent: only the password is masked.
@@ -235,6 +262,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     r.problem("TRACEPARENT", "a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", traceparent);
 
   const trainerStatus = readTrainerStatus(env);
+  const mlflow = readMlflow(r);
   const config: AgentConfig = {
     jobId,
     traceId: r.string("TRACE_ID"),
@@ -244,6 +272,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     storage,
     trainerStatus: trainerStatus.config,
     trainerStatusProblems: trainerStatus.problems,
+    mlflow: mlflow.config,
+    mlflowNote: mlflow.note,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
     finalSyncTimeoutSeconds: r.number("FINAL_SYNC_TIMEOUT_SECONDS", { min: 1, max: 86_400, fallback: 1800 }),
     terminationSyncSeconds: r.number("TERMINATION_SYNC_SECONDS", { min: 1, max: 3600, fallback: 60 }),
@@ -383,6 +413,47 @@ function readStall(r: EnvReader): StallConfig {
     return { seconds: "auto", action };
   }
   return { seconds: n, action };
+}
+
+/** Experiment of the runs when MLFLOW_EXPERIMENT_NAME is unset: one place for every job this agent runs. */
+export const DEFAULT_MLFLOW_EXPERIMENT = "astrago-trainer";
+
+/**
+ * MLflow's variables. A tracking URI MLflow's Python client takes but a REST mirror cannot (`file:./mlruns`,
+ * `databricks`, `sqlite:///...`) is the training code's own business: a note, not an error. A malformed http(s)
+ * URI or half of the Basic credentials is a configuration error: the user asked for a mirror that cannot work
+ * (unless MLFLOW_MIRROR=false: then the variables are the training code's alone).
+ */
+function readMlflow(r: EnvReader): { config: MlflowConfig | undefined; note: string | undefined } {
+  const raw = r.raw("MLFLOW_TRACKING_URI");
+  const mirror = r.bool("MLFLOW_MIRROR", true);
+  if (raw === undefined) return { config: undefined, note: undefined };
+  // The training code logs to MLflow itself: its variables are its own business, not the agent's to judge.
+  if (!mirror) return { config: undefined, note: "MLFLOW_MIRROR is false; the run is not mirrored to MLflow" };
+  if (!/^https?:/i.test(raw))
+    return {
+      config: undefined,
+      note: "MLFLOW_TRACKING_URI is not an http(s) tracking server; the run is not mirrored",
+    };
+  const trackingUri = r.url("MLFLOW_TRACKING_URI");
+  const username = r.string("MLFLOW_TRACKING_USERNAME");
+  const password = r.secret("MLFLOW_TRACKING_PASSWORD");
+  if ((username === undefined) !== (password === undefined))
+    r.problems.push("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together (Basic auth)");
+  const config: MlflowConfig | undefined =
+    trackingUri === undefined
+      ? undefined
+      : {
+          trackingUri,
+          experimentName: r.string("MLFLOW_EXPERIMENT_NAME", DEFAULT_MLFLOW_EXPERIMENT),
+          experimentId: r.string("MLFLOW_EXPERIMENT_ID"),
+          token: r.secret("MLFLOW_TRACKING_TOKEN"),
+          username,
+          password,
+          insecureTls: r.bool("MLFLOW_TRACKING_INSECURE_TLS", false),
+          flushSeconds: r.number("MLFLOW_FLUSH_SECONDS", { min: 0, max: 600, fallback: 10 }),
+        };
+  return { config, note: undefined };
 }
 
 function readCallbacks(r: EnvReader): CallbackConfig {

@@ -463,3 +463,67 @@ describe("secretValues and maskSecrets (what leaves the agent is masked)", () =>
     expect(maskSecrets("x secret-abcdef-and-more y", list)).toBe("x *** y");
   });
 });
+
+describe("loadAgentConfig: MLflow", () => {
+  it("is off without MLFLOW_TRACKING_URI; on with an http(s) one, with MLflow's defaults", () => {
+    expect(loadAgentConfig({})).toMatchObject({ mlflow: undefined, mlflowNote: undefined });
+    const c = loadAgentConfig({ MLFLOW_TRACKING_URI: "https://mlflow.example:5000/base" });
+    expect(c.mlflow).toMatchObject({
+      experimentName: "astrago-trainer",
+      experimentId: undefined,
+      token: undefined,
+      username: undefined,
+      insecureTls: false,
+      flushSeconds: 10,
+    });
+    expect(c.mlflow?.trackingUri.href).toBe("https://mlflow.example:5000/base");
+  });
+
+  it.each([
+    ["file:./mlruns", { MLFLOW_TRACKING_URI: "file:./mlruns" }, "not an http(s) tracking server"],
+    ["databricks", { MLFLOW_TRACKING_URI: "databricks" }, "not an http(s) tracking server"],
+    ["MLFLOW_MIRROR=false", { MLFLOW_TRACKING_URI: "http://m:5000", MLFLOW_MIRROR: "false" }, "MLFLOW_MIRROR is false"],
+    [
+      "MLFLOW_MIRROR=false, variables the agent would refuse",
+      { MLFLOW_TRACKING_URI: "http://", MLFLOW_TRACKING_USERNAME: "alice", MLFLOW_MIRROR: "false" },
+      "MLFLOW_MIRROR is false",
+    ],
+  ])("leaves a tracking URI it does not mirror to the training code, with a note: %s", (_n, env, note) => {
+    const c = loadAgentConfig(env);
+    expect(c.mlflow).toBeUndefined();
+    expect(c.mlflowNote).toContain(note);
+  });
+
+  it.each<[string, Env, string]>([
+    ["a malformed URL", { MLFLOW_TRACKING_URI: "http://" }, "MLFLOW_TRACKING_URI must be a URL starting with"],
+    [
+      "half of Basic auth",
+      { MLFLOW_TRACKING_URI: "http://m", MLFLOW_TRACKING_USERNAME: "alice" },
+      "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together",
+    ],
+    ["a bad flush", { MLFLOW_TRACKING_URI: "http://m", MLFLOW_FLUSH_SECONDS: "soon" }, "MLFLOW_FLUSH_SECONDS must be"],
+    [
+      "a bad TLS switch",
+      { MLFLOW_TRACKING_URI: "http://m", MLFLOW_TRACKING_INSECURE_TLS: "maybe" },
+      "MLFLOW_TRACKING_INSECURE_TLS must be a boolean",
+    ],
+  ])("rejects %s naming the variable", (_n, env, message) => {
+    expect(rejection(env)).toContain(message);
+  });
+
+  it("holds the token and password as secrets: masked in what is sent and never in an error", () => {
+    const env = {
+      MLFLOW_TRACKING_URI: "http://m",
+      MLFLOW_TRACKING_TOKEN: "mlflow-tok-123456",
+      MLFLOW_TRACKING_USERNAME: "alice",
+      MLFLOW_TRACKING_PASSWORD: "mlflow-pw-654321",
+    };
+    const c = loadAgentConfig(env);
+    expect(c.mlflow?.token?.reveal()).toBe("mlflow-tok-123456");
+    expect(JSON.stringify(c)).not.toMatch(/mlflow-tok|mlflow-pw/);
+    expect(inspect(c, { depth: 10 })).not.toMatch(/mlflow-tok|mlflow-pw/);
+    expect(secretValues(c)).toEqual(expect.arrayContaining(["mlflow-tok-123456", "mlflow-pw-654321"]));
+    const message = rejection({ ...env, MLFLOW_TRACKING_TOKEN: "mlflow-tok-123456", PET_NNODES: "x" });
+    expect(message).not.toMatch(/mlflow-tok|mlflow-pw/);
+  });
+});

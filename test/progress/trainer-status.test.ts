@@ -11,16 +11,15 @@ import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/log/index.ts";
 import {
   createTrainerStatusReporter,
   trainerStatusBody,
   type TrainerStatusReporter,
 } from "../../src/progress/trainer-status.ts";
+import { capturingLogger } from "../log/capture.ts";
 import { loadCrd } from "../submitter/helpers/crd.ts";
 
 const run = promisify(execFile);
@@ -168,19 +167,6 @@ async function startStatusServer(): Promise<StatusServer> {
   };
   servers.push(s);
   return s;
-}
-
-/** Log lines the reporter wrote, parsed. */
-async function capturingLogger() {
-  const lines: Array<{ level: string; msg: string; [k: string]: unknown }> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  const logger = await createLogger({ traceId: "t".repeat(32), destination, level: "debug" });
-  return { logger, lines, warnings: () => lines.filter((l) => l.level === "warn").map((l) => l.msg) };
 }
 
 async function reporter(
