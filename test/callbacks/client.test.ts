@@ -1,3 +1,4 @@
+import { renameSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -218,7 +219,10 @@ describe("callback client against a real HTTP server", () => {
     // The rotation lands between reading the token and the backend's answer.
     b.setRule(({ n }) => {
       if (n === 1) {
-        void writeFile(file, "token-new\n");
+        // Rotated before the 401 leaves, and atomically (as kubelet swaps a projected token): a write still in
+        // flight, or a truncated file, would let the retry read the old token or none.
+        writeFileSync(`${file}.tmp`, "token-new\n");
+        renameSync(`${file}.tmp`, file);
         return { status: 401 };
       }
       return { status: 200 };
