@@ -8,18 +8,20 @@
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
  * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
  */
-import { loadAgentConfig, secretValues, type AgentConfig, type Env } from "../config/index.ts";
+import { loadAgentConfig, secretValues, type AgentConfig, type Env, type RunMode } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
+import type { StoredCheckpoint } from "../contract/callbacks.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
 import { runChild } from "./child.ts";
 import { childEnv } from "./child-env.ts";
 import { toAgentError } from "./errors.ts";
 import { failEarly } from "./fail-early.ts";
 import { planLaunch } from "./launch.ts";
+import { prepareModel, uploadPredictions, type PreparedModel } from "./predict.ts";
 import { openProgress } from "./progress.ts";
 import { routeReports } from "./report-router.ts";
 import { watchSignals } from "./signals.ts";
@@ -31,6 +33,8 @@ export interface RunOptions {
   plugin?: string | undefined;
   /** `--nproc-per-node`: overrides PET_NPROC_PER_NODE (validated like it). */
   nprocPerNode?: string | undefined;
+  /** `--mode`: train (default) or predict (./predict.ts: a model in, predictions out). */
+  mode?: RunMode | undefined;
 }
 
 export interface RunDeps {
@@ -50,7 +54,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   try {
     if (argv.length === 0)
       throw new AgentError("USAGE", "no command given: trainer-agent run [options] -- CMD [ARGS...]");
-    config = loadAgentConfig(env);
+    config = loadAgentConfig(env, { mode: options.mode });
   } catch (error) {
     return failEarly(error, env, startedAt);
   }
@@ -73,18 +77,25 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
 
   let storage: (Storage & { close?(): void }) | undefined;
   let stored: PreparedStorage | undefined;
+  let model: PreparedModel | undefined;
+  let predictions: StoredCheckpoint[] | undefined;
   let child: ChildResult | undefined;
   let error: AgentError | undefined;
   try {
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
     const launch = await planLaunch({ config, trace, argv, framework: options.framework, plugin: options.plugin, cwd });
-    callbacks?.event("started", undefined, launch.started);
+    callbacks?.event("started", undefined, {
+      ...launch.started,
+      ...(config.mode === "predict" && { mode: "predict" }),
+    });
 
-    // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
+    // 4. Storage: restore and pull, then watch CHECKPOINT_DIR (a predict run: the model and the dataset).
     if (config.storage.type !== undefined) {
       storage = await openStorage(config, logger, log);
-      stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
+      if (config.mode === "predict")
+        model = await prepareModel({ config, storage, log, callbacks, signal: signals.prepared });
+      else stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
     }
 
     // 5. The child, unless told to stop already.
@@ -94,7 +105,13 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         logger,
         log,
         argv: launch.argv,
-        env: childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
+        env: childEnv({
+          config,
+          trace,
+          translated: launch.translated,
+          resumeFrom: stored?.resumeFrom,
+          modelPath: model?.modelPath,
+        }),
         cwd: deps.cwd,
         router: routeReports({ log, secrets, callbacks, progress, sync: stored?.sync, plugin: launch.plugin }),
         signals,
@@ -105,6 +122,9 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
 
     // 6. Whatever happened to the child, keep its work.
     if (stored !== undefined) await finalSync(stored, config, signals.cancel() !== undefined);
+    // A predict run's output counts only from a clean exit: a failed run's partial files would look complete.
+    if (model !== undefined && storage !== undefined && child?.exitCode === 0 && signals.cancel() === undefined)
+      predictions = await uploadPredictions(storage, config, log, callbacks, false);
   } catch (thrown) {
     error = toAgentError(thrown, signals.cancel());
   } finally {
@@ -132,6 +152,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       child,
       finalMetrics: progress.finalMetrics(),
       checkpoints,
+      predictions,
       startedAt,
     });
   }

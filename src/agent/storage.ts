@@ -9,7 +9,7 @@ import { AgentError, isAgentError, messageOf } from "../errors/index.ts";
 import type { CallbackClient } from "../callbacks/client.ts";
 import type { Logger } from "../log/logger.ts";
 import { significant } from "../log/units.ts";
-import type { CheckpointSync, Storage } from "../storage/types.ts";
+import type { CheckpointSync, DatasetResult, Storage } from "../storage/types.ts";
 
 export interface PreparedStorage {
   sync: CheckpointSync;
@@ -40,22 +40,7 @@ export async function prepareStorage(input: {
       files: restored.files,
     });
   }
-  if (dataset !== null) {
-    const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
-    log.info(
-      { source: dataset.source, bytes: dataset.bytes, files: dataset.files, seconds: dataset.seconds },
-      "dataset ready",
-    );
-    callbacks?.event("dataset_ready", dataset.source, {
-      source: dataset.source,
-      dir: dataset.dir,
-      bytes: dataset.bytes,
-      files: dataset.files,
-      seconds: dataset.seconds,
-      skipped: dataset.skipped,
-      ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
-    });
-  }
+  if (dataset !== null) announceDataset(dataset, log, callbacks);
   const checkpoints: StoredCheckpoint[] = [];
   const sync = storage.startCheckpointSync({
     onUploaded: (c) => {
@@ -66,16 +51,45 @@ export async function prepareStorage(input: {
   return { sync, resumeFrom: restored?.path, checkpoints };
 }
 
+/** The pulled dataset, told: a log line and the `dataset_ready` event. */
+export function announceDataset(dataset: DatasetResult, log: Logger, callbacks: CallbackClient | undefined): void {
+  const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
+  log.info(
+    { source: dataset.source, bytes: dataset.bytes, files: dataset.files, seconds: dataset.seconds },
+    "dataset ready",
+  );
+  callbacks?.event("dataset_ready", dataset.source, {
+    source: dataset.source,
+    dir: dataset.dir,
+    bytes: dataset.bytes,
+    files: dataset.files,
+    seconds: dataset.seconds,
+    skipped: dataset.skipped,
+    ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
+  });
+}
+
+/**
+ * The bound on the uploads after the child (final checkpoint sync, predictions): FINAL_SYNC_TIMEOUT_SECONDS, or
+ * TERMINATION_SYNC_SECONDS when the agent was told to stop (the pod's grace is running).
+ */
+export function afterChildDeadline(
+  config: AgentConfig,
+  cancelled: boolean,
+): { signal: AbortSignal; seconds: number; variable: string } {
+  const [seconds, variable] = cancelled
+    ? [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"]
+    : [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"];
+  return { signal: AbortSignal.timeout(seconds * 1000), seconds, variable };
+}
+
 /**
  * Whatever happened to the child, keep its work: the final sync, bounded so that an unreachable store cannot eat
  * the pod's whole grace period and leave no `done` behind. `prepared.checkpoints` becomes every stored checkpoint,
  * also on failure when the sync says which made it (`done` still lists them).
  */
 export async function finalSync(prepared: PreparedStorage, config: AgentConfig, cancelled: boolean): Promise<void> {
-  const [seconds, variable] = cancelled
-    ? [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"]
-    : [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"];
-  const deadline = AbortSignal.timeout(seconds * 1000);
+  const { signal: deadline, seconds, variable } = afterChildDeadline(config, cancelled);
   try {
     prepared.checkpoints = await prepared.sync.finalSync(deadline);
   } catch (error) {

@@ -1,4 +1,5 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
+import { RUN_MODES, type RunMode } from "../../config/predict.ts";
 
 const HELP = `
 Runs CMD as the training process of this pod: translates the distributed environment (PET_* to RANK,
@@ -28,14 +29,21 @@ export function registerRun(program: Command, env: NodeJS.ProcessEnv): void {
     .option("--framework <name>", "pytorch, tensorflow, python, or the name of the --plugin", "python")
     .option("--plugin <path-or-module>", "load a plugin from a file (relative to the current directory) or a package")
     .option("--nproc-per-node <n>", "processes per node (overrides PET_NPROC_PER_NODE): a count, auto, gpu or cpu")
+    .addOption(
+      new Option("--mode <mode>", "train, or predict: restore MODEL_JOB_ID / MODEL_URI, upload PREDICTIONS_DIR")
+        .choices(RUN_MODES)
+        .default("train"),
+    )
     .argument("<command...>", "the training command and its arguments (after --)")
     .addHelpText("after", HELP)
-    .action(async (command: string[], opts: { framework: string; plugin?: string; nprocPerNode?: string }) => {
-      const { runAgent } = await import("../../agent/run.ts");
-      process.exitCode = await runAgent(
-        command,
-        { framework: opts.framework, plugin: opts.plugin, nprocPerNode: opts.nprocPerNode },
-        { env, cwd: process.cwd() },
-      );
-    });
+    .action(
+      async (command: string[], opts: { framework: string; plugin?: string; nprocPerNode?: string; mode: RunMode }) => {
+        const { runAgent } = await import("../../agent/run.ts");
+        process.exitCode = await runAgent(
+          command,
+          { framework: opts.framework, plugin: opts.plugin, nprocPerNode: opts.nprocPerNode, mode: opts.mode },
+          { env, cwd: process.cwd() },
+        );
+      },
+    );
 }
