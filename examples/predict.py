@@ -60,7 +60,7 @@ out = os.path.join(out_dir, "predictions.csv")
 batches = (len(rows) + BATCH - 1) // BATCH
 squared = 0.0
 with open(out + ".tmp", "w", newline="") as f:
-    writer = csv.writer(f)
+    writer = csv.writer(f, lineterminator="\n")
     writer.writerow(["x", "y", "y_pred"])
     for i in range(batches):
         batch = rows[i * BATCH : (i + 1) * BATCH]
