@@ -152,7 +152,8 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       child,
       finalMetrics: progress.finalMetrics(),
       checkpoints,
-      predictions,
+      // A predict run always says what it stored, nothing included: the backend tells the two kinds apart by it.
+      predictions: config.mode === "predict" ? (predictions ?? []) : undefined,
       startedAt,
     });
   }
