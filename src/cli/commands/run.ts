@@ -8,15 +8,20 @@ configured, spawns CMD in its own process group (never through a shell), relays 
 turns ::trainer::{json} report lines into heartbeats, events and checkpoint uploads, forwards
 SIGTERM/SIGINT (grace TERMINATION_GRACE_SECONDS, default 25, then SIGKILL), uploads the final
 checkpoints, posts done, and exits with CMD's exit code (128+signal when a signal ended it).
+--mode predict runs a predict job instead: restores the model (MODEL_JOB_ID: that job's newest
+checkpoint, or MODEL_URI) as MODEL_PATH, pulls the dataset, runs CMD, and uploads PREDICTIONS_DIR
+(default /workspace/predictions) to predictions/job-{JOB_ID}/ (PREDICTIONS_URI) after a clean exit.
 Agent logs are JSON lines on stderr (readable on a terminal); CMD's stdout stays CMD's.
 
 Exit status: CMD's; 64 bad command line; 78 bad configuration; 127 command not found; 126 not
 executable; 66/65/75 dataset missing/corrupt/changed; 69 storage unreachable; 74 checkpoint
-upload or restore failed; 70 internal error.
+upload or restore failed; 70 internal error. Predict: 66 model not found; 65 nothing written to
+PREDICTIONS_DIR; 74 predictions upload failed.
 
 Examples:
   trainer-agent run -- python train.py --epochs 10
   trainer-agent run --framework pytorch --nproc-per-node 4 -- python train.py
+  MODEL_JOB_ID=42 trainer-agent run --mode predict -- python predict.py
   BACKEND_BASE_URL=http://backend:8000 JOB_ID=42 CALLBACK_TOKEN_FILE=/var/run/token \\
     trainer-agent run -- python train.py
 `;
