@@ -11,7 +11,7 @@ import type { StoredCheckpoint } from "../contract/callbacks.ts";
 import { AgentError, isAgentError } from "../errors/index.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Storage } from "../storage/types.ts";
-import { afterChildDeadline, announceDataset } from "./storage.ts";
+import { afterChildDeadline, announceDataset, announceRestored } from "./storage.ts";
 
 export interface PreparedModel {
   /** Local path of the restored model: the child's MODEL_PATH. */
@@ -35,12 +35,7 @@ export async function prepareModel(input: {
   });
   const [model, dataset] = await Promise.all([storage.restoreModel({ signal }), storage.pullDataset({ signal })]);
   log.info({ key: model.key, path: model.path, bytes: model.bytes }, "model restored; MODEL_PATH set");
-  callbacks?.event("model_restored", model.key, {
-    key: model.key,
-    path: model.path,
-    bytes: model.bytes,
-    files: model.files,
-  });
+  announceRestored("model_restored", model, callbacks);
   if (dataset !== null) announceDataset(dataset, log, callbacks);
   return { modelPath: model.path };
 }

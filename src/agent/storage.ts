@@ -9,7 +9,7 @@ import { AgentError, isAgentError, messageOf } from "../errors/index.ts";
 import type { CallbackClient } from "../callbacks/client.ts";
 import type { Logger } from "../log/logger.ts";
 import { significant } from "../log/units.ts";
-import type { CheckpointSync, DatasetResult, Storage } from "../storage/types.ts";
+import type { CheckpointSync, DatasetResult, RestoredCheckpoint, Storage } from "../storage/types.ts";
 
 export interface PreparedStorage {
   sync: CheckpointSync;
@@ -33,12 +33,7 @@ export async function prepareStorage(input: {
   ]);
   if (restored !== null) {
     log.debug({ key: restored.key, path: restored.path, bytes: restored.bytes }, "RESUME_FROM set");
-    callbacks?.event("checkpoint_restored", restored.key, {
-      key: restored.key,
-      path: restored.path,
-      bytes: restored.bytes,
-      files: restored.files,
-    });
+    announceRestored("checkpoint_restored", restored, callbacks);
   }
   if (dataset !== null) announceDataset(dataset, log, callbacks);
   const checkpoints: StoredCheckpoint[] = [];
@@ -49,6 +44,20 @@ export async function prepareStorage(input: {
     },
   });
   return { sync, resumeFrom: restored?.path, checkpoints };
+}
+
+/** A restored checkpoint (a resume's, or a predict run's model), told to the backend. */
+export function announceRestored(
+  type: "checkpoint_restored" | "model_restored",
+  restored: RestoredCheckpoint,
+  callbacks: CallbackClient | undefined,
+): void {
+  callbacks?.event(type, restored.key, {
+    key: restored.key,
+    path: restored.path,
+    bytes: restored.bytes,
+    files: restored.files,
+  });
 }
 
 /** The pulled dataset, told: a log line and the `dataset_ready` event. */
