@@ -36,7 +36,7 @@ export async function prepareModel(input: {
   const [model, dataset] = await Promise.all([storage.restoreModel({ signal }), storage.pullDataset({ signal })]);
   log.info({ key: model.key, path: model.path, bytes: model.bytes }, "model restored; MODEL_PATH set");
   announceRestored("model_restored", model, callbacks);
-  if (dataset !== null) announceDataset(dataset, log, callbacks);
+  if (dataset !== null) announceDataset(dataset, callbacks);
   return { modelPath: model.path };
 }
 

@@ -35,7 +35,7 @@ export async function prepareStorage(input: {
     log.debug({ key: restored.key, path: restored.path, bytes: restored.bytes }, "RESUME_FROM set");
     announceRestored("checkpoint_restored", restored, callbacks);
   }
-  if (dataset !== null) announceDataset(dataset, log, callbacks);
+  if (dataset !== null) announceDataset(dataset, callbacks);
   const checkpoints: StoredCheckpoint[] = [];
   const sync = storage.startCheckpointSync({
     onUploaded: (c) => {
@@ -60,13 +60,10 @@ export function announceRestored(
   });
 }
 
-/** The pulled dataset, told: a log line and the `dataset_ready` event. */
-export function announceDataset(dataset: DatasetResult, log: Logger, callbacks: CallbackClient | undefined): void {
+/** The pulled dataset, told to the backend as the `dataset_ready` event. */
+export function announceDataset(dataset: DatasetResult, callbacks: CallbackClient | undefined): void {
   const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
-  log.info(
-    { source: dataset.source, bytes: dataset.bytes, files: dataset.files, seconds: dataset.seconds },
-    "dataset ready",
-  );
+  // The storage layer has logged "dataset ready" with its rate; the event carries it to the backend.
   callbacks?.event("dataset_ready", dataset.source, {
     source: dataset.source,
     dir: dataset.dir,
