@@ -482,7 +482,8 @@ time.sleep(3 if rank == 1 else 0)
         nodes: 1,
         mode: "predict",
         model: "never-trained",
-        command: ["python3", "-c", "open('/tmp/should-not-run', 'w')"],
+        // Exit 5 if it ran: 66 says the agent stopped before the command.
+        command: ["python3", "-c", "raise SystemExit(5)"],
       }),
       deps(o.out),
     );
