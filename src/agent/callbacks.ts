@@ -54,6 +54,8 @@ export async function postDone(
     child: ChildResult | undefined;
     finalMetrics: Record<string, number> | undefined;
     checkpoints: StoredCheckpoint[];
+    /** A predict run's stored predictions (undefined in a training run). */
+    predictions?: StoredCheckpoint[] | undefined;
     startedAt: number;
   },
 ): Promise<void> {
@@ -66,6 +68,7 @@ export async function postDone(
     ...(logTail !== undefined && logTail !== "" && { log_tail: logTail }),
     ...(finalMetrics !== undefined && { final_metrics: finalMetrics }),
     checkpoints: run.checkpoints,
+    ...(run.predictions !== undefined && { predictions: run.predictions }),
     duration_seconds: Math.max(0, (Date.now() - run.startedAt) / 1000),
     // A multi-node job ends when every node has succeeded, or at the first failure: the backend needs both.
     ...(config.distributed.nnodes > 1 && {

@@ -3,9 +3,10 @@
  *
  *   1. the pod's environment as the agent got it (`config.baseEnv`), less STRIPPED_FROM_CHILD;
  *   2. the variables every child gets whatever the framework (CONTRACT section 3): DATASET_DIR, CHECKPOINT_DIR,
- *      TRACE_ID, and PYTHONUNBUFFERED=1 so a Python child's output reaches the relay line by line;
+ *      TRACE_ID, and PYTHONUNBUFFERED=1 so a Python child's output reaches the relay line by line (a predict
+ *      run: PREDICTIONS_DIR too);
  *   3. the plugin's translation (RANK, WORLD_SIZE, ... or TF_CONFIG): it is computed from layers 1 and 2;
- *   4. RESUME_FROM, when a checkpoint was restored;
+ *   4. RESUME_FROM, when a checkpoint was restored; MODEL_PATH, when a predict run restored its model;
  *   5. the agent's own markers: TRACEPARENT (the agent's span, the child's parent) and ASTRAGO_AGENT=1.
  *
  * The agent's layers sit above the pod's so that a stale value in the pod spec (a RANK copied from another job,
@@ -17,7 +18,7 @@ import type { TraceContext } from "../log/trace.ts";
 /** Variables the child never sees: the callback JWT is the agent's, not the training script's. */
 export const STRIPPED_FROM_CHILD: readonly string[] = ["CALLBACK_TOKEN"];
 
-type Dirs = Pick<AgentConfig, "storage">;
+type Dirs = Pick<AgentConfig, "storage"> & Partial<Pick<AgentConfig, "predict">>;
 
 /** Layer 2: what the agent adds for every framework; also what the plugin's env hook is given. */
 export function commonChildEnv(config: Dirs, traceId: string): Record<string, string> {
@@ -26,6 +27,7 @@ export function commonChildEnv(config: Dirs, traceId: string): Record<string, st
     CHECKPOINT_DIR: config.storage.checkpointDir,
     TRACE_ID: traceId,
     PYTHONUNBUFFERED: "1",
+    ...(config.predict !== undefined && { PREDICTIONS_DIR: config.predict.predictionsDir }),
   };
 }
 
@@ -36,6 +38,8 @@ export interface ChildEnvParts {
   translated: Readonly<Record<string, string>>;
   /** Local path of the restored checkpoint. */
   resumeFrom?: string | undefined;
+  /** A predict run: local path of the restored model (MODEL_PATH). */
+  modelPath?: string | undefined;
 }
 
 /** The whole environment of the child, in the precedence order above. */
@@ -47,6 +51,7 @@ export function childEnv(parts: ChildEnvParts): Record<string, string> {
     commonChildEnv(parts.config, parts.trace.traceId),
     parts.translated,
     parts.resumeFrom === undefined ? {} : { RESUME_FROM: parts.resumeFrom },
+    parts.modelPath === undefined ? {} : { MODEL_PATH: parts.modelPath },
     { TRACEPARENT: parts.trace.traceparent, ASTRAGO_AGENT: "1" },
   );
 }

@@ -10,19 +10,28 @@
  * unavailable, final checkpoint upload failed) exits with the code of src/errors/exit-codes.ts, after a one-line
  * reason on stderr and a `done` with status failed. Callbacks never fail or slow the training.
  */
-import { loadAgentConfig, secretValues, storageWanted, type AgentConfig, type Env } from "../config/index.ts";
+import {
+  loadAgentConfig,
+  secretValues,
+  storageWanted,
+  type AgentConfig,
+  type Env,
+  type RunMode,
+} from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
 import type { AgentMlflow } from "../mlflow/index.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
+import type { StoredCheckpoint } from "../contract/callbacks.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
 import { runChild } from "./child.ts";
 import { childEnv } from "./child-env.ts";
 import { toAgentError } from "./errors.ts";
 import { failEarly } from "./fail-early.ts";
 import { planLaunch } from "./launch.ts";
+import { prepareModel, uploadPredictions, type PreparedModel } from "./predict.ts";
 import { openProgress } from "./progress.ts";
 import { routeReports } from "./report-router.ts";
 import { watchSignals } from "./signals.ts";
@@ -35,6 +44,8 @@ export interface RunOptions {
   plugin?: string | undefined;
   /** `--nproc-per-node`: overrides PET_NPROC_PER_NODE (validated like it). */
   nprocPerNode?: string | undefined;
+  /** `--mode`: train (default) or predict (./predict.ts: a model in, predictions out). */
+  mode?: RunMode | undefined;
 }
 
 export interface RunDeps {
@@ -54,7 +65,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   try {
     if (argv.length === 0)
       throw new AgentError("USAGE", "no command given: trainer-agent run [options] -- CMD [ARGS...]");
-    config = loadAgentConfig(env);
+    config = loadAgentConfig(env, { mode: options.mode });
   } catch (error) {
     return failEarly(error, env, startedAt);
   }
@@ -77,6 +88,8 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
 
   let storage: (Storage & { close?(): void }) | undefined;
   let stored: PreparedStorage | undefined;
+  let model: PreparedModel | undefined;
+  let predictions: StoredCheckpoint[] | undefined;
   let child: ChildResult | undefined;
   let error: AgentError | undefined;
   let watchdog: Watchdog | undefined;
@@ -85,16 +98,21 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
     const launch = await planLaunch({ config, trace, argv, framework: options.framework, plugin: options.plugin, cwd });
-    callbacks?.event("started", undefined, launch.started);
+    callbacks?.event("started", undefined, {
+      ...launch.started,
+      ...(config.mode === "predict" && { mode: "predict" }),
+    });
     if (config.mlflow !== undefined || config.mlflowNote !== undefined) {
       const { openMlflow } = await import("../mlflow/index.ts");
       mlflow = openMlflow({ config, logger, traceId: trace.traceId, framework: launch.plugin.name, startedAt });
     }
 
-    // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
+    // 4. Storage: restore and pull, then watch CHECKPOINT_DIR (a predict run: the model and the dataset).
     if (storageWanted(config.storage)) {
       storage = await openStorage(config, logger, log);
-      stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
+      if (config.mode === "predict")
+        model = await prepareModel({ config, storage, log, callbacks, signal: signals.prepared });
+      else stored = await prepareStorage({ storage, log, callbacks, signal: signals.prepared });
     }
 
     // 5. The child, unless told to stop already; the watchdog reports (and may end) a child that went quiet.
@@ -112,7 +130,13 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         logger,
         log,
         argv: launch.argv,
-        env: childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
+        env: childEnv({
+          config,
+          trace,
+          translated: launch.translated,
+          resumeFrom: stored?.resumeFrom,
+          modelPath: model?.modelPath,
+        }),
         cwd: deps.cwd,
         router: routeReports({
           log,
@@ -134,6 +158,9 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
     // 6. Whatever happened to the child, keep its work.
     const stopping = signals.cancel() !== undefined || watchdog?.ended() !== undefined;
     if (stored !== undefined) await finalSync(stored, config, stopping);
+    // A predict run's output counts only from a clean exit: a failed run's partial files would look complete.
+    if (model !== undefined && storage !== undefined && child?.exitCode === 0 && !stopping)
+      predictions = await uploadPredictions(storage, config, log, callbacks, false);
   } catch (thrown) {
     error = toAgentError(thrown, signals.cancel());
   } finally {
@@ -173,6 +200,8 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       child,
       finalMetrics: progress.finalMetrics(),
       checkpoints,
+      // A predict run always says what it stored, nothing included: the backend tells the two kinds apart by it.
+      predictions: config.mode === "predict" ? (predictions ?? []) : undefined,
       startedAt,
     });
   }

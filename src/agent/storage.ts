@@ -9,7 +9,7 @@ import { AgentError, isAgentError, messageOf } from "../errors/index.ts";
 import type { CallbackClient } from "../callbacks/client.ts";
 import type { Logger } from "../log/logger.ts";
 import { significant } from "../log/units.ts";
-import type { CheckpointSync, Storage } from "../storage/types.ts";
+import type { CheckpointSync, DatasetResult, RestoredCheckpoint, Storage } from "../storage/types.ts";
 
 export interface PreparedStorage {
   sync: CheckpointSync;
@@ -33,26 +33,9 @@ export async function prepareStorage(input: {
   ]);
   if (restored !== null) {
     log.debug({ key: restored.key, path: restored.path, bytes: restored.bytes }, "RESUME_FROM set");
-    callbacks?.event("checkpoint_restored", restored.key, {
-      key: restored.key,
-      path: restored.path,
-      bytes: restored.bytes,
-      files: restored.files,
-    });
+    announceRestored("checkpoint_restored", restored, callbacks);
   }
-  if (dataset !== null) {
-    const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
-    // The storage layer has logged "dataset ready" with its rate; the event carries it to the backend.
-    callbacks?.event("dataset_ready", dataset.source, {
-      source: dataset.source,
-      dir: dataset.dir,
-      bytes: dataset.bytes,
-      files: dataset.files,
-      seconds: dataset.seconds,
-      skipped: dataset.skipped,
-      ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
-    });
-  }
+  if (dataset !== null) announceDataset(dataset, callbacks);
   const checkpoints: StoredCheckpoint[] = [];
   const sync = storage.startCheckpointSync({
     onUploaded: (c) => {
@@ -63,16 +46,56 @@ export async function prepareStorage(input: {
   return { sync, resumeFrom: restored?.path, checkpoints };
 }
 
+/** A restored checkpoint (a resume's, or a predict run's model), told to the backend. */
+export function announceRestored(
+  type: "checkpoint_restored" | "model_restored",
+  restored: RestoredCheckpoint,
+  callbacks: CallbackClient | undefined,
+): void {
+  callbacks?.event(type, restored.key, {
+    key: restored.key,
+    path: restored.path,
+    bytes: restored.bytes,
+    files: restored.files,
+  });
+}
+
+/** The pulled dataset, told to the backend as the `dataset_ready` event. */
+export function announceDataset(dataset: DatasetResult, callbacks: CallbackClient | undefined): void {
+  const mbPerS = dataset.seconds > 0 ? dataset.bytes / 1e6 / dataset.seconds : undefined;
+  // The storage layer has logged "dataset ready" with its rate; the event carries it to the backend.
+  callbacks?.event("dataset_ready", dataset.source, {
+    source: dataset.source,
+    dir: dataset.dir,
+    bytes: dataset.bytes,
+    files: dataset.files,
+    seconds: dataset.seconds,
+    skipped: dataset.skipped,
+    ...(mbPerS !== undefined && { mb_per_s: significant(mbPerS) }),
+  });
+}
+
+/**
+ * The bound on the uploads after the child (final checkpoint sync, predictions): FINAL_SYNC_TIMEOUT_SECONDS, or
+ * TERMINATION_SYNC_SECONDS when the agent was told to stop (the pod's grace is running).
+ */
+export function afterChildDeadline(
+  config: AgentConfig,
+  cancelled: boolean,
+): { signal: AbortSignal; seconds: number; variable: string } {
+  const [seconds, variable] = cancelled
+    ? [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"]
+    : [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"];
+  return { signal: AbortSignal.timeout(seconds * 1000), seconds, variable };
+}
+
 /**
  * Whatever happened to the child, keep its work: the final sync, bounded so that an unreachable store cannot eat
  * the pod's whole grace period and leave no `done` behind. `prepared.checkpoints` becomes every stored checkpoint,
  * also on failure when the sync says which made it (`done` still lists them).
  */
 export async function finalSync(prepared: PreparedStorage, config: AgentConfig, cancelled: boolean): Promise<void> {
-  const [seconds, variable] = cancelled
-    ? [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"]
-    : [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"];
-  const deadline = AbortSignal.timeout(seconds * 1000);
+  const { signal: deadline, seconds, variable } = afterChildDeadline(config, cancelled);
   try {
     prepared.checkpoints = await prepared.sync.finalSync(deadline);
   } catch (error) {

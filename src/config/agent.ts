@@ -9,6 +9,7 @@ import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
 import { readWorkDirs } from "./dirs.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
+import { readPredict, type PredictConfig, type RunMode } from "./predict.ts";
 import {
   isSecretLookingName,
   isSecretLookingValue,
@@ -17,6 +18,8 @@ import {
   urlQueryCredentials,
   type Secret,
 } from "./secret.ts";
+
+export { RUN_MODES, type PredictConfig, type RunMode } from "./predict.ts";
 
 export const STORAGE_TYPES = ["minio", "r2", "s3", "file"] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
@@ -184,6 +187,16 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** The environment the child starts from (a frozen copy); the agent adds the translated variables to it. */
   baseEnv: Readonly<Record<string, string>>;
+  /** `--mode`: a training (the default) or a predict run over a trained model. */
+  mode: RunMode;
+  /** The predict run's model and output; set exactly when mode is predict. */
+  predict: PredictConfig | undefined;
+}
+
+/** The predict settings of a predict run; an INTERNAL error when called in a training run (a bug, not input). */
+export function requirePredict(config: Pick<AgentConfig, "predict">): PredictConfig {
+  if (config.predict === undefined) throw new AgentError("INTERNAL", "not a predict run (--mode predict)");
+  return config.predict;
 }
 
 /** Variables whose values are never shown, not even in configuration errors. */
@@ -237,7 +250,8 @@ const SECRET_KEY_NAMES = ["S3_SECRET_ACCESS_KEY", "R2_SECRET_ACCESS_KEY", "MINIO
 const BUCKET_NAMES = ["S3_BUCKET", "R2_BUCKET", "MINIO_BUCKET"] as const;
 
 /** Reads and validates the whole agent environment; throws one CONFIG_INVALID error listing every problem. */
-export function loadAgentConfig(env: Env): AgentConfig {
+export function loadAgentConfig(env: Env, options: { mode?: RunMode } = {}): AgentConfig {
+  const mode = options.mode ?? "train";
   const r = new EnvReader(env, SECRET_ENV_NAMES);
 
   const distributed = readDistributed(r);
@@ -260,6 +274,15 @@ export function loadAgentConfig(env: Env): AgentConfig {
       /^..-0{32}-|-0{16}-..$/.test(traceparent))
   )
     r.problem("TRACEPARENT", "a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", traceparent);
+  const predict =
+    mode === "predict"
+      ? readPredict(r, env, {
+          jobId,
+          storageConfigured: storage.type !== undefined,
+          datasetDir: storage.datasetDir,
+          checkpointDir: storage.checkpointDir,
+        })
+      : undefined;
 
   const trainerStatus = readTrainerStatus(env);
   const mlflow = readMlflow(r);
@@ -287,6 +310,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     stall: readStall(r),
     logLevel: r.oneOf("LOG_LEVEL", LOG_LEVELS, "info"),
     baseEnv: childBaseEnv(env),
+    mode,
+    predict,
   };
 
   if (r.problems.length > 0) {

@@ -34,19 +34,8 @@ export function readWorkDirs(
   env: Readonly<Record<string, string | undefined>>,
   cwd = process.cwd(),
 ): { datasetDir: string; checkpointDir: string } {
-  const read = (name: string, fallback: string): string => {
-    const raw = env[name];
-    if (raw !== undefined && raw.trim() === "") {
-      r.problem(name, "a folder path (unset for the default)", raw);
-      return fallback;
-    }
-    const dir = path.resolve(cwd, r.string(name, fallback));
-    const why = dangerous(dir, r.raw("HOME"), cwd);
-    if (why !== undefined) r.problem(name, `a folder of its own, not ${why}`, raw ?? dir);
-    return dir;
-  };
-  const datasetDir = read("DATASET_DIR", "/workspace/dataset");
-  const checkpointDir = read("CHECKPOINT_DIR", "/workspace/checkpoints");
+  const datasetDir = readWorkDir(r, env, "DATASET_DIR", "/workspace/dataset", cwd);
+  const checkpointDir = readWorkDir(r, env, "CHECKPOINT_DIR", "/workspace/checkpoints", cwd);
   if (dirsOverlap(datasetDir, checkpointDir))
     r.problems.push(
       `DATASET_DIR (${JSON.stringify(datasetDir)}) and CHECKPOINT_DIR (${JSON.stringify(checkpointDir)}) must be ` +
@@ -54,4 +43,23 @@ export function readWorkDirs(
         "and every file in CHECKPOINT_DIR is uploaded as a checkpoint",
     );
   return { datasetDir, checkpointDir };
+}
+
+/** One work folder (resolved to an absolute path), with a problem naming `name` when it is blank or dangerous. */
+export function readWorkDir(
+  r: EnvReader,
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  fallback: string,
+  cwd = process.cwd(),
+): string {
+  const raw = env[name];
+  if (raw !== undefined && raw.trim() === "") {
+    r.problem(name, "a folder path (unset for the default)", raw);
+    return fallback;
+  }
+  const dir = path.resolve(cwd, r.string(name, fallback));
+  const why = dangerous(dir, r.raw("HOME"), cwd);
+  if (why !== undefined) r.problem(name, `a folder of its own, not ${why}`, raw ?? dir);
+  return dir;
 }

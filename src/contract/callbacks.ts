@@ -42,6 +42,8 @@ export const EVENT_TYPES = [
   "dataset_ready",
   "checkpoint_restored",
   "checkpoint_uploaded",
+  "model_restored",
+  "predictions_uploaded",
   "warning",
   "error",
   "terminating",
@@ -83,6 +85,8 @@ export const DonePayload = z.object({
   log_tail: z.string().max(65_536).optional(),
   final_metrics: metrics.optional(),
   checkpoints: z.array(StoredCheckpoint).default([]),
+  /** A predict run (`--mode predict`): the prediction objects it stored, its manifest last. */
+  predictions: z.array(StoredCheckpoint).optional(),
   duration_seconds: z.number().nonnegative(),
   /**
    * Multi-node jobs: the sending node's rank (PET_NODE_RANK) and the node count (PET_NNODES). With them the

@@ -24,6 +24,9 @@ export const EXIT_CODES = {
   STORAGE_FAILED: 74, // EX_IOERR
   CHECKPOINT_RESTORE_FAILED: 74,
   CHECKPOINT_UPLOAD_FAILED: 74,
+  MODEL_NOT_FOUND: 66, // predict: no checkpoint where MODEL_JOB_ID / MODEL_URI point (EX_NOINPUT)
+  PREDICTIONS_EMPTY: 65, // predict: the command succeeded but wrote nothing to PREDICTIONS_DIR (EX_DATAERR)
+  PREDICTIONS_UPLOAD_FAILED: 74,
   INSTALL_FAILED: 73, // EX_CANTCREAT: `trainer-agent install` could not write its files
   SPEC_INVALID: 65, // trainjob: the job spec is invalid (EX_DATAERR)
   K8S_NOT_FOUND: 66, // trainjob: no such TrainJob or pod (EX_NOINPUT)

@@ -31,6 +31,8 @@ export interface LocalBackend {
    * callback of the runner's own. A backend that already has the job ended answers 409, which is fine.
    */
   endJob(input: { status: "failed" | "cancelled"; exitCode: number; reason: string; traceId: string }): Promise<void>;
+  /** A new job on the same backend (the demo's predict job after its training); closing it leaves the backend up. */
+  anotherJob(name: string): Promise<LocalBackend>;
   close(): Promise<void>;
 }
 
@@ -91,20 +93,25 @@ export async function startEmbeddedBackend(name: string): Promise<LocalBackend> 
     ...(publicDir === undefined ? {} : { publicDir }),
   });
   const { url } = await stub.listen(0, "127.0.0.1");
-  const job = await stub.createJob({ name });
-  return {
-    baseUrl: url,
-    jobId: job.id,
-    token: job.token,
-    dashboardUrl: `${url}/jobs/${encodeURIComponent(job.id)}`,
-    embedded: true,
-    async snapshot() {
-      const view = await stub.getJob(job.id);
-      return view === undefined ? undefined : toSnapshot(view as unknown as JobViewLike);
-    },
-    endJob: (input) => postDone(fetch, url, job.id, job.token, input),
-    close: () => stub.close(),
+  const jobOn = async (jobName: string, close: () => Promise<void>): Promise<LocalBackend> => {
+    const job = await stub.createJob({ name: jobName });
+    return {
+      baseUrl: url,
+      jobId: job.id,
+      token: job.token,
+      dashboardUrl: `${url}/jobs/${encodeURIComponent(job.id)}`,
+      embedded: true,
+      async snapshot() {
+        const view = await stub.getJob(job.id);
+        return view === undefined ? undefined : toSnapshot(view as unknown as JobViewLike);
+      },
+      endJob: (input) => postDone(fetch, url, job.id, job.token, input),
+      // The stub closes with the run's first job; the others share it.
+      anotherJob: (next) => jobOn(next, async () => undefined),
+      close,
+    };
   };
+  return jobOn(name, () => stub.close());
 }
 
 export interface ExternalBackendInput {
@@ -174,6 +181,7 @@ export async function useExternalBackend(input: ExternalBackendInput): Promise<L
       }
     },
     endJob: (input) => postDone(doFetch, base, id, token, input),
+    anotherJob: (next) => useExternalBackend({ ...input, jobId: undefined, token: undefined, name: next }),
     close: async () => undefined,
   };
 }

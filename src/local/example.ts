@@ -1,7 +1,7 @@
 /**
  * `trainer-agent local --example`: the README's main job. Real PyTorch DDP (examples/ddp_train.py, gloo on CPU)
  * when /usr/bin/python3 (or python3) can `import torch`, else the plain-Python example; both seeded with the
- * example dataset. Needs the source checkout (the examples are not in the single-file build).
+ * example dataset, and followed by a predict job (examples/predict.py) over the model the training stored. Needs the source checkout (the examples are not in the single-file build).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,6 +13,8 @@ export interface ExampleRun {
   framework: string;
   dataset: string;
   datasetId: string;
+  /** The predict job after the training (examples/predict.py over the model it stored). */
+  predict: string[];
   /** Only for Debian's torch 1.13 torchrun (see docs/local.md); never an agent default. */
   extraEnv: Record<string, string>;
   description: string;
@@ -60,6 +62,7 @@ export function exampleRun(
   if (torchPython !== undefined)
     return {
       command: [torchPython, join(examplesDir, "ddp_train.py"), ...common],
+      predict: [torchPython, join(examplesDir, "predict.py")],
       framework: "pytorch",
       dataset,
       datasetId: "example-regression",
@@ -73,6 +76,7 @@ export function exampleRun(
     );
   return {
     command: ["python3", join(examplesDir, "plain_train.py"), ...common],
+    predict: ["python3", join(examplesDir, "predict.py")],
     framework: "python",
     dataset,
     datasetId: "example-regression",

@@ -3,7 +3,7 @@
  * checkpoint objects the agents stored (listed where the storage module's layout puts them).
  */
 import type { S3Client } from "@aws-sdk/client-s3";
-import { checkpointRoot } from "../storage/checkpoint/layout.ts";
+import type { CheckpointRoot } from "../storage/checkpoint/layout.ts";
 import type { JobSnapshot, LocalBackend } from "./backend.ts";
 import type { RunningNode } from "./nodes.ts";
 import { listKeys } from "./s3.ts";
@@ -49,12 +49,11 @@ export async function settleJob(
   return (await backend.snapshot().catch(() => undefined)) ?? snapshot;
 }
 
-/** Every object below the job's checkpoint root (all nodes' parts in sharded mode), with its bucket. */
-export async function storedCheckpoints(
+/** Every object below a job's root (checkpoints: all nodes' parts in sharded mode; predictions), with its bucket. */
+export async function storedUnder(
   client: S3Client | undefined,
-  where: { checkpointUri: string | undefined; bucket: string | undefined; jobId: string },
+  root: CheckpointRoot | string,
 ): Promise<{ bucket: string | undefined; keys: Array<{ key: string; bytes: number }> }> {
-  const root = checkpointRoot(where);
   if (typeof root === "string" || root.bucket === undefined) return { bucket: undefined, keys: [] };
   if (client === undefined) return { bucket: root.bucket, keys: [] };
   const keys = await listKeys(client, root.bucket, root.prefix).catch(() => []);

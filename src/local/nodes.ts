@@ -43,7 +43,7 @@ export async function startNodes(
   stopped: () => boolean,
   onStart: (nodes: RunningNode[]) => void,
 ): Promise<RunningNode[]> {
-  const agentArgs = ["run"];
+  const agentArgs = options.mode === "predict" ? ["run", "--mode", "predict"] : ["run"];
   if (options.framework !== undefined) agentArgs.push("--framework", options.framework);
   if (options.plugin !== undefined) agentArgs.push("--plugin", options.plugin);
   agentArgs.push("--", ...options.command);
@@ -53,6 +53,7 @@ export async function startNodes(
     const nodeDir = join(plan.runDir, nodeLabel(i, options.nodes));
     await mkdir(join(nodeDir, "dataset"), { recursive: true });
     await mkdir(join(nodeDir, "checkpoints"), { recursive: true });
+    if (options.mode === "predict") await mkdir(join(nodeDir, "predictions"), { recursive: true });
     const env = nodeEnv(options, deps.env, plan, i, nodeDir);
     started.push(startNode(i, options.nodes, nodeDir, env, [...deps.agent.args, ...agentArgs], deps));
     onStart(started);
@@ -83,6 +84,7 @@ function nodeEnv(
     TRACE_ID: plan.traceId,
     ASTRAGO_AGENT: "1",
     PYTHONPATH: pythonPath,
+    ...(options.mode === "predict" && { PREDICTIONS_DIR: join(nodeDir, "predictions") }),
     ...(options.extraEnv ?? {}),
   };
   delete out.TRACEPARENT;

@@ -15,16 +15,18 @@ import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { loadAgentConfig } from "../config/index.ts";
+import { loadAgentConfig, type StorageConfig } from "../config/index.ts";
 import { AgentError } from "../errors/index.ts";
 import { count } from "../log/units.ts";
-import type { LocalBackend } from "./backend.ts";
-import { runExitCode, settleJob, storedCheckpoints } from "./finish.ts";
-import { untilStopped, watchInterrupts } from "./interrupts.ts";
+import { checkpointRoot } from "../storage/checkpoint/layout.ts";
+import { predictionsRoot } from "../storage/predict/layout.ts";
+import type { JobSnapshot, LocalBackend } from "./backend.ts";
+import { runExitCode, settleJob, storedUnder } from "./finish.ts";
+import { untilStopped, watchInterrupts, type Interrupts } from "./interrupts.ts";
 import { killGroup, startNodes, waitForNodes, type RunningNode } from "./nodes.ts";
 import { freePorts } from "./ports.ts";
 import { openBackend, openStorage, prepareDataset, type LocalStorage } from "./services.ts";
-import { formatSummary } from "./summary.ts";
+import { formatSummary, type SummaryInput } from "./summary.ts";
 import type { Cleanups, LocalDeps, LocalOptions, LocalResult } from "./types.ts";
 
 export type { LocalDeps, LocalOptions, LocalResult } from "./types.ts";
@@ -46,7 +48,7 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     cleanups.length = 0;
   };
   const interrupts = watchInterrupts(signals, say);
-  let nodes: RunningNode[] = [];
+  const started: RunningNode[][] = [];
   try {
     const runDir = resolve(options.workdir ?? (await mkdtemp(join(tmpdir(), "trainer-local-"))));
     await mkdir(runDir, { recursive: true });
@@ -54,56 +56,44 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     const storage = await openStorage(storageConfig, deps.env, cleanups);
     const datasetLabel = await prepareDataset(options, deps, storage, interrupts.signal, () => interrupts.by);
     const backend = await openBackend(options.name, deps.env, cleanups);
-    const agentEnv = {
-      ...storage.agentEnv,
-      BACKEND_BASE_URL: backend.baseUrl,
-      JOB_ID: backend.jobId,
-      CALLBACK_TOKEN: backend.token,
-    };
     const pythonDir = await writePythonHelper(runDir, deps);
-    const ports = await freePorts(options.framework === "tensorflow" ? options.nodes + 1 : 1);
     const traceId = deps.env.TRACE_ID ?? randomUUID().replaceAll("-", "");
-    await announce(options, say, { backend, storage, datasetLabel, runDir });
+    const shared = { deps, storage, storageConfig, pythonDir, traceId, interrupts, say, started };
 
-    nodes = await startNodes(
-      options,
-      deps,
-      { runDir, agentEnv, ports, traceId, pythonDir },
-      () => interrupts.by !== undefined,
-      (started) => {
-        nodes = started;
-        interrupts.watch(started);
-      },
-    );
-    const firstFailure = await waitForNodes(nodes, options.failGraceSeconds, () => interrupts.by !== undefined, say);
-
-    const interrupted = interrupts.by;
-    const exitCode = runExitCode(nodes, firstFailure, interrupted);
-    const snapshot = await settleJob(backend, { exitCode, nodes, firstFailure, interrupted, traceId });
-    const stored = await storedCheckpoints(storage.client, {
-      checkpointUri: storageConfig.checkpointUri,
-      bucket: storage.target?.bucket,
-      jobId: backend.jobId,
-    });
+    const first = await runJob(withModel(options), { ...shared, backend, runDir, datasetLabel });
+    let prediction: JobOutcome | undefined;
+    if (options.thenPredict !== undefined && first.exitCode === 0 && interrupts.by === undefined) {
+      say(`\ntrainer-agent local: predicting with the model of job ${backend.jobId}`);
+      const predictBackend = await backend.anotherJob(`${options.name}-predict`);
+      prediction = await runJob(
+        {
+          ...options,
+          nodes: 1,
+          nprocPerNode: "1",
+          framework: options.thenPredict.framework ?? options.framework,
+          command: options.thenPredict.command,
+          mode: "predict",
+          extraEnv: { ...options.extraEnv, MODEL_JOB_ID: backend.jobId },
+        },
+        { ...shared, backend: predictBackend, runDir: join(runDir, "predict"), datasetLabel },
+      );
+    }
+    const last = prediction ?? first;
+    const exitCode = first.exitCode !== 0 ? first.exitCode : last.exitCode;
     // A folder the user named is theirs; a temporary one goes after a clean run.
     const keepFiles = options.keep || exitCode !== 0 || options.workdir !== undefined;
     const holdOpen = options.keep || options.holdOpen === true;
-    deps.stdout.write(
-      formatSummary({
-        jobId: backend.jobId,
-        dashboardUrl: backend.dashboardUrl,
-        snapshot,
-        nodes: nodes.map((n) => n.outcome),
-        checkpointKeys: stored.keys,
-        bucket: stored.bucket,
-        exitCode,
-        interrupted,
-        runDir: keepFiles ? runDir : undefined,
-        kept: holdOpen,
-      }),
-    );
+    for (const job of prediction === undefined ? [first] : [first, prediction])
+      deps.stdout.write(
+        formatSummary({
+          ...job.summary,
+          exitCode: job.exitCode,
+          runDir: keepFiles ? runDir : undefined,
+          kept: holdOpen,
+        }),
+      );
 
-    if (holdOpen && interrupted === undefined && !interrupts.forced) {
+    if (holdOpen && interrupts.by === undefined && !interrupts.forced) {
       say(
         `trainer-agent local: ${options.keep ? "--keep: " : ""}the dashboard and the bucket stay up (${backend.dashboardUrl}` +
           `${storage.target !== undefined ? `, S3 ${storage.target.endpoint}` : ""}); Ctrl-C to stop`,
@@ -116,17 +106,112 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     return {
       exitCode,
       jobId: backend.jobId,
-      state: snapshot?.state,
-      nodes: nodes.map((n) => n.outcome),
-      checkpointKeys: stored.keys.map((k) => k.key),
+      state: first.snapshot?.state,
+      nodes: [...first.summary.nodes],
+      checkpointKeys: first.summary.checkpointKeys.map((k) => k.key),
       runDir,
-      snapshot,
+      snapshot: first.snapshot,
+      ...(prediction !== undefined && { prediction: predictionResult(prediction) }),
+      ...(options.mode === "predict" && { prediction: predictionResult(first) }),
     };
   } finally {
-    for (const n of nodes) if (n.outcome.exitCode === undefined) killGroup(n.child, "SIGKILL");
+    for (const n of started.flat()) if (n.outcome.exitCode === undefined) killGroup(n.child, "SIGKILL");
     interrupts.dispose();
     await cleanup();
   }
+}
+
+/** What runJob needs beside the job's options: the run's servers, folders and interrupt watch. */
+interface JobContext {
+  deps: LocalDeps;
+  storage: LocalStorage;
+  storageConfig: StorageConfig;
+  backend: LocalBackend;
+  runDir: string;
+  pythonDir: string;
+  traceId: string;
+  datasetLabel: string | undefined;
+  interrupts: Interrupts;
+  say: (text: string) => void;
+  /** Every job's nodes, so the run's end can kill what is left. */
+  started: RunningNode[][];
+}
+
+interface JobOutcome {
+  exitCode: number;
+  snapshot: JobSnapshot | undefined;
+  jobId: string;
+  /** The summary of this job, less what depends on the whole run. */
+  summary: Omit<SummaryInput, "exitCode" | "runDir" | "kept">;
+}
+
+/** One job: its nodes started, waited for, the job settled on the backend and what they stored listed. */
+async function runJob(options: LocalOptions, ctx: JobContext): Promise<JobOutcome> {
+  const { deps, storage, backend, interrupts, say } = ctx;
+  await mkdir(ctx.runDir, { recursive: true });
+  const agentEnv = {
+    ...storage.agentEnv,
+    BACKEND_BASE_URL: backend.baseUrl,
+    JOB_ID: backend.jobId,
+    CALLBACK_TOKEN: backend.token,
+  };
+  const ports = await freePorts(options.framework === "tensorflow" ? options.nodes + 1 : 1);
+  await announce(options, say, { backend, storage, datasetLabel: ctx.datasetLabel, runDir: ctx.runDir });
+  const slot = ctx.started.push([]) - 1;
+  const nodes = await startNodes(
+    options,
+    deps,
+    { runDir: ctx.runDir, agentEnv, ports, traceId: ctx.traceId, pythonDir: ctx.pythonDir },
+    () => interrupts.by !== undefined,
+    (now) => {
+      ctx.started[slot] = now;
+      interrupts.watch(now);
+    },
+  );
+  const firstFailure = await waitForNodes(nodes, options.failGraceSeconds, () => interrupts.by !== undefined, say);
+  const interrupted = interrupts.by;
+  const exitCode = runExitCode(nodes, firstFailure, interrupted);
+  const snapshot = await settleJob(backend, { exitCode, nodes, firstFailure, interrupted, traceId: ctx.traceId });
+  const where = { bucket: storage.target?.bucket, jobId: backend.jobId };
+  const predict = options.mode === "predict";
+  const stored = await storedUnder(
+    storage.client,
+    predict
+      ? predictionsRoot({ ...where, predictionsUri: deps.env.PREDICTIONS_URI })
+      : checkpointRoot({ ...where, checkpointUri: ctx.storageConfig.checkpointUri }),
+  );
+  return {
+    exitCode,
+    snapshot,
+    jobId: backend.jobId,
+    summary: {
+      jobId: backend.jobId,
+      dashboardUrl: backend.dashboardUrl,
+      snapshot,
+      nodes: nodes.map((n) => n.outcome),
+      checkpointKeys: predict ? [] : stored.keys,
+      ...(predict && { predictionKeys: stored.keys }),
+      bucket: stored.bucket,
+      interrupted,
+    },
+  };
+}
+
+/** `--predict JOB_ID|URI`: the agents' model variable. */
+function withModel(options: LocalOptions): LocalOptions {
+  if (options.mode !== "predict" || options.model === undefined) return options;
+  const variable = /^(s3|file):\/\//.test(options.model) ? "MODEL_URI" : "MODEL_JOB_ID";
+  return { ...options, extraEnv: { ...options.extraEnv, [variable]: options.model } };
+}
+
+function predictionResult(job: JobOutcome): NonNullable<LocalResult["prediction"]> {
+  return {
+    jobId: job.jobId,
+    exitCode: job.exitCode,
+    state: job.snapshot?.state,
+    snapshot: job.snapshot,
+    predictionKeys: (job.summary.predictionKeys ?? []).map((k) => k.key),
+  };
 }
 
 /** Writes the Python helper into the run folder, importable by the training script on every node. */
@@ -148,10 +233,13 @@ async function announce(
   run: { backend: LocalBackend; storage: LocalStorage; datasetLabel: string | undefined; runDir: string },
 ): Promise<void> {
   const processes = options.nprocPerNode === "1" ? "1 process" : `${options.nprocPerNode} processes`;
-  say(`trainer-agent local: ${count(options.nodes, "node")} x ${processes}, job ${run.backend.jobId}`);
+  const what = options.mode === "predict" ? "predict job" : "job";
+  say(`trainer-agent local: ${count(options.nodes, "node")} x ${processes}, ${what} ${run.backend.jobId}`);
   say(`  dashboard  ${run.backend.dashboardUrl}${run.backend.embedded ? " (backend stub, in-process)" : ""}`);
   say(`  storage    ${run.storage.label}`);
   if (run.datasetLabel !== undefined) say(`  dataset    ${run.datasetLabel}`);
+  const model = options.extraEnv?.MODEL_JOB_ID ?? options.extraEnv?.MODEL_URI;
+  if (options.mode === "predict" && model !== undefined) say(`  model      ${model}`);
   say(`  run folder ${run.runDir}`);
   const { quote } = await import("shell-quote");
   say(`  command    ${quote([...options.command])}`);
@@ -167,6 +255,8 @@ function validate(options: LocalOptions): void {
     );
   if (options.command.length === 0)
     throw new AgentError("USAGE", "no training command: trainer-agent local --nodes N -- CMD [ARGS...] (or --example)");
+  if (options.mode === "predict" && options.model === undefined && options.extraEnv?.MODEL_JOB_ID === undefined)
+    throw new AgentError("USAGE", "a predict job needs its model: --predict JOB_ID or --predict s3://bucket/key");
   if (!(options.failGraceSeconds >= 0))
     throw new AgentError("USAGE", `--fail-grace must be a number of seconds >= 0, got ${options.failGraceSeconds}`);
 }

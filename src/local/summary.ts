@@ -17,6 +17,8 @@ export interface SummaryInput {
   snapshot: JobSnapshot | undefined;
   nodes: readonly NodeOutcome[];
   checkpointKeys: ReadonlyArray<{ key: string; bytes: number }>;
+  /** A predict job's stored predictions (shown instead of the checkpoints). */
+  predictionKeys?: ReadonlyArray<{ key: string; bytes: number }>;
   bucket: string | undefined;
   exitCode: number;
   interrupted: NodeJS.Signals | undefined;
@@ -44,7 +46,8 @@ export function formatSummary(s: SummaryInput): string {
   );
   const files = s.checkpointKeys.filter((k) => !isManifestKey(k.key));
   const manifests = s.checkpointKeys.length - files.length;
-  if (s.checkpointKeys.length === 0) lines.push("checkpoints none in the bucket");
+  if (s.predictionKeys !== undefined) lines.push(...predictionLines(s.predictionKeys, s.bucket));
+  else if (s.checkpointKeys.length === 0) lines.push("checkpoints none in the bucket");
   else {
     lines.push(
       `checkpoints ${count(files.length, "object")} in bucket ${s.bucket ?? "?"}` +
@@ -65,6 +68,16 @@ export function formatSummary(s: SummaryInput): string {
   if (s.interrupted !== undefined) lines.push(`interrupted by ${s.interrupted}`);
   lines.push(`exit code  ${s.exitCode}`);
   return `${lines.join("\n")}\n`;
+}
+
+function predictionLines(keys: ReadonlyArray<{ key: string; bytes: number }>, bucket: string | undefined): string[] {
+  if (keys.length === 0) return ["predictions none in the bucket"];
+  const shown = keys.slice(0, 8);
+  return [
+    `predictions ${count(keys.length, "object")} in bucket ${bucket ?? "?"}:`,
+    ...shown.map((k) => `  s3://${bucket ?? "?"}/${k.key}  (${formatBytes(k.bytes)})`),
+    ...(keys.length > shown.length ? [`  ... ${keys.length - shown.length} more`] : []),
+  ];
 }
 
 function formatNumber(v: number): string {

@@ -1,5 +1,6 @@
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import type { Writable } from "node:stream";
+import type { RunMode } from "../config/index.ts";
 import type { JobSnapshot } from "./backend.ts";
 import type { NodeOutcome } from "./summary.ts";
 
@@ -27,6 +28,15 @@ export interface LocalOptions {
   failGraceSeconds: number;
   /** Extra variables for every agent (the demo's PET_REDIRECTS for old torchrun, for example). */
   extraEnv?: Readonly<Record<string, string>>;
+  /** The agents' `--mode`: a predict job (`--predict`) restores `model` and uploads what the command predicts. */
+  mode?: RunMode;
+  /** A predict job's model: a job id (MODEL_JOB_ID) or an s3:// URI (MODEL_URI). */
+  model?: string;
+  /**
+   * After the training succeeds, a one-node predict job over the model it just stored, on the same bucket and
+   * backend (the demo).
+   */
+  thenPredict?: { command: readonly string[]; framework?: string | undefined };
 }
 
 export interface LocalDeps {
@@ -52,6 +62,14 @@ export interface LocalResult {
   checkpointKeys: string[];
   runDir: string;
   snapshot: JobSnapshot | undefined;
+  /** The predict job (`--predict`, or the one after the training with thenPredict), when one ran. */
+  prediction?: {
+    jobId: string;
+    exitCode: number;
+    state: string | undefined;
+    snapshot: JobSnapshot | undefined;
+    predictionKeys: string[];
+  };
 }
 
 /** Steps to undo when the run ends, last first. */

@@ -3,7 +3,7 @@
  * load here, on first use, so `trainer-agent run` without storage never pays for them.
  */
 import type { Logger } from "pino";
-import type { AgentConfig } from "../config/agent.ts";
+import { requirePredict, type AgentConfig, type PredictConfig } from "../config/agent.ts";
 import type { StoredCheckpoint } from "../contract/index.ts";
 import { jobCheckpointPrefix } from "../contract/paths.ts";
 import { AgentError } from "../errors/index.ts";
@@ -12,6 +12,9 @@ import { checkpointLocation, locationIn, type CheckpointLocation } from "./check
 import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
 import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
 import { pullDataset } from "./dataset/pull.ts";
+import { restoreModel } from "./predict/model.ts";
+import { nodePrefix, predictionsRoot } from "./predict/layout.ts";
+import { uploadPredictions } from "./predict/upload.ts";
 import { DEFAULT_TUNING, type StorageContext, type StorageTuning } from "./internal/context.ts";
 import { PartBuffers, Pool } from "./internal/pool.ts";
 import type { ProgressSink } from "./internal/progress.ts";
@@ -168,6 +171,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
         },
       };
     },
+    ...predictStorage(config, ctx),
     close() {
       for (const s of stores.values())
         void s.then(
@@ -214,4 +218,27 @@ async function backendLocation(
   });
   stores.set("backend", Promise.resolve(store));
   return locationIn(ctx, store, prefix);
+}
+
+/** The predict run's half of the storage: the model in, the predictions out. */
+function predictStorage(config: AgentConfig, ctx: StorageContext): Pick<Storage, "restoreModel" | "uploadPredictions"> {
+  const predict = (): PredictConfig => requirePredict(config);
+  return {
+    restoreModel: (opts) => restoreModel(ctx, predict(), opts),
+    async uploadPredictions(opts) {
+      const p = predict();
+      const root = predictionsRoot({
+        predictionsUri: p.predictionsUri,
+        bucket: config.storage.bucket,
+        jobId: ctx.jobId,
+      });
+      if (typeof root === "string") throw new AgentError("CONFIG_INVALID", `predictions: ${root}`);
+      if (root.bucket === undefined && config.storage.type !== "file")
+        throw new AgentError("CONFIG_INVALID", "predictions: S3_BUCKET is not set (or give PREDICTIONS_URI)");
+      const store = await ctx.storeFor(root.bucket);
+      const base = nodePrefix(root, config.distributed.nnodes, ctx.nodeRank);
+      const up = await uploadPredictions(ctx, { store, base }, p.predictionsDir, opts);
+      return { ...up, location: `${store.label}/${base}` };
+    },
+  };
 }

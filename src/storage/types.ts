@@ -53,4 +53,16 @@ export interface Storage {
   }): Promise<DatasetResult | null>;
   /** Starts watching CHECKPOINT_DIR and uploading in the background (a no-op sync when this node does not upload). */
   startCheckpointSync(opts: { onUploaded?: (c: StoredCheckpoint) => void }): CheckpointSync;
+  /** Predict runs: the model named by MODEL_JOB_ID / MODEL_URI, restored into CHECKPOINT_DIR (MODEL_NOT_FOUND). */
+  restoreModel(opts: { signal?: AbortSignal; onProgress?: (p: TransferProgress) => void }): Promise<RestoredCheckpoint>;
+  /** Predict runs: PREDICTIONS_DIR uploaded below this node's predictions prefix, manifest last. */
+  uploadPredictions(opts: { signal?: AbortSignal }): Promise<StoredPredictions>;
+}
+
+export interface StoredPredictions {
+  objects: StoredCheckpoint[];
+  /** Bucket label and prefix, for messages: `s3://bucket` and `predictions/job-7/`. */
+  location: string;
+  /** Key of the manifest; undefined when PREDICTIONS_DIR held nothing. */
+  manifest: string | undefined;
 }

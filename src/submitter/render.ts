@@ -53,9 +53,18 @@ export function secretName(jobName: string): string {
 }
 
 /** The node container's command: the agent, then the user's argv with `$` escaped against kubelet expansion. */
-export function agentCommand(spec: Pick<JobSpec, "agent" | "framework" | "command">): string[] {
+export function agentCommand(spec: Pick<JobSpec, "agent" | "framework" | "command" | "predict">): string[] {
   const bin = spec.agent === "init" ? `${AGENT_DIR}/trainer-agent` : "trainer-agent";
-  return [bin, "run", "--framework", spec.framework, "--", ...spec.command.map(escapeKubernetesExpansion)];
+  const mode = spec.predict === undefined ? [] : ["--mode", "predict"];
+  return [bin, "run", ...mode, "--framework", spec.framework, "--", ...spec.command.map(escapeKubernetesExpansion)];
+}
+
+/** A predict job's variables for the agent (docs/run.md): the model and where the predictions go. */
+function predictEnv(spec: JobSpec, setManaged: (name: string, value: string | undefined) => void): void {
+  if (spec.predict === undefined) return;
+  setManaged("MODEL_JOB_ID", spec.predict.modelJobId);
+  setManaged("MODEL_URI", spec.predict.modelUri);
+  setManaged("PREDICTIONS_URI", spec.predict.predictionsUri);
 }
 
 function secretRef(secret: string, key: string): Record<string, unknown> {
@@ -155,6 +164,7 @@ export function renderJob(spec: JobSpec): RenderedJob {
   setManaged("DATASET_ID", spec.datasetId);
   setManaged("DATASET_URI", spec.datasetUri);
   setManaged("CHECKPOINT_URI", spec.checkpointUri);
+  predictEnv(spec, setManaged);
 
   // Patch: user volumes, the code volume, and pod settings, all on the `node` job's pod template.
   const volumes: Array<Record<string, unknown>> = [];

@@ -94,6 +94,16 @@ export interface PodPatchSpec {
   readonly terminationGracePeriodSeconds?: number;
 }
 
+/** A predict job: the agent runs `--mode predict` with the model named here (one of the two). */
+export interface PredictSpec {
+  /** MODEL_JOB_ID: the job whose latest complete checkpoint is the model. */
+  readonly modelJobId?: string;
+  /** MODEL_URI: s3://bucket/key of a checkpoint object, or a checkpoint root ending in "/". */
+  readonly modelUri?: string;
+  /** PREDICTIONS_URI: where the predictions go (default predictions/job-{JOB_ID}/ in the bucket). */
+  readonly predictionsUri?: string;
+}
+
 export interface JobSpec {
   readonly name: string;
   readonly namespace: string;
@@ -118,6 +128,8 @@ export interface JobSpec {
   readonly datasetUri?: string;
   readonly checkpointUri?: string;
   readonly activeDeadlineSeconds?: number;
+  /** Set for a predict job (inference over a trained model) instead of a training. */
+  readonly predict?: PredictSpec;
   /**
    * The job's correlation id: TRACE_ID of the agent (its logs and callbacks) and a label and annotation on the
    * pods, so log collectors that keep pod labels select the job's lines by it. submit makes one when none is given.

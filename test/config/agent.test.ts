@@ -254,6 +254,69 @@ describe("loadAgentConfig: DATASET_DIR and CHECKPOINT_DIR (a pull replaces DATAS
   });
 });
 
+describe("loadAgentConfig: a predict run (--mode predict)", () => {
+  const ok: Env = { STORAGE_TYPE: "file", STORAGE_PATH: "/srv/bucket", JOB_ID: "p1", MODEL_JOB_ID: "t1" };
+  const predictRejection = (env: Env): string => {
+    try {
+      loadAgentConfig(env, { mode: "predict" });
+    } catch (error) {
+      if (isAgentError(error, "CONFIG_INVALID")) return error.message;
+      throw error;
+    }
+    throw new Error(`expected ${JSON.stringify(env)} to be rejected in predict mode`);
+  };
+
+  it("reads the model and the output, with defaults; a training reads none of it", () => {
+    const c = loadAgentConfig(ok, { mode: "predict" });
+    expect(c.mode).toBe("predict");
+    expect(c.predict).toEqual({
+      modelJobId: "t1",
+      modelUri: undefined,
+      predictionsDir: "/workspace/predictions",
+      predictionsUri: undefined,
+    });
+    const u = loadAgentConfig(
+      { ...ok, MODEL_JOB_ID: undefined, MODEL_URI: "s3://ml/m.pt", PREDICTIONS_URI: "s3://ml/out/", JOB_ID: undefined },
+      { mode: "predict" },
+    ).predict;
+    expect(u).toMatchObject({ modelUri: "s3://ml/m.pt", predictionsUri: "s3://ml/out/" });
+    // A training ignores the predict variables, even bad ones.
+    const t = loadAgentConfig({ ...ok, MODEL_JOB_ID: "../x", PREDICTIONS_DIR: "/" });
+    expect(t.mode).toBe("train");
+    expect(t.predict).toBeUndefined();
+  });
+
+  it.each<[string, Env, string]>([
+    ["no model", { ...ok, MODEL_JOB_ID: undefined }, "MODEL_JOB_ID or MODEL_URI must be set for a predict run"],
+    ["two models", { ...ok, MODEL_URI: "s3://ml/m.pt" }, "MODEL_JOB_ID and MODEL_URI both name a model"],
+    ["a job id with a slash", { ...ok, MODEL_JOB_ID: "a/b" }, "MODEL_JOB_ID must be a job id"],
+    [
+      "a model URI without a key",
+      { ...ok, MODEL_JOB_ID: undefined, MODEL_URI: "s3://ml" },
+      "MODEL_URI must be an s3://bucket/key URI (a checkpoint object, or a checkpoint root ending in '/'), got \"s3://ml\"",
+    ],
+    [
+      "an http PREDICTIONS_URI",
+      { ...ok, PREDICTIONS_URI: "https://x/y" },
+      'PREDICTIONS_URI must be an s3://bucket/prefix/ URI, got "https://x/y"',
+    ],
+    ["no JOB_ID nor PREDICTIONS_URI", { ...ok, JOB_ID: undefined }, "JOB_ID or PREDICTIONS_URI must be set"],
+    ["no storage", { JOB_ID: "p1", MODEL_JOB_ID: "t1" }, "a predict run needs storage"],
+    [
+      "PREDICTIONS_DIR=/",
+      { ...ok, PREDICTIONS_DIR: "/" },
+      "PREDICTIONS_DIR must be a folder of its own, not the root folder",
+    ],
+    [
+      "PREDICTIONS_DIR inside CHECKPOINT_DIR",
+      { ...ok, CHECKPOINT_DIR: "/w/ck", PREDICTIONS_DIR: "/w/ck/out" },
+      'PREDICTIONS_DIR ("/w/ck/out") and CHECKPOINT_DIR ("/w/ck") must be separate folders',
+    ],
+  ])("rejects %s, naming the variable (exit 78)", (_name, env, part) => {
+    expect(predictRejection(env)).toContain(part);
+  });
+});
+
 describe("loadAgentConfig: other variables", () => {
   it.each<[string, Env, string]>([
     [

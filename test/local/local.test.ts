@@ -19,6 +19,8 @@ import { runLocal, type LocalOptions } from "../../src/local/runner.ts";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = join(ROOT, "bin/trainer-agent.js");
 const PLAIN = join(ROOT, "examples/plain_train.py");
+const DDP = join(ROOT, "examples/ddp_train.py");
+const PREDICT = join(ROOT, "examples/predict.py");
 const DATA = join(ROOT, "examples/data");
 const HELPER = join(ROOT, "python/trainer_agent.py");
 const haveTorch = existsSync("/usr/bin/torchrun");
@@ -223,6 +225,16 @@ describe("trainer-agent local (the command, fully embedded)", () => {
       expect(res.stdout).toMatch(/epochs {5}[1-5]\/5/); // see the note on node 1's done in the first test
       expect(res.stdout).toMatch(/checkpoints\/job-[\w-]+\/epoch-5\.pt/);
       expect(res.stdout).toMatch(/dashboard {2}http:\/\/127\.0\.0\.1:\d+\/jobs\//);
+      // ... then a predict job over the model it just trained, on the same embedded S3 and stub.
+      const trained = /job {8}([\w-]+) {2}state SUCCEEDED/.exec(res.stdout)?.[1];
+      expect(res.stdout).toContain(`predicting with the model of job ${trained}`);
+      expect(res.stdout).toMatch(/\[node0\] predicting 2000 rows with \S+\/epoch-5\.pt \(trained 5 epochs\)/);
+      const predictJob = /1 node x 1 process, predict job ([\w-]+)/.exec(res.stdout)?.[1];
+      expect(predictJob).toBeDefined();
+      expect(res.stdout).toContain(`job        ${predictJob}  state SUCCEEDED`);
+      expect(res.stdout).toMatch(
+        new RegExp(`s3://trainer-local/predictions/job-${predictJob}/predictions\\.csv {2}\\(\\d+ KiB\\)`),
+      );
       // Not a terminal: the command ends, so scripts and CI finish.
       expect(res.stdout).not.toContain("Ctrl-C");
     },
@@ -415,6 +427,80 @@ time.sleep(3 if rank == 1 else 0)
     expect(job!.heartbeats.every((h) => h.metrics.node === undefined || h.metrics.node === 0)).toBe(true);
     // Both nodes' agents reported the dataset they pulled.
     expect(job!.events.filter((e) => e.type === "dataset_ready")).toHaveLength(2);
+  }, 60_000);
+
+  it.skipIf(!haveTorch)(
+    "predict after training (real torch): predictions under predictions/job-{id}/, done lists them",
+    async () => {
+      const o = sink();
+      const workdir = join(tmp, "predict-ok");
+      const result = await runLocal(
+        options({
+          nodes: 2,
+          framework: "pytorch",
+          workdir,
+          command: ["/usr/bin/python3", DDP, "--epochs", "3"],
+          thenPredict: { command: ["/usr/bin/python3", PREDICT] },
+          extraEnv: { PET_REDIRECTS: "9:1", PET_TEE: "9:1" },
+        }),
+        deps(o.out),
+      );
+      expect(result.exitCode, o.text()).toBe(0);
+      const p = result.prediction!;
+      expect(p.exitCode, o.text()).toBe(0);
+      const job = await stub.getJob(p.jobId);
+      expect(job?.state).toBe("SUCCEEDED");
+      const prefix = `predictions/job-${p.jobId}/`;
+      expect(job?.done?.predictions?.map((x) => x.key)).toEqual([`${prefix}predictions.csv`]);
+      expect(p.predictionKeys).toEqual([`${prefix}_manifest.json`, `${prefix}predictions.csv`]);
+      // The model was the training's last checkpoint, restored through its manifest.
+      const restored = job!.events.find((e) => e.type === "model_restored");
+      expect(restored?.message).toMatch(new RegExp(`^checkpoints/job-${result.jobId}/_manifests/`));
+      expect(job!.events.some((e) => e.type === "predictions_uploaded")).toBe(true);
+      expect(job?.latest_metrics.rows).toBe(2000);
+      // The object in the bucket is what predict.py wrote: every row, predicted by the trained w ~ 3, b ~ 2.
+      const csv = await client.send(new GetObjectCommand({ Bucket: "ml-bucket", Key: `${prefix}predictions.csv` }));
+      const lines = (await csv.Body!.transformToString()).trim().split("\n");
+      expect(lines[0]).toBe("x,y,y_pred");
+      expect(lines).toHaveLength(2001);
+      const [x, , yPred] = lines[1]!.split(",").map(Number);
+      expect(Math.abs(yPred! - (3 * x! + 2))).toBeLessThan(0.5);
+      const manifest = await client.send(new GetObjectCommand({ Bucket: "ml-bucket", Key: `${prefix}_manifest.json` }));
+      expect(JSON.parse(await manifest.Body!.transformToString())).toMatchObject({
+        format: "astrago-predictions/1",
+        job_id: p.jobId,
+        files: [{ path: "predictions.csv", key: `${prefix}predictions.csv` }],
+      });
+    },
+    120_000,
+  );
+
+  it("a predict job whose model job stored nothing fails MODEL_NOT_FOUND (66) and predicts nothing", async () => {
+    const o = sink();
+    const result = await runLocal(
+      options({
+        nodes: 1,
+        mode: "predict",
+        model: "never-trained",
+        // Exit 5 if it ran: 66 says the agent stopped before the command.
+        command: ["python3", "-c", "raise SystemExit(5)"],
+      }),
+      deps(o.out),
+    );
+    expect(result.exitCode, o.text()).toBe(66);
+    expect(result.prediction?.exitCode).toBe(66);
+    const job = await stub.getJob(result.jobId);
+    expect(job?.state).toBe("FAILED");
+    expect(job?.done?.exit_code).toBe(66);
+    expect(job?.done?.reason).toMatch(
+      /^MODEL_NOT_FOUND: no complete checkpoint in s3:\/\/ml-bucket\/checkpoints\/job-never-trained\/ \(MODEL_JOB_ID=never-trained\)/,
+    );
+    expect(job!.events.some((e) => e.type === "started")).toBe(true);
+    const keys = await client.send(
+      new ListObjectsV2Command({ Bucket: "ml-bucket", Prefix: `predictions/job-${result.jobId}/` }),
+    );
+    expect(keys.Contents ?? []).toEqual([]);
+    expect(o.text()).toContain("predictions none in the bucket");
   }, 60_000);
 
   it("ends the job FAILED itself when every agent died before reporting done", async () => {

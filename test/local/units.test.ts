@@ -176,10 +176,13 @@ describe("local run helpers", () => {
     expect(ddp.framework).toBe("pytorch");
     expect(ddp.command.slice(0, 2)).toEqual(["/usr/bin/python3", `${dir}ddp_train.py`]);
     expect(ddp.extraEnv).toEqual({ PET_REDIRECTS: "9:1", PET_TEE: "9:1" });
+    // The prediction after the training: the same interpreter (torch loads the .pt model).
+    expect(ddp.predict).toEqual(["/usr/bin/python3", `${dir}predict.py`]);
     const plain = exampleRun(dir, undefined);
     expect(plain.framework).toBe("python");
     expect(plain.command[1]).toBe(`${dir}plain_train.py`);
     expect(plain.extraEnv).toEqual({});
+    expect(plain.predict).toEqual(["python3", `${dir}predict.py`]);
     expect(() => exampleRun("/nonexistent/", undefined)).toThrow(/--example needs the examples folder/);
     expect(() => exampleRun(dir, undefined, 5, () => false)).toThrow(
       /--example needs python3 \(3.6 or newer\) on PATH/,
@@ -190,6 +193,7 @@ describe("local run helpers", () => {
     [{ nodes: 0 }, /--nodes must be an integer from 1 to 64, got 0/],
     [{ nprocPerNode: "two" }, /--nproc-per-node must be a positive integer or auto, cpu, gpu, got "two"/],
     [{ command: [] }, /no training command/],
+    [{ mode: "predict" as const }, /a predict job needs its model: --predict JOB_ID or --predict s3:\/\/bucket\/key/],
   ])("rejects bad options %j before starting anything", async (patch, message) => {
     const out = collect();
     await expect(

@@ -1,7 +1,7 @@
 import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -193,16 +193,58 @@ describe("train.py examples", () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  it.each(["pytorch", "tensorflow"])("runtimes/%s/train.py compiles", async (fw) => {
-    const src = path.join(runtimesDir, fw, "train.py");
+  it.each([
+    ["pytorch", "train.py"],
+    ["tensorflow", "train.py"],
+    ["pytorch", "predict.py"],
+    ["tensorflow", "predict.py"],
+  ])("runtimes/%s/%s compiles", async (fw, file) => {
+    const src = path.join(runtimesDir, fw, file);
+    const compiled = path.join(tmp, `${fw}-${file}c`);
     // cfile in a temp dir: no __pycache__ left in the tree.
     await run("/usr/bin/python3", [
       "-c",
       "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
       src,
-      path.join(tmp, `${fw}.pyc`),
+      compiled,
     ]);
-    expect(existsSync(path.join(tmp, `${fw}.pyc`))).toBe(true);
+    expect(existsSync(compiled)).toBe(true);
+  });
+
+  it("the PyTorch predict.py predicts with the model train.py stored, through trainer-agent --mode predict", async () => {
+    const bucket = path.join(tmp, "predict-bucket");
+    const agent = path.join(repoRoot, "bin/trainer-agent.js");
+    const env = (job: string) => ({
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: tmp,
+      EPOCHS: "2",
+      SAMPLES: "512",
+      STORAGE_TYPE: "file",
+      STORAGE_PATH: bucket,
+      JOB_ID: job,
+      CHECKPOINT_DIR: path.join(tmp, `${job}-checkpoints`),
+      DATASET_DIR: path.join(tmp, `${job}-dataset`),
+      PYTHONPATH: path.join(repoRoot, "python"),
+    });
+    const script = (file: string) => ["--framework", "pytorch", "--", "/usr/bin/python3", `runtimes/pytorch/${file}`];
+    await run(process.execPath, [agent, "run", ...script("train.py")], {
+      cwd: repoRoot,
+      env: env("rt-train"),
+      timeout: 120_000,
+    });
+    const predicted = await run(process.execPath, [agent, "run", "--mode", "predict", ...script("predict.py")], {
+      cwd: repoRoot,
+      env: { ...env("rt-predict"), MODEL_JOB_ID: "rt-train", PREDICTIONS_DIR: path.join(tmp, "rt-predictions") },
+      timeout: 120_000,
+    });
+    expect(predicted.stdout).toMatch(
+      /predicting 512 rows of synthetic samples \(SEED \+ 1\) with \S+epoch-2\.pt \(epoch 2\)/,
+    );
+    const csv = await readFile(path.join(bucket, "predictions/job-rt-predict/predictions.csv"), "utf8");
+    const lines = csv.trim().split("\n");
+    expect(lines[0]).toBe("row,class,confidence,label");
+    expect(lines).toHaveLength(513);
+    expect(existsSync(path.join(bucket, "predictions/job-rt-predict/_manifest.json"))).toBe(true);
   });
 
   it("the PyTorch example runs through trainer-agent with real torch (CPU, gloo), writes checkpoints and resumes", async () => {

@@ -112,6 +112,17 @@ describe("trainjob render", () => {
     });
   });
 
+  it("--predict renders a predict job; a bad --predict is named as the flag (65)", async () => {
+    const r = await trainjob(["render", "--name", "p", "--predict", "train-1", "--", "python3", "predict.py"]);
+    expect(r.code, r.stderr).toBe(0);
+    const [tj] = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS());
+    expect(tj.spec.trainer.command.slice(0, 4)).toEqual(["/opt/agent/trainer-agent", "run", "--mode", "predict"]);
+    expect(tj.spec.trainer.env).toContainEqual({ name: "MODEL_JOB_ID", value: "train-1" });
+    const bad = await trainjob(["render", "--name", "p", "--predict", "http://x/m.pt", "--", "python3", "p.py"]);
+    expect(bad.code).toBe(65);
+    expect(bad.stderr).toContain("--predict: must be a job id");
+  });
+
   it("reads a seed request file, redacts Secret values unless --show-secrets, warns on stderr", async () => {
     const file = path.join(tmp, "request.json");
     await writeFile(

@@ -459,6 +459,68 @@ describe("the command is an argv, never shell text", () => {
   });
 });
 
+describe("a predict job (predict in the request, --predict)", () => {
+  const trainer = (request: unknown) => (render(request).trainJob.spec as Record<string, any>).trainer; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const envOf = (request: unknown) =>
+    Object.fromEntries((trainer(request).env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value]));
+  const base = { name: "predict-1", framework: "pytorch", dataset_id: "regression" };
+
+  it("runs the agent with --mode predict and MODEL_JOB_ID, and predict.py of the code by default", () => {
+    const request = { ...base, training_code: { "train.py": "t", "predict.py": "p" }, predict: "train-1" };
+    expect(trainer(request).command).toEqual([
+      "/opt/agent/trainer-agent",
+      "run",
+      "--mode",
+      "predict",
+      "--framework",
+      "pytorch",
+      "--",
+      "python3",
+      "/workspace/scripts/predict.py",
+    ]);
+    expect(envOf(request)).toMatchObject({ JOB_ID: "predict-1", MODEL_JOB_ID: "train-1", DATASET_ID: "regression" });
+    expect(envOf(request).MODEL_URI).toBeUndefined();
+    expect(trainJobCrd.validate(render(request).trainJob)).toEqual([]);
+  });
+
+  it("a model URI becomes MODEL_URI; predictions_uri becomes PREDICTIONS_URI", () => {
+    expect(envOf({ ...base, command: "python3 p.py", predict: "s3://ml/checkpoints/job-7/epoch-3.pt" })).toMatchObject({
+      MODEL_URI: "s3://ml/checkpoints/job-7/epoch-3.pt",
+    });
+    const env = envOf({
+      ...base,
+      command: "python3 p.py",
+      predict: { modelUri: "s3://ml/custom/ckpt/", predictionsUri: "s3://ml/out/" },
+    });
+    expect(env).toMatchObject({ MODEL_URI: "s3://ml/custom/ckpt/", PREDICTIONS_URI: "s3://ml/out/" });
+    expect(env.MODEL_JOB_ID).toBeUndefined();
+  });
+
+  it("a training is unchanged (no --mode), and predicting is part of the job's identity", () => {
+    const training = { ...base, command: "python3 t.py" };
+    expect(trainer(training).command.slice(0, 4)).toEqual([
+      "/opt/agent/trainer-agent",
+      "run",
+      "--framework",
+      "pytorch",
+    ]);
+    expect(render({ ...training, predict: "a" }).specHash).not.toBe(render(training).specHash);
+    expect(render({ ...training, predict: "a" }).specHash).not.toBe(render({ ...training, predict: "b" }).specHash);
+  });
+
+  it("warns when the code has no predict.py, and keeps a user's own MODEL_JOB_ID with a warning", () => {
+    const r = render({ ...base, training_code: "print(1)", predict: "train-1" });
+    expect(r.warnings).toContain("predict: the code has no predict.py; the predict job runs train.py");
+    const own = render({
+      ...base,
+      command: "python3 p.py",
+      predict: "train-1",
+      env_vars: [{ name: "MODEL_JOB_ID", value: "mine" }],
+    });
+    expect(own.warnings.join("\n")).toMatch(/env MODEL_JOB_ID: the job's own value is kept/);
+  });
+});
+
 describe("validation names the field at fault", () => {
   it.each([
     ["framework", { framework: "mxnet" }],
@@ -520,6 +582,13 @@ describe("validation names the field at fault", () => {
     ["callback.base_url", { callback: { base_url: "backend:8000" } }],
     ["storage.type", { storage: { type: "gcs" } }],
     ["dataset_uri", { dataset_uri: "/local/path" }],
+    ["predict", { predict: "has space" }],
+    ["predict", { predict: {} }],
+    ["predict", { predict: ["42"] }],
+    ["predict", { predict: { model_job_id: "a", model_uri: "s3://b/k" } }],
+    ["predict.model_job_id", { predict: { model_job_id: "../other" } }],
+    ["predict.model_uri", { predict: { model_uri: "s3://bucket-only" } }],
+    ["predict.predictions_uri", { predict: { model_job_id: "a", predictions_uri: "/tmp/out" } }],
   ])("%s", (field, patch) => {
     const e = specError({ ...SEED_PYTORCH, ...patch });
     expect(e.fields).toContain(field);

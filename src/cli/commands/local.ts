@@ -13,6 +13,7 @@ interface LocalCommandOptions {
   workdir?: string;
   name?: string;
   failGrace: string;
+  predict?: string;
 }
 
 export function registerLocal(program: Command, env: NodeJS.ProcessEnv): void {
@@ -26,7 +27,12 @@ export function registerLocal(program: Command, env: NodeJS.ProcessEnv): void {
     .option("--plugin <path-or-module>", "load a plugin (file path or installed package)")
     .option("--dataset <dir>", "seed this folder as the job's dataset (uploaded as datasets/<id>.tar.gz)")
     .option("--dataset-id <id>", "dataset id for --dataset (default: the folder's name)")
-    .option("--example", "run the bundled example: torch DDP when torch imports, else plain Python")
+    .option("--example", "run the bundled example: torch DDP when torch imports, else plain Python; then a prediction")
+    .option(
+      "--predict <JOB_ID|URI>",
+      "run a predict job (agents in --mode predict) with this model: a job id whose latest checkpoint is used " +
+        "(MODEL_JOB_ID), or s3://bucket/key (MODEL_URI)",
+    )
     .option("--keep", "keep the dashboard, the bucket and the run folder up after the run, until Ctrl-C")
     .option("--workdir <dir>", "run folder (default: a new one under the temp dir, removed after a clean run)")
     .option("--name <name>", "job name shown on the dashboard", "local")
@@ -46,6 +52,7 @@ Examples:
   trainer-agent local --example --nodes 2
   trainer-agent local --nodes 2 --dataset ./data -- python3 train.py --epochs 3
   trainer-agent local --nodes 2 --nproc-per-node 2 --framework pytorch -- python3 train.py
+  STORAGE_TYPE=file STORAGE_PATH=./bucket trainer-agent local --predict 42 --dataset ./data -- python3 predict.py
   S3_ENDPOINT=http://127.0.0.1:9000 S3_BUCKET=ml S3_ACCESS_KEY_ID=minio S3_SECRET_ACCESS_KEY=minio123 \\
     trainer-agent local --nodes 2 -- python3 train.py`,
     )
@@ -63,10 +70,13 @@ Examples:
         dataset: options.dataset,
         datasetId: options.datasetId,
         extraEnv: {} as Record<string, string>,
+        thenPredict: undefined as { command: string[] } | undefined,
       };
       if (options.example === true) {
         if (command.length > 0)
           throw new AgentError("USAGE", "--example runs its own command: drop the command after --");
+        if (options.predict !== undefined)
+          throw new AgentError("USAGE", "--example trains, then predicts with what it trained: drop --predict");
         const { exampleRun, findTorchPython } = await import("../../local/example.ts");
         const { isSingleExecutable } = await import("../../packaging/sea.ts");
         // The single-file build carries no examples (and no module URL): they live in the source checkout.
@@ -81,6 +91,7 @@ Examples:
           dataset: options.dataset ?? example.dataset,
           datasetId: options.datasetId ?? (options.dataset === undefined ? example.datasetId : undefined),
           extraEnv: example.extraEnv,
+          thenPredict: { command: example.predict },
         };
       }
       const result = await runLocal(
@@ -100,6 +111,8 @@ Examples:
           name: options.name ?? "local",
           failGraceSeconds,
           extraEnv: run.extraEnv,
+          ...(options.predict !== undefined && { mode: "predict" as const, model: options.predict }),
+          ...(run.thenPredict !== undefined && { thenPredict: run.thenPredict }),
         },
         {
           env,

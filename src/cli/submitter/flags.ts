@@ -55,6 +55,7 @@ export interface SpecOpts extends KubeOpts {
   storageSecret?: string;
   s3Endpoint?: string;
   s3Bucket?: string;
+  predict?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -105,7 +106,12 @@ export function specOptions(cmd: Command): Command {
     .option("--checkpoint-uri <uri>", "CHECKPOINT_URI for the agent (s3://bucket/prefix/)")
     .option("--storage-secret <name>", "existing Secret with keys access-key-id and secret-access-key for S3")
     .option("--s3-endpoint <url>", "S3 endpoint for the agent")
-    .option("--s3-bucket <bucket>", "S3 bucket for the agent");
+    .option("--s3-bucket <bucket>", "S3 bucket for the agent")
+    .option(
+      "--predict <JOB_ID|URI>",
+      "a predict job over this model: a job id (its latest checkpoint, MODEL_JOB_ID) or s3://bucket/key (MODEL_URI); " +
+        "runs predict.py of --code when no command is given",
+    );
 }
 
 export function kubeOptions(cmd: Command): Command {
@@ -162,6 +168,7 @@ const FLAG_OF: ReadonlyArray<readonly [keyof SpecOpts, string, string]> = [
   ["datasetId", "dataset_id", "--dataset-id"],
   ["checkpointUri", "checkpoint_uri", "--checkpoint-uri"],
   ["nodeSelector", "node_selector", "--node-selector"],
+  ["predict", "predict", "--predict"],
 ];
 
 function withFlagNames(error: unknown, opts: SpecOpts): unknown {
@@ -209,6 +216,7 @@ export async function buildSpec(
   set("agent", opts.agent);
   set("dataset_id", opts.datasetId);
   set("checkpoint_uri", opts.checkpointUri);
+  set("predict", opts.predict);
   if (opts.nodeSelector.length > 0) {
     const selector: Record<string, string> = { ...((req.node_selector as object | undefined) ?? {}) };
     for (const item of opts.nodeSelector) {

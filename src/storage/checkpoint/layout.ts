@@ -60,13 +60,16 @@ export function checkpointRoot(where: {
   bucket: string | undefined;
   jobId: string | undefined;
 }): CheckpointRoot | string {
-  if (where.checkpointUri !== undefined) {
-    const parsed = parseUri(where.checkpointUri);
-    const prefix = parsed.key === "" || parsed.key.endsWith("/") ? parsed.key : `${parsed.key}/`;
-    return { bucket: parsed.bucket, prefix };
-  }
+  if (where.checkpointUri !== undefined) return rootOfUri(where.checkpointUri);
   if (where.jobId === undefined) return "neither CHECKPOINT_URI nor JOB_ID is set";
   return { bucket: where.bucket, prefix: `checkpoints/job-${where.jobId}/` };
+}
+
+/** An `s3://bucket/prefix` URI as a root: its bucket and its key prefix, ending in "/" (or ""). */
+export function rootOfUri(uri: string): CheckpointRoot {
+  const parsed = parseUri(uri);
+  const prefix = parsed.key === "" || parsed.key.endsWith("/") ? parsed.key : `${parsed.key}/`;
+  return { bucket: parsed.bucket, prefix };
 }
 
 /** Whether a key below a checkpoint root is a manifest (the rest are the checkpoints' files). */
@@ -86,6 +89,20 @@ export async function checkpointLocation(ctx: StorageContext): Promise<Checkpoin
 /** This node's part of a job's checkpoints under prefix in store (below `node-{rank}/` in sharded mode). */
 export function locationIn(ctx: StorageContext, store: ObjectStore, prefix: string): CheckpointLocation {
   const base = ctx.config.checkpointUpload === "sharded" ? `${prefix}node-${ctx.nodeRank}/` : prefix;
+  return locationOf(store, base);
+}
+
+/** The checkpoints below `base` in `bucket` (a predict run reads another job's this way), or why there are none. */
+export async function locationAt(
+  ctx: StorageContext,
+  bucket: string | undefined,
+  base: string,
+): Promise<CheckpointLocation | string> {
+  if (bucket === undefined && ctx.config.type !== "file") return "S3_BUCKET is not set";
+  return locationOf(await ctx.storeFor(bucket), base);
+}
+
+function locationOf(store: ObjectStore, base: string): CheckpointLocation {
   return { store, bucketLabel: store.label, base, manifests: `${base}${MANIFESTS}` };
 }
 

@@ -30,7 +30,7 @@ import { FileChangedError, uploadFile } from "./upload.ts";
 /** What is already in the bucket, by absolute local path (shared with restore, so a restored file is not re-sent). */
 export type KnownFiles = Map<string, { size: number; mtimeMs: number; key: string; etag: string; partSize: number }>;
 
-interface FileStat {
+export interface FileStat {
   rel: string;
   abs: string;
   size: number;
@@ -39,7 +39,8 @@ interface FileStat {
 
 const IGNORED = /(^|\/)(\.|__pycache__)|(\.tmp|\.partial|\.part|\.lock|~)$/;
 
-async function walk(root: string, rel: string, out: FileStat[]): Promise<void> {
+/** The files below `root` (`rel` "" for all), skipping dot files, caches and partial writes. */
+export async function walk(root: string, rel: string, out: FileStat[]): Promise<void> {
   let entries;
   try {
     entries = await fs.readdir(rel === "" ? root : path.join(root, rel), { withFileTypes: true });

@@ -35,3 +35,9 @@ export function readCode(r: Reader, req: Obj): Readonly<Record<string, string>> 
   }
   return files;
 }
+
+/** The script a job without a command runs: predict.py for a predict job, else train.py, else the first file. */
+export function defaultScript(files: readonly string[], predict: boolean): string {
+  if (predict && files.includes("predict.py")) return "predict.py";
+  return files.includes("train.py") ? "train.py" : files[0]!;
+}

@@ -15,7 +15,8 @@ import {
   labelValueProblem,
   maxTrainJobNameLength,
 } from "../names.ts";
-import { readCode } from "./code.ts";
+import { defaultScript, readCode } from "./code.ts";
+import { readPredict } from "./predict.ts";
 import { readCallback, readStorage } from "./connections.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
 import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
@@ -174,13 +175,16 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
 
   // training code
   const code = readCode(r, req);
+  const predict = readPredict(r, req);
 
   // command
   let command: string[] = [];
   const cmd = r.pick(req, ["command", "argv", "args"]);
   if (cmd === undefined || (typeof cmd.value === "string" && cmd.value.trim() === "")) {
     if (code !== undefined) {
-      const main = Object.keys(code).includes("train.py") ? "train.py" : Object.keys(code)[0]!;
+      const main = defaultScript(Object.keys(code), predict !== undefined);
+      if (predict !== undefined && main !== "predict.py")
+        r.warnings.push(`predict: the code has no predict.py; the predict job runs ${main}`);
       command = ["python3", `${CODE_MOUNT_PATH}/${main}`];
     } else r.problem("command", "is required when no training_code is given");
   } else if (typeof cmd.value === "string") {
@@ -260,6 +264,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     ...(datasetUri === undefined ? {} : { datasetUri }),
     ...(checkpointUri === undefined ? {} : { checkpointUri }),
     ...(deadline === undefined ? {} : { activeDeadlineSeconds: deadline.value }),
+    ...(predict === undefined ? {} : { predict }),
     ...(trace === undefined ? {} : { traceId: trace.value }),
     pod,
     warnings: r.warnings,

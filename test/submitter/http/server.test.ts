@@ -99,6 +99,54 @@ describe("POST /api/trainjob/create", () => {
     expect(fake.requests).toEqual([]);
   });
 
+  it("a predict request creates a TrainJob whose agent runs --mode predict with the model's variables", async () => {
+    const res = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({
+        name: "predict-1",
+        namespace: "user-123",
+        framework: "pytorch",
+        training_code: { "predict.py": "print('predicting')" },
+        dataset_id: "regression",
+        predict: { model_job_id: "train-1", predictions_uri: "s3://ml/out/predict-1/" },
+      }),
+    });
+    expect(res.status, JSON.stringify(await res.clone().json())).toBe(200);
+    const created = fake.requests.find((r) => r.method === "POST" && r.path.endsWith("/trainjobs"));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const trainer = (created?.body as any).spec.trainer;
+    expect(trainer.command).toEqual([
+      "/opt/agent/trainer-agent",
+      "run",
+      "--mode",
+      "predict",
+      "--framework",
+      "pytorch",
+      "--",
+      "python3",
+      "/workspace/scripts/predict.py",
+    ]);
+    expect(trainer.env).toEqual(
+      expect.arrayContaining([
+        { name: "JOB_ID", value: "predict-1" },
+        { name: "MODEL_JOB_ID", value: "train-1" },
+        { name: "PREDICTIONS_URI", value: "s3://ml/out/predict-1/" },
+      ]),
+    );
+  });
+
+  it("answers 422 naming the predict field that is wrong, and creates nothing", async () => {
+    const res = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...SEED_REQUEST, predict: { model_uri: "http://bucket/model.pt" } }),
+    });
+    expect(res.status).toBe(422);
+    const body = await json(res);
+    expect(body).toMatchObject({ code: "SPEC_INVALID", field: "predict.model_uri" });
+    expect(body.detail).toContain('got "http://bucket/model.pt"');
+    expect(fake.requests).toEqual([]);
+  });
+
   it("answers 400 for a body that is not JSON, 409 for a different spec under an existing name", async () => {
     expect((await api("/api/trainjob/create", { method: "POST", body: "{not json" })).status).toBe(400);
     await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
