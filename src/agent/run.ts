@@ -12,10 +12,12 @@ import { loadAgentConfig, secretValues, type AgentConfig, type Env } from "../co
 import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
+import type { FetchedCode } from "../git/fetch.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
 import { runChild } from "./child.ts";
+import { codeChildEnv, prepareCode } from "./code.ts";
 import { childEnv } from "./child-env.ts";
 import { toAgentError } from "./errors.ts";
 import { failEarly } from "./fail-early.ts";
@@ -74,12 +76,16 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   let storage: (Storage & { close?(): void }) | undefined;
   let stored: PreparedStorage | undefined;
   let child: ChildResult | undefined;
+  let code: FetchedCode | undefined;
   let error: AgentError | undefined;
   try {
     // 3. Plugin: the distributed environment and the launch command.
     const cwd = deps.cwd ?? process.cwd();
     const launch = await planLaunch({ config, trace, argv, framework: options.framework, plugin: options.plugin, cwd });
     callbacks?.event("started", undefined, launch.started);
+
+    // 3b. Code from git, when asked: before the storage, so a bad revision fails before a dataset pull.
+    code = await prepareCode({ config, log, callbacks, secrets, signal: signals.prepared });
 
     // 4. Storage: restore and pull, then watch CHECKPOINT_DIR.
     if (config.storage.type !== undefined) {
@@ -94,8 +100,11 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         logger,
         log,
         argv: launch.argv,
-        env: childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
-        cwd: deps.cwd,
+        env: {
+          ...childEnv({ config, trace, translated: launch.translated, resumeFrom: stored?.resumeFrom }),
+          ...codeChildEnv(code),
+        },
+        cwd: code?.workdir ?? deps.cwd,
         router: routeReports({ log, secrets, callbacks, progress, sync: stored?.sync, plugin: launch.plugin }),
         signals,
         callbacks,

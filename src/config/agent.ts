@@ -6,7 +6,8 @@ import { isIP } from "node:net";
 import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
 import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
-import { readWorkDirs } from "./dirs.ts";
+import { dirsOverlap, readWorkDirs } from "./dirs.ts";
+import { GIT_SECRET_ENV_NAMES, readGitSource, type GitSourceConfig } from "./git.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
 import { isSecretLookingName, isSecretLookingValue, urlPasswords, type Secret } from "./secret.ts";
@@ -104,6 +105,8 @@ export interface AgentConfig {
   distributed: DistributedConfig;
   callbacks: CallbackConfig;
   storage: StorageConfig;
+  /** The training code from git (CODE_GIT_*, config/git.ts); undefined when CODE_GIT_REPO is unset. */
+  git: GitSourceConfig | undefined;
   /** Undefined when the Trainer injected nothing (or something unusable: see trainerStatusProblems). */
   trainerStatus: TrainerStatusConfig | undefined;
   /** Why the injected status-server settings are not used; logged as a warning, never fatal to the training. */
@@ -137,6 +140,7 @@ export const SECRET_ENV_NAMES = [
   "AWS_ACCESS_KEY_ID",
   "BACKEND_ADMIN_TOKEN",
   "CALLBACK_JWT_SECRET",
+  ...GIT_SECRET_ENV_NAMES,
 ] as const;
 
 /**
@@ -149,6 +153,7 @@ export function secretValues(config: AgentConfig): string[] {
     config.callbacks.token?.reveal(),
     config.storage.accessKeyId?.reveal(),
     config.storage.secretAccessKey?.reveal(),
+    config.git?.password?.reveal(),
   ];
   for (const [name, value] of Object.entries(config.baseEnv)) {
     // A URL with a password keeps its host readable in what is sent: only the password is masked.
@@ -176,6 +181,16 @@ export function loadAgentConfig(env: Env): AgentConfig {
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
   const storage = readStorage(r, env);
+  const git = readGitSource(r);
+  for (const [name, dir] of [
+    ["DATASET_DIR", storage.datasetDir],
+    ["CHECKPOINT_DIR", storage.checkpointDir],
+  ] as const) {
+    if (git !== undefined && dirsOverlap(git.dir, dir))
+      r.problems.push(
+        `CODE_GIT_DIR (${JSON.stringify(git.dir)}) and ${name} (${JSON.stringify(dir)}) must be separate folders, neither inside the other`,
+      );
+  }
   const jobId = r.string("JOB_ID");
   if (callbacks.baseUrl !== undefined) {
     if (jobId === undefined) r.problems.push("JOB_ID must be set when BACKEND_BASE_URL is set (callbacks are on)");
@@ -200,6 +215,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     distributed,
     callbacks,
     storage,
+    git,
     trainerStatus: trainerStatus.config,
     trainerStatusProblems: trainerStatus.problems,
     terminationGraceSeconds: r.number("TERMINATION_GRACE_SECONDS", { min: 0, max: 3600, fallback: 25 }),
