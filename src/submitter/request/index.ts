@@ -18,6 +18,7 @@ import {
 import { readCode } from "./code.ts";
 import { readCallback, readStorage } from "./connections.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
+import { readGit } from "./git.ts";
 import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
 import { describe, isRecord } from "../../internal/values.ts";
 import { Reader, specInvalid } from "./reader.ts";
@@ -172,8 +173,11 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
       );
   }
 
-  // training code
+  // training code: files in a ConfigMap, or a git repository the agent fetches
   const code = readCode(r, req);
+  const git = readGit(r, req.git);
+  if (code !== undefined && git !== undefined)
+    r.problem("git", "give the training code either as training_code or as a git repository, not both");
 
   // command
   let command: string[] = [];
@@ -182,7 +186,9 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     if (code !== undefined) {
       const main = Object.keys(code).includes("train.py") ? "train.py" : Object.keys(code)[0]!;
       command = ["python3", `${CODE_MOUNT_PATH}/${main}`];
-    } else r.problem("command", "is required when no training_code is given");
+    } else if (git !== undefined) {
+      command = ["python3", "train.py"]; // run in the checkout (its subdir)
+    } else r.problem("command", "is required when no training_code or git repository is given");
   } else if (typeof cmd.value === "string") {
     try {
       command = splitCommand(cmd.value, cmd.field);
@@ -254,6 +260,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     env,
     volumes,
     ...(code === undefined ? {} : { code }),
+    ...(git === undefined ? {} : { git }),
     ...(callback === undefined ? {} : { callback }),
     ...(storage === undefined ? {} : { storage }),
     ...(datasetId === undefined ? {} : { datasetId }),
