@@ -17,7 +17,7 @@ export interface GitSourceConfig {
   revision: string | undefined;
   /** CODE_GIT_SUBDIR: the folder of the checkout the command runs in ("" = the root). */
   subdir: string;
-  /** CODE_GIT_DIR: where the checkout goes (absolute). */
+  /** CODE_GIT_DIR: where the checkout goes (absolute): created, or reused when it holds one (a restarted container). */
   dir: string;
   /** CODE_GIT_USERNAME: basic-auth user name over http(s); default `x-access-token` when only a token is given. */
   username: string | undefined;

@@ -11,24 +11,14 @@ import { spawn } from "node:child_process";
 import { mkdir, readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { maskSecrets } from "../config/mask.ts";
-import type { Secret } from "../config/secret.ts";
+import type { GitSourceConfig } from "../config/git.ts";
 import { AgentError } from "../errors/index.ts";
 import { signalGroup } from "../process/group.ts";
 import { DEFAULT_RETRY_POLICY, retry, type RetryDeps, type RetryPolicy } from "../retry/index.ts";
 import { displayGitUrl, GIT_PROTOCOLS, isHttpGitUrl } from "./source.ts";
 
-export interface GitFetchRequest {
-  repo: string;
-  /** Undefined: the remote's HEAD (its default branch). */
-  revision: string | undefined;
-  /** Relative folder of the checkout the caller wants ("" = root); checked to exist. */
-  subdir: string;
-  /** Folder of the checkout: created, or reused when it already holds one (a restarted container). */
-  dir: string;
-  username: string | undefined;
-  password: Secret | undefined;
-  timeoutSeconds: number;
-}
+/** What to fetch and where: the agent's CODE_GIT_* configuration (config/git.ts says what each field is). */
+export type GitFetchRequest = GitSourceConfig;
 
 export interface FetchedCode {
   /** The checkout's folder joined with the subdirectory: where the command runs. */

@@ -266,4 +266,60 @@ describe("code from git in a rendered pod's command flow", () => {
     expect(run.code).toBe(69);
     expect((await view(run.jobId)).done?.reason).toMatch(/^GIT_NOT_INSTALLED: /);
   });
+
+  it("a restarted pod reuses its checkout: the new revision, no file of the old one; a foreign folder is refused", async () => {
+    const dir = join(await mkdtemp(join(root, "restart-")), "code");
+    const first = await runPod(
+      { name: "git-r1", git: { url: `file://${repoDir}`, subdir: "trainer" } },
+      {},
+      {
+        CODE_GIT_DIR: dir,
+      },
+    );
+    expect(first.code, first.output).toBe(0);
+    await writeFile(join(dir, "trainer", "stale.txt"), "left by the first run");
+    const second = await runPod(
+      {
+        name: "git-r2",
+        git: { url: `file://${repoDir}`, revision: "v1", subdir: "trainer" },
+        command: ["python3", "-c", "import os; print('files:', sorted(os.listdir('.')))"],
+      },
+      {},
+      { CODE_GIT_DIR: dir },
+    );
+    expect(second.code, second.output).toBe(0);
+    expect(second.output).toContain("files: ['train.py']");
+    expect((await view(second.jobId)).events.find((e) => e.type === "code_ready")?.data).toMatchObject({ commit: v1 });
+
+    const foreign = join(root, "foreign");
+    await mkdir(foreign, { recursive: true });
+    await writeFile(join(foreign, "keep.txt"), "not the agent's");
+    const refused = await runPod({ name: "git-r3", git: { url: `file://${repoDir}` } }, {}, { CODE_GIT_DIR: foreign });
+    expect(refused.code).toBe(78);
+    expect((await view(refused.jobId)).done?.reason).toMatch(/^CONFIG_INVALID: CODE_GIT_DIR must be an empty folder/);
+  });
+
+  it("trainer-agent local: every node fetches its own checkout and runs the script in it", async () => {
+    const workdir = join(await mkdtemp(join(root, "local-")), "run");
+    const child = spawn(
+      process.execPath,
+      [BIN, "local", "--nodes", "2", "--workdir", workdir, "--", "python3", "train.py"],
+      {
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: process.env.HOME ?? "/tmp",
+          CODE_GIT_REPO: `file://${repoDir}`,
+          CODE_GIT_SUBDIR: "trainer",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code, output).toBe(0);
+    for (const node of ["node0", "node1"])
+      expect(output).toContain(`[${node}] training v2 in trainer at ${v2.slice(0, 12)}`);
+  }, 60_000);
 });
