@@ -6,6 +6,7 @@
  * stub: the agent fetches the revision, the training script runs in the checkout, and `done` tells what happened.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -111,6 +112,7 @@ async function runPod(
   request: Record<string, unknown>,
   secrets: Record<string, Record<string, string>> = {},
   extraEnv: Record<string, string> = {},
+  onOutput?: (output: string, kill: (signal: NodeJS.Signals) => void) => void,
 ): Promise<PodRun> {
   const job = await stub.stub.createJob({ name: String(request.name) });
   const rendered = renderJob(
@@ -149,10 +151,27 @@ async function runPod(
   });
   const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: work });
   let output = "";
-  child.stdout.on("data", (c: Buffer) => (output += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+  const seen = (c: Buffer): void => {
+    output += c.toString();
+    onOutput?.(output, (signal) => child.kill(signal));
+  };
+  child.stdout.on("data", seen);
+  child.stderr.on("data", seen);
   const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
   return { code, output, jobId: job.id, token: job.token };
+}
+
+/** Pids of the processes whose command line holds `text`. */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text)) found.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 interface EnvEntry {
@@ -257,6 +276,34 @@ describe("code from git in a rendered pod's command flow", () => {
       expect(text).not.toContain(TOKEN);
       expect(text).not.toContain(wrong);
       expect(text).not.toContain(Buffer.from(`ci-bot:${TOKEN}`).toString("base64"));
+    }
+  });
+
+  it("a server that stops answering: the timeout ends the fetch (69); SIGTERM cancels it, no git left", async () => {
+    http.hang = true;
+    try {
+      const request = { name: "git-hang", git: { url: `${http.url}/project.git`, credentials_secret: "git-creds" } };
+      const secret = { "git-creds": { token: TOKEN } };
+      const timedOut = await runPod(request, secret, { CODE_GIT_TIMEOUT_SECONDS: "2" });
+      expect(timedOut.code, timedOut.output).toBe(69);
+      expect((await view(timedOut.jobId)).done?.reason).toMatch(
+        /^GIT_FETCH_FAILED: fetching .* timed out after 2 s \(CODE_GIT_TIMEOUT_SECONDS\)/,
+      );
+
+      let sent = false;
+      const cancelled = await runPod(request, secret, {}, (output, kill) => {
+        if (!sent && output.includes('"msg":"fetching the code"')) {
+          sent = true;
+          kill("SIGTERM");
+        }
+      });
+      expect(cancelled.code).toBe(143);
+      const job = await view(cancelled.jobId);
+      expect(job.done).toMatchObject({ status: "cancelled", reason: "SIGTERM received before the command started" });
+      // git and its helpers ran in their own process group, killed with it: none still talks to the server.
+      expect(processesMentioning(new URL(http.url).host)).toEqual([]);
+    } finally {
+      http.hang = false;
     }
   });
 

@@ -8,6 +8,8 @@ import type { AddressInfo } from "node:net";
 
 export interface GitHttpServer {
   url: string;
+  /** While true, requests are held open unanswered (a server that stopped answering). */
+  hang: boolean;
   /** Requests answered 401 (no or wrong credentials). */
   refused: number;
   close(): Promise<void>;
@@ -15,8 +17,9 @@ export interface GitHttpServer {
 
 export async function startGitHttpServer(root: string, user: string, password: string): Promise<GitHttpServer> {
   const expected = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
-  const state = { refused: 0 };
+  const state = { refused: 0, hang: false };
   const server: Server = createServer((req, res) => {
+    if (state.hang) return;
     if (req.headers.authorization !== expected) {
       state.refused++;
       res.writeHead(401, { "www-authenticate": 'Basic realm="git"' }).end();
@@ -71,6 +74,12 @@ export async function startGitHttpServer(root: string, user: string, password: s
     url: `http://127.0.0.1:${port}`,
     get refused() {
       return state.refused;
+    },
+    get hang() {
+      return state.hang;
+    },
+    set hang(value: boolean) {
+      state.hang = value;
     },
     close: () =>
       new Promise<void>((resolve) => {
