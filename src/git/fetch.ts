@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
-import { maskSecrets } from "../config/mask.ts";
+import { maskSecrets, secretList } from "../config/mask.ts";
 import type { GitSourceConfig } from "../config/git.ts";
 import { AgentError } from "../errors/index.ts";
 import { signalGroup } from "../process/group.ts";
@@ -240,13 +240,17 @@ export function gitEnv(
   };
   for (const k of Object.keys(env)) if (/^GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+|PARAMETERS)$/.test(k)) delete env[k];
   if (req.password !== undefined && isHttpGitUrl(req.repo)) {
-    const basic = Buffer.from(`${req.username ?? "x-access-token"}:${req.password.reveal()}`).toString("base64");
+    const basic = basicCredential(req);
     // Scoped to the repository's origin: a redirect to another host does not get the header.
     env.GIT_CONFIG_COUNT = "1";
     env.GIT_CONFIG_KEY_0 = `http.${new URL(req.repo).origin}/.extraHeader`;
     env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${basic}`;
   }
   return env;
+}
+
+function basicCredential(req: Pick<GitFetchRequest, "username" | "password">): string {
+  return Buffer.from(`${req.username ?? "x-access-token"}:${req.password?.reveal() ?? ""}`).toString("base64");
 }
 
 /** Runs git in the checkout folder in its own process group, killed whole on abort; resolves with stdout. */
@@ -258,7 +262,11 @@ function gitRunner(
 ): (args: string[]) => Promise<string> {
   const env = gitEnv(req, deps.env);
   const bin = deps.gitBin ?? "git";
-  const secrets = [...(deps.secrets ?? []), ...(req.password === undefined ? [] : [req.password.reveal()])];
+  // The header's base64 form too: git prints it when a user turns curl tracing on with redaction off.
+  const secrets = secretList([
+    ...(deps.secrets ?? []),
+    ...(req.password === undefined ? [] : [req.password.reveal(), basicCredential(req)]),
+  ]);
   return (args) =>
     new Promise((resolve, reject) => {
       signal.throwIfAborted();
