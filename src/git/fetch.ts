@@ -67,10 +67,6 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
   let lastFailure: GitCommandFailed | undefined;
   const git = gitRunner(req, deps, signal, (failure) => (lastFailure = failure));
   const repo = displayGitUrl(req.repo);
-  const retryDeps: RetryDeps = {
-    signal,
-    ...(deps.sleep !== undefined && { sleep: deps.sleep }),
-  };
   // Every failure of a reachable, known thing is worth another try: the network or the server.
   const retried = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
     retry(
@@ -81,7 +77,8 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
         retryOn: (error) => error instanceof GitCommandFailed,
       },
       {
-        ...retryDeps,
+        signal,
+        ...(deps.sleep !== undefined && { sleep: deps.sleep }),
         onRetry: ({ error, attempt, delayMs }) =>
           deps.onRetry?.({ what, attempt, delayMs, error: (error as Error).message }),
       },
@@ -116,11 +113,14 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
         ));
       if (!alone) {
         shallow = false;
+        // A checkout reused from a shallow fetch (a restarted container) would stay cut at its old depth.
+        const cut = (await git(["rev-parse", "--is-shallow-repository"])).trim() === "true";
         await retried("fetch", () =>
           git([
             "fetch",
             "--quiet",
             "--no-tags",
+            ...(cut ? ["--unshallow"] : []),
             "--",
             req.repo,
             "+refs/heads/*:refs/remotes/origin/*",

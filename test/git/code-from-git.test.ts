@@ -24,6 +24,8 @@ const TOKEN = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
 let root: string;
 let repoDir: string;
 let v1: string;
+/** An untagged commit between v1 and v2: only main's history reaches it. */
+let mid: string;
 let v2: string;
 let stub: Running;
 let daemon: ChildProcess | undefined;
@@ -60,6 +62,7 @@ beforeAll(async () => {
   git(repoDir, "init", "--quiet", "--initial-branch=main");
   v1 = await commit("first", "v1");
   git(repoDir, "tag", "v1");
+  mid = await commit("middle", "mid");
   v2 = await commit("second", "v2");
   stub = await startStub();
   http = await startGitHttpServer(join(root, "repos"), "ci-bot", TOKEN);
@@ -314,7 +317,7 @@ describe("code from git in a rendered pod's command flow", () => {
     expect((await view(run.jobId)).done?.reason).toMatch(/^GIT_NOT_INSTALLED: /);
   });
 
-  it("a restarted pod reuses its checkout: the new revision, no file of the old one; a foreign folder is refused", async () => {
+  it("a restarted pod reuses its (shallow) checkout: the new revision, no old file; a foreign folder is refused", async () => {
     const dir = join(await mkdtemp(join(root, "restart-")), "code");
     const first = await runPod(
       { name: "git-r1", git: { url: `file://${repoDir}`, subdir: "trainer" } },
@@ -328,7 +331,8 @@ describe("code from git in a rendered pod's command flow", () => {
     const second = await runPod(
       {
         name: "git-r2",
-        git: { url: `file://${repoDir}`, revision: "v1", subdir: "trainer" },
+        // An abbreviated id behind main's tip: the first run's shallow checkout must be deepened to find it.
+        git: { url: `file://${repoDir}`, revision: mid.slice(0, 8), subdir: "trainer" },
         command: ["python3", "-c", "import os; print('files:', sorted(os.listdir('.')))"],
       },
       {},
@@ -336,7 +340,9 @@ describe("code from git in a rendered pod's command flow", () => {
     );
     expect(second.code, second.output).toBe(0);
     expect(second.output).toContain("files: ['train.py']");
-    expect((await view(second.jobId)).events.find((e) => e.type === "code_ready")?.data).toMatchObject({ commit: v1 });
+    expect((await view(second.jobId)).events.find((e) => e.type === "code_ready")?.data).toMatchObject({
+      commit: mid,
+    });
 
     const foreign = join(root, "foreign");
     await mkdir(foreign, { recursive: true });
