@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import { gitRevisionProblem, gitSubdirProblem, gitUrlProblem, isHttpGitUrl, normalizeSubdir } from "../git/source.ts";
+import { dangerous } from "./dirs.ts";
 import type { EnvReader } from "./parse.ts";
 import type { Secret } from "./secret.ts";
 
@@ -47,8 +48,9 @@ export function readGitSource(r: EnvReader, cwd = process.cwd()): GitSourceConfi
   if (gitSubdirProblem(subdir) !== undefined)
     r.problem("CODE_GIT_SUBDIR", `a folder that ${gitSubdirProblem(subdir)!}`, subdir);
   const dir = path.resolve(cwd, r.string("CODE_GIT_DIR", DEFAULT_GIT_DIR));
-  if (dir === "/" || dir === cwd || cwd.startsWith(`${dir}/`))
-    r.problem("CODE_GIT_DIR", "a folder of its own (not /, the working folder or one above it)", dir);
+  // The checkout is cleaned on reuse, like a dataset folder is replaced: the same folders are refused.
+  const why = dangerous(dir, r.raw("HOME"), cwd);
+  if (why !== undefined) r.problem("CODE_GIT_DIR", `a folder of its own, not ${why}`, dir);
   const password = r.secret("CODE_GIT_PASSWORD") ?? r.secret("CODE_GIT_TOKEN");
   const username = r.raw("CODE_GIT_USERNAME");
   if ((password !== undefined || username !== undefined) && urlProblem === undefined && !isHttpGitUrl(repo))

@@ -8,7 +8,7 @@
  * origin), never through argv or a file; whatever git prints is masked before it reaches an error message.
  */
 import { spawn } from "node:child_process";
-import { mkdir, readdir, realpath, stat } from "node:fs/promises";
+import { mkdir, readdir, realpath, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { maskSecrets, secretList } from "../config/mask.ts";
 import type { GitSourceConfig } from "../config/git.ts";
@@ -54,6 +54,8 @@ class GitCommandFailed extends Error {
 }
 
 const KEPT_STDERR_LINES = 3;
+/** File inside .git that marks a checkout as the agent's own. */
+const OWN_MARKER = "trainer-agent-checkout";
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 const FULL_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
 const SHA_PREFIX = /^[0-9a-f]{4,63}$/i;
@@ -87,6 +89,7 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
   try {
     await prepareDir(req.dir);
     await git(["init", "--quiet"]);
+    await writeFile(path.join(req.dir, ".git", OWN_MARKER), "");
     let refs: Map<string, string>;
     try {
       refs = parseLsRemote(await retried("ls-remote", () => git(["ls-remote", "--", req.repo])));
@@ -160,10 +163,17 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
 async function prepareDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   const entries = await readdir(dir);
-  if (entries.length > 0 && !entries.includes(".git"))
+  if (entries.length === 0) return;
+  // The reuse cleans every untracked file: only a checkout the agent made itself (its marker inside .git, which
+  // no clean touches) is reused, never a person's working copy.
+  const ours = await stat(path.join(dir, ".git", OWN_MARKER)).then(
+    () => true,
+    () => false,
+  );
+  if (!ours)
     throw new AgentError(
       "CONFIG_INVALID",
-      `CODE_GIT_DIR must be an empty folder or a git checkout, got ${JSON.stringify(dir)} holding ${entries.length} other file(s)`,
+      `CODE_GIT_DIR must be an empty folder or a checkout the agent made, got ${JSON.stringify(dir)} holding ${entries.length} file(s)`,
     );
 }
 

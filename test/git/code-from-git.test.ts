@@ -317,7 +317,7 @@ describe("code from git in a rendered pod's command flow", () => {
     expect((await view(run.jobId)).done?.reason).toMatch(/^GIT_NOT_INSTALLED: /);
   });
 
-  it("a restarted pod reuses its (shallow) checkout: the new revision, no old file; a foreign folder is refused", async () => {
+  it("a restarted pod reuses its (shallow) checkout: the new revision, no old file; other folders are refused", async () => {
     const dir = join(await mkdtemp(join(root, "restart-")), "code");
     const first = await runPod(
       { name: "git-r1", git: { url: `file://${repoDir}`, subdir: "trainer" } },
@@ -344,12 +344,26 @@ describe("code from git in a rendered pod's command flow", () => {
       commit: mid,
     });
 
+    // A folder with files, and a person's own checkout: neither is the agent's to clean.
     const foreign = join(root, "foreign");
     await mkdir(foreign, { recursive: true });
     await writeFile(join(foreign, "keep.txt"), "not the agent's");
-    const refused = await runPod({ name: "git-r3", git: { url: `file://${repoDir}` } }, {}, { CODE_GIT_DIR: foreign });
-    expect(refused.code).toBe(78);
-    expect((await view(refused.jobId)).done?.reason).toMatch(/^CONFIG_INVALID: CODE_GIT_DIR must be an empty folder/);
+    const own = join(root, "own-checkout");
+    await mkdir(own);
+    git(own, "init", "--quiet");
+    await writeFile(join(own, "work-in-progress.py"), "untracked, precious");
+    for (const [i, dir] of [foreign, own].entries()) {
+      const refused = await runPod(
+        { name: `git-r3-${i}`, git: { url: `file://${repoDir}` } },
+        {},
+        { CODE_GIT_DIR: dir },
+      );
+      expect(refused.code).toBe(78);
+      expect((await view(refused.jobId)).done?.reason).toMatch(
+        /^CONFIG_INVALID: CODE_GIT_DIR must be an empty folder or a checkout the agent made/,
+      );
+    }
+    expect(readFileSync(join(own, "work-in-progress.py"), "utf8")).toBe("untracked, precious");
   });
 
   it("trainer-agent local: every node fetches its own checkout and runs the script in it", async () => {

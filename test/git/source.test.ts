@@ -117,6 +117,8 @@ describe("CODE_GIT_* in the agent's configuration", () => {
     [{ CODE_GIT_REPO: "git@h:r.git", CODE_GIT_TOKEN: "tok-abcdef" }, /only with an http\(s\) CODE_GIT_REPO/],
     [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: "/w" }, /CODE_GIT_DIR .* and DATASET_DIR .* separate folders/],
     [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_TIMEOUT_SECONDS: "0" }, /CODE_GIT_TIMEOUT_SECONDS must be a number/],
+    [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: "/usr" }, /CODE_GIT_DIR must be a folder of its own, not a system/],
+    [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: "/" }, /CODE_GIT_DIR must be a folder of its own, not the root/],
   ])("refuses %j", (env, why) => expect(problems(env)).toMatch(why));
 
   it("never shows the token in a refusal", () => {
