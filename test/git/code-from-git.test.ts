@@ -5,11 +5,12 @@
  * Secret given here, as the kubelet would) and run as the pod would, by the real agent against the real backend
  * stub: the agent fetches the revision, the training script runs in the checkout, and `done` tells what happened.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderJob } from "../../src/submitter/render.ts";
@@ -152,7 +153,18 @@ async function runPod(
     CHECKPOINT_DIR: join(work, "checkpoints"),
     ...extraEnv,
   });
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: work });
+  const { code, output } = await finished(
+    spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: work }),
+    onOutput,
+  );
+  return { code, output, jobId: job.id, token: job.token };
+}
+
+/** The exit code and the whole output (stdout and stderr as they came) of a process. */
+async function finished(
+  child: ChildProcessByStdio<null, Readable, Readable>,
+  onOutput?: (output: string, kill: (signal: NodeJS.Signals) => void) => void,
+): Promise<{ code: number | null; output: string }> {
   let output = "";
   const seen = (c: Buffer): void => {
     output += c.toString();
@@ -161,7 +173,7 @@ async function runPod(
   child.stdout.on("data", seen);
   child.stderr.on("data", seen);
   const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  return { code, output, jobId: job.id, token: job.token };
+  return { code, output };
 }
 
 /** Pids of the processes whose command line holds `text`. */
@@ -368,10 +380,8 @@ describe("code from git in a rendered pod's command flow", () => {
 
   it("trainer-agent local: every node fetches its own checkout and runs the script in it", async () => {
     const workdir = join(await mkdtemp(join(root, "local-")), "run");
-    const child = spawn(
-      process.execPath,
-      [BIN, "local", "--nodes", "2", "--workdir", workdir, "--", "python3", "train.py"],
-      {
+    const { code, output } = await finished(
+      spawn(process.execPath, [BIN, "local", "--nodes", "2", "--workdir", workdir, "--", "python3", "train.py"], {
         env: {
           PATH: process.env.PATH ?? "/usr/bin:/bin",
           HOME: process.env.HOME ?? "/tmp",
@@ -379,12 +389,8 @@ describe("code from git in a rendered pod's command flow", () => {
           CODE_GIT_SUBDIR: "trainer",
         },
         stdio: ["ignore", "pipe", "pipe"],
-      },
+      }),
     );
-    let output = "";
-    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
     expect(code, output).toBe(0);
     for (const node of ["node0", "node1"])
       expect(output).toContain(`[${node}] training v2 in trainer at ${v2.slice(0, 12)}`);
