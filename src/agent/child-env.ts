@@ -13,10 +13,11 @@
  * an old RESUME_FROM) cannot contradict what the agent did for this run.
  */
 import type { AgentConfig } from "../config/index.ts";
+import { GIT_SECRET_ENV_NAMES } from "../config/git.ts";
 import type { TraceContext } from "../log/trace.ts";
 
-/** Variables the child never sees: the callback JWT is the agent's, not the training script's. */
-export const STRIPPED_FROM_CHILD: readonly string[] = ["CALLBACK_TOKEN"];
+/** Variables the child never sees: the callback JWT and the git credentials are the agent's, not the script's. */
+export const STRIPPED_FROM_CHILD: readonly string[] = ["CALLBACK_TOKEN", ...GIT_SECRET_ENV_NAMES];
 
 type Dirs = Pick<AgentConfig, "storage"> & Partial<Pick<AgentConfig, "predict">>;
 

@@ -22,11 +22,13 @@ import { AgentError } from "../errors/index.ts";
 import { createLogger } from "../log/logger.ts";
 import { resolveTrace } from "../log/trace.ts";
 import type { AgentMlflow } from "../mlflow/index.ts";
+import type { FetchedCode } from "../git/fetch.ts";
 import type { ChildResult } from "../process/supervise.ts";
 import type { Storage } from "../storage/types.ts";
 import type { StoredCheckpoint } from "../contract/callbacks.ts";
 import { openCallbacks, postDone } from "./callbacks.ts";
 import { runChild } from "./child.ts";
+import { codeChildEnv, prepareCode } from "./code.ts";
 import { childEnv } from "./child-env.ts";
 import { toAgentError } from "./errors.ts";
 import { failEarly } from "./fail-early.ts";
@@ -91,6 +93,7 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
   let model: PreparedModel | undefined;
   let predictions: StoredCheckpoint[] | undefined;
   let child: ChildResult | undefined;
+  let code: FetchedCode | undefined;
   let error: AgentError | undefined;
   let watchdog: Watchdog | undefined;
   let mlflow: AgentMlflow | undefined;
@@ -106,6 +109,9 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
       const { openMlflow } = await import("../mlflow/index.ts");
       mlflow = openMlflow({ config, logger, traceId: trace.traceId, framework: launch.plugin.name, startedAt });
     }
+
+    // 3b. Code from git, when asked: before the storage, so a bad revision fails before a dataset pull.
+    code = await prepareCode({ config, log, callbacks, secrets, signal: signals.prepared });
 
     // 4. Storage: restore and pull, then watch CHECKPOINT_DIR (a predict run: the model and the dataset).
     if (storageWanted(config.storage)) {
@@ -130,14 +136,17 @@ export async function runAgent(argv: readonly string[], options: RunOptions, dep
         logger,
         log,
         argv: launch.argv,
-        env: childEnv({
-          config,
-          trace,
-          translated: launch.translated,
-          resumeFrom: stored?.resumeFrom,
-          modelPath: model?.modelPath,
-        }),
-        cwd: deps.cwd,
+        env: {
+          ...childEnv({
+            config,
+            trace,
+            translated: launch.translated,
+            resumeFrom: stored?.resumeFrom,
+            modelPath: model?.modelPath,
+          }),
+          ...codeChildEnv(code),
+        },
+        cwd: code?.workdir ?? deps.cwd,
         router: routeReports({
           log,
           secrets,

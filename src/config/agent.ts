@@ -6,7 +6,8 @@ import { isIP } from "node:net";
 import { inspect, type InspectOptions } from "node:util";
 import { AgentError } from "../errors/index.ts";
 import { DEFAULT_RETRY_POLICY } from "../retry/index.ts";
-import { readWorkDirs } from "./dirs.ts";
+import { dirsOverlap, readWorkDirs } from "./dirs.ts";
+import { GIT_SECRET_ENV_NAMES, readGitSource, type GitSourceConfig } from "./git.ts";
 import { EnvReader, type Env } from "./parse.ts";
 import { secretList } from "./mask.ts";
 import { readPredict, type PredictConfig, type RunMode } from "./predict.ts";
@@ -165,6 +166,8 @@ export interface AgentConfig {
   distributed: DistributedConfig;
   callbacks: CallbackConfig;
   storage: StorageConfig;
+  /** The training code from git (CODE_GIT_*, config/git.ts); undefined when CODE_GIT_REPO is unset. */
+  git: GitSourceConfig | undefined;
   /** Undefined when the Trainer injected nothing (or something unusable: see trainerStatusProblems). */
   trainerStatus: TrainerStatusConfig | undefined;
   /** Why the injected status-server settings are not used; logged as a warning, never fatal to the training. */
@@ -215,6 +218,7 @@ export const SECRET_ENV_NAMES = [
   "CALLBACK_JWT_SECRET",
   "MLFLOW_TRACKING_TOKEN",
   "MLFLOW_TRACKING_PASSWORD",
+  ...GIT_SECRET_ENV_NAMES,
 ] as const;
 
 /**
@@ -229,6 +233,7 @@ export function secretValues(config: AgentConfig): string[] {
     config.storage.secretAccessKey?.reveal(),
     config.mlflow?.token?.reveal(),
     config.mlflow?.password?.reveal(),
+    config.git?.password?.reveal(),
   ];
   for (const [name, value] of Object.entries(config.baseEnv)) {
     // A URL with a password keeps its host readable in what is sent: only the password is masked.
@@ -257,6 +262,16 @@ export function loadAgentConfig(env: Env, options: { mode?: RunMode } = {}): Age
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
   const storage = readStorage(r, env);
+  const git = readGitSource(r);
+  for (const [name, dir] of [
+    ["DATASET_DIR", storage.datasetDir],
+    ["CHECKPOINT_DIR", storage.checkpointDir],
+  ] as const) {
+    if (git !== undefined && dirsOverlap(git.dir, dir))
+      r.problems.push(
+        `CODE_GIT_DIR (${JSON.stringify(git.dir)}) and ${name} (${JSON.stringify(dir)}) must be separate folders, neither inside the other`,
+      );
+  }
   const jobId = r.string("JOB_ID");
   if (callbacks.baseUrl !== undefined) {
     if (jobId === undefined) r.problems.push("JOB_ID must be set when BACKEND_BASE_URL is set (callbacks are on)");
@@ -293,6 +308,7 @@ export function loadAgentConfig(env: Env, options: { mode?: RunMode } = {}): Age
     distributed,
     callbacks,
     storage,
+    git,
     trainerStatus: trainerStatus.config,
     trainerStatusProblems: trainerStatus.problems,
     mlflow: mlflow.config,

@@ -20,7 +20,7 @@ export function dirsOverlap(a: string, b: string): boolean {
 }
 
 /** Why replacing `dir` (absolute, resolved) would be dangerous, or undefined when it is fine. */
-function dangerous(dir: string, home: string | undefined, cwd: string): string | undefined {
+export function dangerous(dir: string, home: string | undefined, cwd: string): string | undefined {
   if (dir === "/") return "the root folder";
   if (SYSTEM_DIRS.has(dir)) return "a system folder";
   if (home !== undefined && path.resolve(home) === dir) return "HOME";

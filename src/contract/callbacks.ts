@@ -39,6 +39,7 @@ export type HeartbeatPayload = z.infer<typeof HeartbeatPayload>;
 
 export const EVENT_TYPES = [
   "started",
+  "code_ready",
   "dataset_ready",
   "checkpoint_restored",
   "checkpoint_uploaded",

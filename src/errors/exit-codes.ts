@@ -27,6 +27,10 @@ export const EXIT_CODES = {
   MODEL_NOT_FOUND: 66, // predict: no checkpoint where MODEL_JOB_ID / MODEL_URI point (EX_NOINPUT)
   PREDICTIONS_EMPTY: 65, // predict: the command succeeded but wrote nothing to PREDICTIONS_DIR (EX_DATAERR)
   PREDICTIONS_UPLOAD_FAILED: 74,
+  GIT_NOT_INSTALLED: 69, // EX_UNAVAILABLE: sysexits' "a support program does not exist"
+  GIT_FETCH_FAILED: 69, // the repository cannot be reached, or refused the credentials
+  GIT_REVISION_NOT_FOUND: 66, // EX_NOINPUT, like a missing dataset
+  GIT_SUBDIR_NOT_FOUND: 66,
   INSTALL_FAILED: 73, // EX_CANTCREAT: `trainer-agent install` could not write its files
   SPEC_INVALID: 65, // trainjob: the job spec is invalid (EX_DATAERR)
   K8S_NOT_FOUND: 66, // trainjob: no such TrainJob or pod (EX_NOINPUT)

@@ -81,6 +81,8 @@ function nodeEnv(
     JOB_COMPLETION_INDEX: String(i),
     DATASET_DIR: join(nodeDir, "dataset"),
     CHECKPOINT_DIR: join(nodeDir, "checkpoints"),
+    // With CODE_GIT_REPO each node fetches its own checkout, as each pod does.
+    CODE_GIT_DIR: join(nodeDir, "code"),
     TRACE_ID: plan.traceId,
     ASTRAGO_AGENT: "1",
     PYTHONPATH: pythonPath,

@@ -8,7 +8,15 @@ import { createHash } from "node:crypto";
 import { escapeKubernetesExpansion } from "./argv.ts";
 import { LABEL_VALUE, NODE_CONTAINER, NODE_JOB } from "./names.ts";
 import { isSecretLookingName, isSecretLookingValue } from "../config/index.ts";
-import { AGENT_DIR, CODE_MOUNT_PATH, CODE_VOLUME, type EnvVarSpec, type JobSpec, type VolumeSpec } from "./spec.ts";
+import {
+  AGENT_DIR,
+  CODE_MOUNT_PATH,
+  CODE_VOLUME,
+  type EnvVarSpec,
+  type GitSpec,
+  type JobSpec,
+  type VolumeSpec,
+} from "./spec.ts";
 
 export const TRAINER_API_VERSION = "trainer.kubeflow.org/v1alpha1";
 /** Owner of the submitter's runtime patch entry (the list is keyed by manager). */
@@ -165,6 +173,10 @@ export function renderJob(spec: JobSpec): RenderedJob {
   setManaged("DATASET_URI", spec.datasetUri);
   setManaged("CHECKPOINT_URI", spec.checkpointUri);
   predictEnv(spec, setManaged);
+  if (spec.git !== undefined)
+    renderGitEnv(spec.git, setManaged, (entry) => {
+      if (!userEnvNames.has(entry.name)) env.push(entry);
+    });
 
   // Patch: user volumes, the code volume, and pod settings, all on the `node` job's pod template.
   const volumes: Array<Record<string, unknown>> = [];
@@ -286,6 +298,28 @@ export function renderJob(spec: JobSpec): RenderedJob {
     specHash,
     warnings,
   };
+}
+
+/**
+ * CODE_GIT_* for the agent, which fetches the code before the command (src/agent/code.ts). The credentials go by
+ * reference only, each key optional: one Secret shape serves a password or a token, with or without a user name.
+ */
+function renderGitEnv(
+  git: GitSpec,
+  set: (name: string, value: string | undefined) => void,
+  ref: (entry: { name: string; valueFrom: Record<string, unknown> }) => void,
+): void {
+  set("CODE_GIT_REPO", git.url);
+  set("CODE_GIT_REVISION", git.revision);
+  set("CODE_GIT_SUBDIR", git.subdir);
+  const s = git.credentialsSecret;
+  if (s === undefined) return;
+  for (const [name, key] of [
+    ["CODE_GIT_USERNAME", s.usernameKey],
+    ["CODE_GIT_PASSWORD", s.passwordKey],
+    ["CODE_GIT_TOKEN", s.tokenKey],
+  ] as const)
+    ref({ name, valueFrom: { secretKeyRef: { name: s.name, key, optional: true } } });
 }
 
 function userEnv(

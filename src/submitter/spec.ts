@@ -122,6 +122,8 @@ export interface JobSpec {
   readonly volumes: readonly VolumeSpec[];
   /** Files of the training code (file name -> content), mounted read-only at /workspace/scripts. */
   readonly code?: Readonly<Record<string, string>>;
+  /** Training code from git instead (never with `code`). */
+  readonly git?: GitSpec;
   readonly callback?: CallbackSpec;
   readonly storage?: StorageSpec;
   readonly datasetId?: string;
@@ -138,4 +140,22 @@ export interface JobSpec {
   readonly pod: PodPatchSpec;
   /** Non-fatal notes from normalisation (dropped seed fields, literal shell syntax): shown to the user. */
   readonly warnings: readonly string[];
+}
+
+/**
+ * Training code from a git repository, fetched by the agent before the command runs (CODE_GIT_* in the pod). The
+ * command runs in the checkout's `subdir`; credentials come only from an existing Secret, by reference.
+ */
+export interface GitSpec {
+  readonly url: string;
+  /** Branch, tag, full ref or commit id; absent = the remote's default branch. */
+  readonly revision?: string;
+  readonly subdir?: string;
+  /** A Secret with `username` (optional) and `password` or `token`: the keys are read by secretKeyRef. */
+  readonly credentialsSecret?: {
+    readonly name: string;
+    readonly usernameKey: string;
+    readonly passwordKey: string;
+    readonly tokenKey: string;
+  };
 }

@@ -72,7 +72,12 @@ describe("childEnv: one precedence order", () => {
 
   it("strips every name of STRIPPED_FROM_CHILD, whatever the layer below", () => {
     const pod = Object.fromEntries(STRIPPED_FROM_CHILD.map((n) => [n, "secret"]));
-    const env = childEnv({ config: config(pod), trace, translated: {} });
+    // The git credentials are read only with a repository to fetch.
+    const env = childEnv({
+      config: config({ ...pod, CODE_GIT_REPO: "https://example.com/r.git" }),
+      trace,
+      translated: {},
+    });
     for (const name of STRIPPED_FROM_CHILD) expect(env).not.toHaveProperty(name);
   });
 });

@@ -232,6 +232,24 @@ describe("trainjob render", () => {
     expect(ok.stdout).toContain("nvidia.com/gpu.product: A100-SXM4");
   });
 
+  it("--git-* flags render CODE_GIT_* on top of the file's git block, and their problems name the flag", async () => {
+    const request = path.join(tmp, "git-request.yaml");
+    await writeFile(request, "framework: pytorch\ngit: https://git.example.com/org/train.git\n");
+    const r = await trainjob(["render", "--name", "g", "-f", request, "--git-revision", "v2", "-o", "json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const env = JSON.parse(r.stdout).spec.trainer.env as Array<{ name: string; value?: string }>;
+    expect(env.filter((e) => e.name.startsWith("CODE_GIT_"))).toEqual([
+      { name: "CODE_GIT_REPO", value: "https://git.example.com/org/train.git" },
+      { name: "CODE_GIT_REVISION", value: "v2" },
+    ]);
+    const bad = await trainjob(["render", "--name", "g", "--git-repo", "ext::sh", "--git-subdir", "../up"]);
+    expect(bad.code).toBe(65);
+    expect(bad.stderr).toContain(
+      '--git-repo: must use scheme https, http, ssh, git, file (or user@host:path for ssh), not ext:, got "ext::sh"',
+    );
+    expect(bad.stderr).toContain('--git-subdir: must stay inside the repository: ".." is not allowed, got "../up"');
+  });
+
   it("rejects a malformed --volume and --env as usage errors (64)", async () => {
     expect((await trainjob(["render", "--name", "x", "-v", "data", "--", "p"])).code).toBe(64);
     expect((await trainjob(["render", "--name", "x", "-e", "NOVALUE", "--", "p"])).code).toBe(64);

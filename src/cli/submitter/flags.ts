@@ -56,6 +56,10 @@ export interface SpecOpts extends KubeOpts {
   s3Endpoint?: string;
   s3Bucket?: string;
   predict?: string;
+  gitRepo?: string;
+  gitRevision?: string;
+  gitSubdir?: string;
+  gitSecret?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -111,7 +115,11 @@ export function specOptions(cmd: Command): Command {
       "--predict <JOB_ID|URI>",
       "a predict job over this model: a job id (its latest checkpoint, MODEL_JOB_ID) or s3://bucket/key (MODEL_URI); " +
         "runs predict.py of --code when no command is given",
-    );
+    )
+    .option("--git-repo <url>", "training code from this git repository, fetched by the agent before the command")
+    .option("--git-revision <rev>", "branch, tag or commit of --git-repo (default: its default branch)")
+    .option("--git-subdir <dir>", "folder of the repository the command runs in")
+    .option("--git-secret <name>", "Secret with the git credentials: username (optional), password or token");
 }
 
 export function kubeOptions(cmd: Command): Command {
@@ -169,6 +177,10 @@ const FLAG_OF: ReadonlyArray<readonly [keyof SpecOpts, string, string]> = [
   ["checkpointUri", "checkpoint_uri", "--checkpoint-uri"],
   ["nodeSelector", "node_selector", "--node-selector"],
   ["predict", "predict", "--predict"],
+  ["gitRepo", "git.url", "--git-repo"],
+  ["gitRevision", "git.revision", "--git-revision"],
+  ["gitSubdir", "git.subdir", "--git-subdir"],
+  ["gitSecret", "git.credentials_secret", "--git-secret"],
 ];
 
 function withFlagNames(error: unknown, opts: SpecOpts): unknown {
@@ -284,6 +296,7 @@ export async function buildSpec(
       ...(opts.s3Bucket === undefined ? {} : { bucket: opts.s3Bucket }),
     };
   }
+  addGitFlags(req, opts);
   try {
     return normalizeJobRequest(req, {
       ...normalizeOptionsFrom(config, namespace),
@@ -292,6 +305,19 @@ export async function buildSpec(
   } catch (error) {
     throw withFlagNames(error, opts);
   }
+}
+
+/** --git-*: on top of the file's `git` block (a string URL there becomes its url). */
+function addGitFlags(req: Record<string, unknown>, opts: SpecOpts): void {
+  const flags = {
+    url: opts.gitRepo,
+    revision: opts.gitRevision,
+    subdir: opts.gitSubdir,
+    credentials_secret: opts.gitSecret,
+  };
+  if (Object.values(flags).every((v) => v === undefined)) return;
+  const base = typeof req.git === "string" ? { url: req.git } : ((req.git as object | undefined) ?? {});
+  req.git = { ...base, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
 }
 
 /** A submitter and the kubeconfig context's namespace (the default, as for kubectl). */

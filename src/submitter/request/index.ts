@@ -19,6 +19,7 @@ import { defaultScript, readCode } from "./code.ts";
 import { readPredict } from "./predict.ts";
 import { readCallback, readStorage } from "./connections.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
+import { readGit } from "./git.ts";
 import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
 import { describe, isRecord } from "../../internal/values.ts";
 import { Reader, specInvalid } from "./reader.ts";
@@ -173,9 +174,12 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
       );
   }
 
-  // training code
+  // training code: files in a ConfigMap, or a git repository the agent fetches
   const code = readCode(r, req);
   const predict = readPredict(r, req);
+  const git = readGit(r, req.git);
+  if (code !== undefined && git !== undefined)
+    r.problem("git", "give the training code either as training_code or as a git repository, not both");
 
   // command
   let command: string[] = [];
@@ -186,7 +190,9 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
       if (predict !== undefined && main !== "predict.py")
         r.warnings.push(`predict: the code has no predict.py; the predict job runs ${main}`);
       command = ["python3", `${CODE_MOUNT_PATH}/${main}`];
-    } else r.problem("command", "is required when no training_code is given");
+    } else if (git !== undefined) {
+      command = ["python3", predict === undefined ? "train.py" : "predict.py"]; // run in the checkout (its subdir)
+    } else r.problem("command", "is required when no training_code or git repository is given");
   } else if (typeof cmd.value === "string") {
     try {
       command = splitCommand(cmd.value, cmd.field);
@@ -258,6 +264,7 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     env,
     volumes,
     ...(code === undefined ? {} : { code }),
+    ...(git === undefined ? {} : { git }),
     ...(callback === undefined ? {} : { callback }),
     ...(storage === undefined ? {} : { storage }),
     ...(datasetId === undefined ? {} : { datasetId }),

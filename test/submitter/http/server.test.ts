@@ -147,6 +147,34 @@ describe("POST /api/trainjob/create", () => {
     expect(fake.requests).toEqual([]);
   });
 
+  it("takes a git source: the TrainJob's agent fetches it; a bad subdir is a 422 naming git.subdir", async () => {
+    const { training_code: _code, command: _command, ...rest } = SEED_REQUEST;
+    const gitRequest = {
+      ...rest,
+      git: { url: "https://git.example.com/org/train.git", revision: "v2", subdir: "jobs/mnist", secret: "git-creds" },
+    };
+    const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(gitRequest) });
+    expect(res.status).toBe(200);
+    const created = fake.requests.find((r) => r.method === "POST" && r.path.endsWith("/trainjobs"));
+    const trainer = (created?.body as { spec: { trainer: { command: string[]; env: Array<Record<string, unknown>> } } })
+      .spec.trainer;
+    expect(trainer.command.slice(-2)).toEqual(["python3", "train.py"]);
+    expect(trainer.env).toEqual(
+      expect.arrayContaining([
+        { name: "CODE_GIT_REPO", value: "https://git.example.com/org/train.git" },
+        { name: "CODE_GIT_REVISION", value: "v2" },
+        { name: "CODE_GIT_SUBDIR", value: "jobs/mnist" },
+        { name: "CODE_GIT_TOKEN", valueFrom: { secretKeyRef: { name: "git-creds", key: "token", optional: true } } },
+      ]),
+    );
+    const bad = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...gitRequest, name: "other", git: { ...gitRequest.git, subdir: "../etc" } }),
+    });
+    expect(bad.status).toBe(422);
+    expect(await json(bad)).toMatchObject({ code: "SPEC_INVALID", field: "git.subdir" });
+  });
+
   it("answers 400 for a body that is not JSON, 409 for a different spec under an existing name", async () => {
     expect((await api("/api/trainjob/create", { method: "POST", body: "{not json" })).status).toBe(400);
     await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
