@@ -38,7 +38,7 @@ async function storeThrough(
     requestTimeoutMs: 3_000,
     connectTimeoutMs: 2_000,
     maxAttempts: 2,
-    httpReader: reader,
+    rangeReader: reader,
   });
   etag ||= (await store.head(KEY))?.etag ?? "";
   return {
