@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAgentError } from "../../src/errors/index.ts";
@@ -204,7 +205,7 @@ describe.each<Reader>(["socket", "undici"])("in-place ranged GETs (%s)", (which)
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
-  it("is off with STORAGE_DIRECT_READS=false; https endpoints (R2, AWS) get the undici reader", async () => {
+  it("is off with STORAGE_DIRECT_READS=false; https endpoints (R2, AWS) read in place too", async () => {
     await using t = await storeThrough(() => "pass", { STORAGE_DIRECT_READS: "false" });
     expect(t.store.readInto).toBeUndefined();
     for (const env of [{ S3_ENDPOINT: "https://r2.example.invalid" }, { STORAGE_TYPE: "s3", S3_BUCKET: "data" }]) {
@@ -218,4 +219,30 @@ describe.each<Reader>(["socket", "undici"])("in-place ranged GETs (%s)", (which)
       tls.close();
     }
   });
+});
+
+// Loading undici adds ~7 MiB to the agent's RSS (docs/storage.md): the S3 store loads it only for its undici reader.
+// A fresh process, since this one may have loaded undici for other reasons; undici is CommonJS, so require's cache
+// lists it once loaded, however it was imported.
+it("the S3 store loads undici only when its undici reader is asked for", () => {
+  const s3 = new URL("../../src/storage/store/s3.ts", import.meta.url).href;
+  const cfg = new URL("../../src/config/index.ts", import.meta.url).href;
+  const script = `import { createRequire } from "node:module";
+import { createS3Store } from ${JSON.stringify(s3)};
+import { loadAgentConfig } from ${JSON.stringify(cfg)};
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("/node_modules/undici/"));
+const out = [];
+for (const [endpoint, rangeReader] of [["http://127.0.0.1:9", undefined], ["https://127.0.0.1:9", undefined], ["https://127.0.0.1:9", "undici"]]) {
+  const config = loadAgentConfig({ S3_ENDPOINT: endpoint, S3_BUCKET: "data", S3_ACCESS_KEY_ID: "k", S3_SECRET_ACCESS_KEY: "s" });
+  const store = await createS3Store(config.storage, "data", { maxSockets: 1, requestTimeoutMs: 1000, connectTimeoutMs: 1000, maxAttempts: 1, rangeReader });
+  out.push([endpoint, rangeReader ?? "default", store.readInto !== undefined, loaded()]);
+  store.close();
+}
+console.log(JSON.stringify(out));`;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  expect(JSON.parse(out.trim().split("\n").at(-1) as string)).toEqual([
+    ["http://127.0.0.1:9", "default", true, false],
+    ["https://127.0.0.1:9", "default", true, false],
+    ["https://127.0.0.1:9", "undici", true, true],
+  ]);
 });
