@@ -221,7 +221,7 @@ describe.each<Reader>(["socket", "undici"])("in-place ranged GETs (%s)", (which)
   });
 });
 
-// Loading undici adds ~7 MiB to the agent's RSS (docs/storage.md): the S3 store loads it only for its undici reader.
+// Loading undici adds ~2 MiB to the agent's RSS (docs/storage.md): the S3 store loads it only for its undici reader.
 // A fresh process, since this one may have loaded undici for other reasons; undici is CommonJS, so require's cache
 // lists it once loaded, however it was imported.
 it("the S3 store loads undici only when its undici reader is asked for", () => {

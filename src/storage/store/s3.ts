@@ -80,7 +80,7 @@ export async function createS3Store(
   let direct: RangeReader | undefined;
   if (origin !== undefined) {
     const reader = { ...origin, ...shared, label: `s3://${bucket}` };
-    // undici is imported only where it is asked for: loading it costs the agent ~7 MiB of RSS.
+    // undici is imported only where it is asked for: running its modules costs ~2 MiB of RSS (docs/storage.md).
     direct =
       options.rangeReader === "undici"
         ? new (await import("./undici-get.ts")).UndiciGet({ ...reader, connections: options.maxSockets })
