@@ -122,10 +122,12 @@ class Conn {
             port: Number(origin.port || 443),
             servername: net.isIP(host) === 0 ? host : undefined,
             ALPNProtocols: ["http/1.1"],
-            noDelay: true,
             onread,
           } as tls.ConnectionOptions)
-        : net.connect({ host, port: Number(origin.port || 80), noDelay: true, onread });
+        : net.connect({ host, port: Number(origin.port || 80), onread });
+    // A request head is one small write: sent at once, not held back for an earlier segment's ACK. (tls.connect
+    // does not pass a noDelay option on to its socket; setNoDelay before the connection applies once it is made.)
+    this.socket.setNoDelay(true);
   }
 
   get busy(): boolean {
