@@ -101,8 +101,8 @@ export interface StorageConfig {
   concurrency: number;
   partSizeBytes: number;
   /**
-   * Ranged GETs read straight into their destination buffers (store/direct-get.ts over http, store/undici-get.ts
-   * over https); false sends every GET through the SDK's streams.
+   * Ranged GETs read straight into their destination buffers (store/direct-get.ts, http and https); false sends
+   * every GET through the SDK's streams.
    */
   directReads: boolean;
   maxDatasetBytes: number;

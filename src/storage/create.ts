@@ -71,7 +71,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
           requestTimeoutMs: tuning.requestTimeoutMs,
           connectTimeoutMs: tuning.connectTimeoutMs,
           maxAttempts: tuning.maxAttempts,
-          httpReader: tuning.httpReader,
+          rangeReader: tuning.rangeReader,
         }),
       );
       stores.set(bucket, s);

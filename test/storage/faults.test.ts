@@ -29,7 +29,7 @@ const tuning = {
   idleTimeoutMs: 400,
   maxAttempts: 3,
   rangeRetries: 3,
-  httpReader: "socket" as "socket" | "undici",
+  rangeReader: "socket" as "socket" | "undici",
 };
 
 beforeAll(async () => {
@@ -92,14 +92,14 @@ describe.each([
   ["in place (socket)", "true", "socket"],
   ["in place (undici)", "true", "undici"],
   ["through the SDK", "false", "socket"],
-] as const)("pull through faults (fauxqs behind a fault proxy), GETs %s", (_how, direct, httpReader) => {
+] as const)("pull through faults (fauxqs behind a fault proxy), GETs %s", (_how, direct, rangeReader) => {
   const pullThrough = (
     plan: (n: number) => Fault | Promise<Fault>,
     key: string,
     extra: Record<string, string> = {},
     more: Partial<typeof tuning> = {},
     retry?: StorageDeps["retry"],
-  ) => pullWith(plan, key, { STORAGE_DIRECT_READS: direct, ...extra }, { httpReader, ...more }, retry);
+  ) => pullWith(plan, key, { STORAGE_DIRECT_READS: direct, ...extra }, { rangeReader, ...more }, retry);
 
   it.each(["datasets/f.zip", "datasets/f.tgz"])(
     "%s: 500 answers on every third ranged GET -> complete and exact",
@@ -135,7 +135,7 @@ describe.each([
     // Three in a row switch the socket client off (at most STORAGE_CONCURRENCY, 4, were already on their way);
     // undici reads chunked bodies in place, each range asked once.
     if (direct === "false") expect(own).toBe(0);
-    else if (httpReader === "socket") expect(own).toBeLessThanOrEqual(3 + 4);
+    else if (rangeReader === "socket") expect(own).toBeLessThanOrEqual(3 + 4);
     else expect(own).toBe(r.proxy.rangedGets);
     expect(r.proxy.rangedGets).toBeGreaterThan(10);
   });

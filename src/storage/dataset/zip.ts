@@ -219,6 +219,9 @@ async function extractEntry(src: RangeSource, tree: SafeTree, e: ZipEntry, reade
           ? [
               zlib.inflateRawSync(raw.length === 1 ? (raw[0] as Buffer) : Buffer.concat(raw), {
                 maxOutputLength: Math.max(e.usize, 1),
+                // One output buffer of the declared size (+1 so that inflate ends inside it) instead of 16 KiB
+                // chunks joined by a copy: half the allocation, 2.4x less CPU per entry (docs/storage.md).
+                chunkSize: Math.max(e.usize + 1, 64),
               }),
             ]
           : raw;

@@ -24,8 +24,8 @@ export interface StorageTuning {
   checkpointQuietMs: number;
   /** How often CHECKPOINT_DIR is rescanned besides fs.watch events, ms. */
   checkpointPollMs: number;
-  /** In-place reader for plain-http endpoints (store/s3.ts): the socket client, or undici as https uses. */
-  httpReader: "socket" | "undici";
+  /** In-place ranged reader, http and https alike (store/s3.ts): the socket client, or undici to compare. */
+  rangeReader: "socket" | "undici";
 }
 
 export const DEFAULT_TUNING: StorageTuning = {
@@ -37,7 +37,7 @@ export const DEFAULT_TUNING: StorageTuning = {
   downloadPartSize: 8 * 1024 * 1024,
   checkpointQuietMs: 2_000,
   checkpointPollMs: 1_000,
-  httpReader: "socket",
+  rangeReader: "socket",
 };
 
 export interface StorageContext {

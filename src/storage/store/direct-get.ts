@@ -1,9 +1,10 @@
 /**
- * Ranged GETs over plain HTTP (a MinIO or other S3-compatible endpoint at http://) that land straight in the
- * caller's buffer. `net.Socket`'s `onread` reads each socket chunk into the destination itself, so a GiB arrives
- * with no allocation and no copy. node:http allocates a fresh 64 KiB buffer for every socket read, and the SDK
- * wraps each one in a stream chunk: several times the CPU of this path, plus the garbage collection that drives RSS
- * up during a pull (docs/storage.md, "Client settings", has the numbers).
+ * Ranged GETs over http and https (an in-cluster MinIO or RGW, R2, AWS S3) that land straight in the caller's
+ * buffer. A socket's `onread` reads each chunk into the destination itself: over plain http the kernel copies the
+ * bytes there, over TLS the decrypted record is copied there, and either way a GiB arrives with no per-read
+ * allocation. node:http and undici take a fresh buffer for every socket read (over TLS, one per 16 KiB record),
+ * and the SDK wraps each one in a stream chunk: several times the CPU of this path, plus the garbage collection
+ * that drives RSS up during a pull (docs/storage.md, "Client settings", has the numbers).
  *
  * Requests are signed by the SDK's own SigV4 signer, with the client's credentials and region. Only the success
  * path lives here. Any answer that is not a plain 200/206 with a Content-Length (an error status, a redirect,
@@ -13,6 +14,7 @@
  * so the caller resumes from there.
  */
 import net from "node:net";
+import tls from "node:tls";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider, ChecksumConstructor, HashConstructor } from "@smithy/types";
 import { AgentError } from "../../errors/index.ts";
@@ -28,8 +30,12 @@ const HEADER_END = Buffer.from("\r\n\r\n");
 const OTHER_FORM_LIMIT = 3;
 
 export interface DirectGetOptions {
-  endpoint: URL;
-  bucket: string;
+  /** Scheme (http: or https:), host and port the GETs go to (for virtual-host style, the bucket's own host). */
+  origin: URL;
+  /** Path before the key: `/bucket` for path style (after any path of the endpoint), empty for virtual-host style. */
+  pathPrefix: string;
+  /** For messages: `s3://bucket`. */
+  label: string;
   region: string;
   credentials: AwsCredentialIdentityProvider;
   sha256: ChecksumConstructor | HashConstructor;
@@ -99,19 +105,29 @@ class Conn {
   #request: RangeRead | undefined;
   #settle: ((outcome: Outcome, stage: Stage, received: number) => void) | undefined;
 
-  constructor(host: string, port: number) {
-    this.socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: {
-        buffer: () => this.#nextBuffer(),
-        callback: (n: number) => {
-          this.#onRead(n);
-          return true; // never pause: the destination is already reserved
-        },
+  constructor(origin: URL) {
+    const host = origin.hostname.replace(/^\[|\]$/g, "");
+    const onread: net.OnReadOpts = {
+      buffer: () => this.#nextBuffer(),
+      callback: (n: number) => {
+        this.#onRead(n);
+        return true; // never pause: the destination is already reserved
       },
-    });
+    };
+    // TLS sockets take onread too (node's types do not say so): decrypted records are copied into its buffer.
+    this.socket =
+      origin.protocol === "https:"
+        ? tls.connect({
+            host,
+            port: Number(origin.port || 443),
+            servername: net.isIP(host) === 0 ? host : undefined,
+            ALPNProtocols: ["http/1.1"],
+            onread,
+          } as tls.ConnectionOptions)
+        : net.connect({ host, port: Number(origin.port || 80), onread });
+    // A request head is one small write: sent at once, not held back for an earlier segment's ACK. (tls.connect
+    // does not pass a noDelay option on to its socket; setNoDelay before the connection applies once it is made.)
+    this.socket.setNoDelay(true);
   }
 
   get busy(): boolean {
@@ -220,21 +236,19 @@ class Conn {
 export class DirectGet {
   readonly #opts: DirectGetOptions;
   readonly #sign: (req: RangeRead, path: string) => Promise<Record<string, string>>;
-  readonly #host: string;
-  readonly #port: number;
-  readonly #basePath: string;
+  /** "connect" for plain http; over TLS the socket is ready at "secureConnect". */
+  readonly #ready: "connect" | "secureConnect";
   readonly #idle: Conn[] = [];
   #closed = false;
   /** Successes in a form this reader does not take, in a row: at OTHER_FORM_LIMIT it stands aside for good. */
   #otherForms = 0;
 
   constructor(opts: DirectGetOptions) {
-    if (opts.endpoint.protocol !== "http:") throw new RangeError("DirectGet reads plain http:// endpoints only");
+    if (opts.origin.protocol !== "http:" && opts.origin.protocol !== "https:")
+      throw new RangeError(`DirectGet reads http: and https: origins, not ${opts.origin.protocol}`);
     this.#opts = opts;
-    this.#sign = rangeSigner({ ...opts, origin: opts.endpoint });
-    this.#host = opts.endpoint.hostname.replace(/^\[|\]$/g, "");
-    this.#port = Number(opts.endpoint.port || 80);
-    this.#basePath = opts.endpoint.pathname.replace(/\/+$/, "");
+    this.#sign = rangeSigner(opts);
+    this.#ready = opts.origin.protocol === "https:" ? "secureConnect" : "connect";
   }
 
   /**
@@ -260,7 +274,7 @@ export class DirectGet {
   }
 
   #connect(): Conn {
-    const conn = new Conn(this.#host, this.#port);
+    const conn = new Conn(this.#opts.origin);
     const { socket } = conn;
     socket.on("error", () => conn.end("lost"));
     socket.on("end", () => conn.end("lost"));
@@ -274,7 +288,7 @@ export class DirectGet {
   }
 
   async #requestHead(req: RangeRead): Promise<string> {
-    const path = `${this.#basePath}/${encodeKey(this.#opts.bucket)}/${encodeKey(req.key)}`;
+    const path = `${this.#opts.pathPrefix}/${encodeKey(req.key)}`;
     let head = `GET ${path} HTTP/1.1\r\n`;
     for (const [k, v] of Object.entries(await this.#sign(req, path))) head += `${k}: ${v}\r\n`;
     return `${head}\r\n`;
@@ -283,12 +297,12 @@ export class DirectGet {
   /** One attempt on conn: as read(), or "stale" when a reused socket failed before any answer. */
   #run(conn: Conn, reused: boolean, req: RangeRead, head: string): Promise<boolean | "stale"> {
     const { socket } = conn;
-    const what = `GET s3://${this.#opts.bucket}/${req.key} bytes ${req.start}-${req.end - 1}`;
+    const what = `GET ${this.#opts.label}/${req.key} bytes ${req.start}-${req.end - 1}`;
     return new Promise((resolve, reject) => {
       const onAbort = (): void => conn.end("aborted");
       req.signal?.addEventListener("abort", onAbort, { once: true });
       const connectTimer = reused ? undefined : setTimeout(() => conn.end("lost"), this.#opts.connectTimeoutMs);
-      if (!reused) socket.once("connect", () => clearTimeout(connectTimer));
+      if (!reused) socket.once(this.#ready, () => clearTimeout(connectTimer));
       socket.ref();
       socket.setTimeout(req.idleTimeoutMs);
       conn.start(req, head, (outcome, stage, received) => {

@@ -14,7 +14,6 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { StorageConfig } from "../../config/agent.ts";
 import { AgentError } from "../../errors/index.ts";
 import { DirectGet, encodeKey } from "./direct-get.ts";
-import { UndiciGet } from "./undici-get.ts";
 import { isNotFound, storageError } from "./errors.ts";
 import type { MultipartUpload, ObjectInfo, ObjectStore, PartSpec, RangeRead } from "./types.ts";
 
@@ -26,13 +25,13 @@ export interface S3StoreOptions {
   connectTimeoutMs: number;
   maxAttempts: number;
   /**
-   * The in-place reader for a plain-http endpoint: `socket` (direct-get.ts, the default: far less CPU than undici
-   * here) or `undici` (what https endpoints always use), for tests and the bench to compare them.
+   * The in-place ranged reader, http and https alike: `socket` (direct-get.ts, the default: no per-read buffer,
+   * far less CPU than undici) or `undici` (undici-get.ts), for tests and the bench to compare them.
    */
-  httpReader?: "socket" | "undici";
+  rangeReader?: "socket" | "undici";
 }
 
-/** An in-place ranged reader (direct-get.ts for plain http, undici-get.ts for https). */
+/** An in-place ranged reader (direct-get.ts, or undici-get.ts where asked for). */
 interface RangeReader {
   read(read: RangeRead): Promise<boolean>;
   close(): void;
@@ -79,13 +78,14 @@ export async function createS3Store(
     connectTimeoutMs: options.connectTimeoutMs,
   };
   let direct: RangeReader | undefined;
-  if (origin?.origin.protocol === "http:" && config.type !== "s3" && config.endpoint !== undefined)
+  if (origin !== undefined) {
+    const reader = { ...origin, ...shared, label: `s3://${bucket}` };
+    // undici is imported only where it is asked for: running its modules costs ~2 MiB of RSS (docs/storage.md).
     direct =
-      options.httpReader === "undici"
-        ? new UndiciGet({ ...origin, ...shared, label: `s3://${bucket}`, connections: options.maxSockets })
-        : new DirectGet({ ...shared, endpoint: config.endpoint, bucket, maxIdle: options.maxSockets });
-  else if (origin !== undefined)
-    direct = new UndiciGet({ ...origin, ...shared, label: `s3://${bucket}`, connections: options.maxSockets });
+      options.rangeReader === "undici"
+        ? new (await import("./undici-get.ts")).UndiciGet({ ...reader, connections: options.maxSockets })
+        : new DirectGet({ ...reader, maxIdle: options.maxSockets });
+  }
   return new S3Store(s3, client, bucket, direct);
 }
 

@@ -1,9 +1,11 @@
 /**
- * Ranged GETs over https (R2, AWS S3, an in-cluster store behind TLS) that land in the caller's buffer, on undici:
- * a dispatcher handler copies each body chunk to its place in the part buffer as the parser hands it over, so no
- * stream, no async iterator and no SDK middleware stand between the socket and the part. Plain http stays on
- * direct-get.ts: its `onread` socket reads land with no per-read buffer at all, far cheaper than this
- * (`onread` does not exist for TLS sockets; docs/storage.md, "Client settings", has the numbers).
+ * Ranged GETs on undici that land in the caller's buffer: a dispatcher handler copies each body chunk to its place
+ * in the part buffer as the parser hands it over, so no stream, no async iterator and no SDK middleware stand
+ * between the socket and the part. The S3 store reads through direct-get.ts by default, http and https alike: its
+ * socket `onread` lands every read with no per-read buffer, where undici takes a fresh one per socket read (per
+ * 16 KiB TLS record) and copies it into its parser, about 3x the user CPU (docs/storage.md, "Client settings").
+ * This reader stays for stores that want undici (it also reads chunked answers in place) and for comparison
+ * (the storage tuning's `rangeReader`).
  *
  * The contract is direct-get.ts's: requests signed by the SDK's SigV4 signer; only the success path lives here. An
  * answer that is not a success (an error status, a redirect: the SDK maps it, with its retries), one that is not the
