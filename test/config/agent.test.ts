@@ -222,7 +222,9 @@ describe("loadAgentConfig: DATASET_DIR and CHECKPOINT_DIR (a pull replaces DATAS
     ["DATASET_DIR=/w/..", { DATASET_DIR: "/w/.." }, ["DATASET_DIR must be a folder of its own, not the root folder"]],
     ["CHECKPOINT_DIR=/", { CHECKPOINT_DIR: "/" }, ["CHECKPOINT_DIR must be a folder of its own, not the root folder"]],
     ["DATASET_DIR=.", { DATASET_DIR: "." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
-    ["DATASET_DIR=..", { DATASET_DIR: ".." }, ["DATASET_DIR must be a folder of its own, not the working folder"]],
+    // `..` is the working folder's parent: "the working folder" (an ancestor of it), or "a system folder" where the
+    // clone sits in /tmp; either way rejected, whatever the checkout's path.
+    ["DATASET_DIR=..", { DATASET_DIR: ".." }, ["DATASET_DIR must be a folder of its own, not ", 'got ".."']],
     [
       "an empty DATASET_DIR",
       { DATASET_DIR: "" },
