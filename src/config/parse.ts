@@ -2,7 +2,7 @@
  * Small typed readers over an env record. Each collects a problem instead of throwing, so loadConfig can report
  * every bad variable at once: `PET_NNODES must be a positive integer, got "two"`.
  */
-import { maskUrlQueries, Secret } from "./secret.ts";
+import { maskUrlCredentials, Secret } from "./secret.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -33,9 +33,7 @@ export class EnvReader {
 
   problem(name: string, expected: string, got: string): void {
     // Credentials inside a URL (`https://user:pass@host`, a presigned URL's query) are masked like a secret variable.
-    const shown = this.#secretNames.has(name)
-      ? "***"
-      : JSON.stringify(maskUrlQueries(got.replace(/\/\/[^/?#\s]*@/g, "//***@")));
+    const shown = this.#secretNames.has(name) ? "***" : JSON.stringify(maskUrlCredentials(got));
     this.problems.push(`${name} must be ${expected}, got ${shown}`);
   }
 

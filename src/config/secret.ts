@@ -112,3 +112,8 @@ export function urlQueryCredentials(value: string): string[] {
 export function maskUrlQueries(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s?#]*)\?[^\s#]*/gi, "$1?***");
 }
+
+/** text with every URL's userinfo and query masked: how a URL that may hold a credential is shown in an error. */
+export function maskUrlCredentials(text: string): string {
+  return maskUrlQueries(text.replace(/\/\/[^/?#\s]*@/g, "//***@"));
+}

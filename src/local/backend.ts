@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { AgentError } from "../errors/index.ts";
 import { packagePath } from "../packaging/package-root.ts";
+import type { CheckpointStorageOptions } from "../../backend-stub/src/storage/checkpoint-urls.ts";
 
 /** What the summary needs to know about the job, whichever backend holds it. */
 export interface JobSnapshot {
@@ -84,13 +85,17 @@ function toSnapshot(view: JobViewLike): JobSnapshot {
   };
 }
 
-export async function startEmbeddedBackend(name: string): Promise<LocalBackend> {
+export async function startEmbeddedBackend(
+  name: string,
+  checkpointStorage?: CheckpointStorageOptions,
+): Promise<LocalBackend> {
   const { createBackendStub } = await import("../../backend-stub/src/index.ts");
   // Found from the package root: the stub's own default is relative to its sources, which dist/lib bundles away.
   const publicDir = packagePath("backend-stub", "public");
   const stub = createBackendStub({
     secret: randomBytes(32).toString("base64url"),
     ...(publicDir === undefined ? {} : { publicDir }),
+    ...(checkpointStorage === undefined ? {} : { checkpointStorage }),
   });
   const { url } = await stub.listen(0, "127.0.0.1");
   const jobOn = async (jobName: string, close: () => Promise<void>): Promise<LocalBackend> => {

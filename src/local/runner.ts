@@ -53,9 +53,9 @@ export async function runLocal(options: LocalOptions, deps: LocalDeps): Promise<
     const runDir = resolve(options.workdir ?? (await mkdtemp(join(tmpdir(), "trainer-local-"))));
     await mkdir(runDir, { recursive: true });
 
-    const storage = await openStorage(storageConfig, deps.env, cleanups);
+    const storage = await openStorage(storageConfig, deps.env, cleanups, options.keyless === true);
     const datasetLabel = await prepareDataset(options, deps, storage, interrupts.signal, () => interrupts.by);
-    const backend = await openBackend(options.name, deps.env, cleanups);
+    const backend = await openBackend(options.name, deps.env, cleanups, storage);
     const pythonDir = await writePythonHelper(runDir, deps);
     const traceId = deps.env.TRACE_ID ?? randomUUID().replaceAll("-", "");
     const shared = { deps, storage, storageConfig, pythonDir, traceId, interrupts, say, started };
@@ -257,6 +257,12 @@ function validate(options: LocalOptions): void {
     throw new AgentError("USAGE", "no training command: trainer-agent local --nodes N -- CMD [ARGS...] (or --example)");
   if (options.mode === "predict" && options.model === undefined && options.extraEnv?.MODEL_JOB_ID === undefined)
     throw new AgentError("USAGE", "a predict job needs its model: --predict JOB_ID or --predict s3://bucket/key");
+  // A predict job reads its model and writes its predictions with the bucket's keys (no presigned path for them).
+  if (options.keyless === true && (options.mode === "predict" || options.thenPredict !== undefined))
+    throw new AgentError(
+      "USAGE",
+      "--keyless trains only: a predict job (--predict, --example) needs the bucket's keys",
+    );
   if (!(options.failGraceSeconds >= 0))
     throw new AgentError("USAGE", `--fail-grace must be a number of seconds >= 0, got ${options.failGraceSeconds}`);
 }

@@ -28,6 +28,12 @@ export interface LocalOptions {
   failGraceSeconds: number;
   /** Extra variables for every agent (the demo's PET_REDIRECTS for old torchrun, for example). */
   extraEnv?: Readonly<Record<string, string>>;
+  /**
+   * `--keyless`: the agents get no storage keys, as a pod submitted with dataset_url and checkpoint_store backend:
+   * CHECKPOINT_STORE=backend (the embedded stub presigns for the embedded S3 server) and --dataset as a presigned
+   * DATASET_URL.
+   */
+  keyless?: boolean;
   /** The agents' `--mode`: a predict job (`--predict`) restores `model` and uploads what the command predicts. */
   mode?: RunMode;
   /** A predict job's model: a job id (MODEL_JOB_ID) or an s3:// URI (MODEL_URI). */

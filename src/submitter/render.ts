@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { escapeKubernetesExpansion } from "./argv.ts";
 import { LABEL_VALUE, NODE_CONTAINER, NODE_JOB } from "./names.ts";
-import { isSecretLookingName, isSecretLookingValue } from "../config/index.ts";
+import { isSecretLookingName, isSecretLookingValue, urlQueryCredentials } from "../config/index.ts";
 import {
   AGENT_DIR,
   CODE_MOUNT_PATH,
@@ -171,7 +171,14 @@ export function renderJob(spec: JobSpec): RenderedJob {
   }
   setManaged("DATASET_ID", spec.datasetId);
   setManaged("DATASET_URI", spec.datasetUri);
+  if (spec.datasetUrl !== undefined) {
+    // A presigned URL's query is its credential: the Secret holds it, and a warning never shows it.
+    if (userEnvNames.has("DATASET_URL"))
+      warnings.push("env DATASET_URL: the job's own value is kept; dataset_url is not rendered");
+    else fromSecret("DATASET_URL", spec.datasetUrl);
+  }
   setManaged("CHECKPOINT_URI", spec.checkpointUri);
+  setManaged("CHECKPOINT_STORE", spec.checkpointStore);
   predictEnv(spec, setManaged);
   if (spec.git !== undefined)
     renderGitEnv(spec.git, setManaged, (entry) => {
@@ -333,7 +340,8 @@ function userEnv(
     return [{ name: e.name, valueFrom: { configMapKeyRef: { ...e.configMapKeyRef } } }];
   if (e.fieldPath !== undefined) return [{ name: e.name, valueFrom: { fieldRef: { fieldPath: e.fieldPath } } }];
   const value = e.value ?? "";
-  if (value !== "" && (isSecretLookingName(e.name) || isSecretLookingValue(value))) {
+  const secretValue = isSecretLookingValue(value) || urlQueryCredentials(value).length > 0;
+  if (value !== "" && (isSecretLookingName(e.name) || secretValue)) {
     // Names the variable, never the value: warnings reach stderr and API answers.
     const why = isSecretLookingName(e.name) ? "its name looks like a credential" : "its value looks like a credential";
     warnings.push(`env ${e.name}: ${why}; stored in the job's Secret and passed by secretKeyRef`);

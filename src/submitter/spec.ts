@@ -1,4 +1,5 @@
 /** The submitter's validated job spec: what `normalizeJobRequest` returns and `renderJob` consumes. */
+import type { CheckpointStore } from "../config/agent.ts";
 
 export const FRAMEWORKS = ["pytorch", "tensorflow"] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
@@ -128,7 +129,17 @@ export interface JobSpec {
   readonly storage?: StorageSpec;
   readonly datasetId?: string;
   readonly datasetUri?: string;
+  /**
+   * DATASET_URL: the dataset as one object behind an http(s) URL (a presigned GET). Its query is a credential: it
+   * reaches the pod only through the job's Secret.
+   */
+  readonly datasetUrl?: string;
   readonly checkpointUri?: string;
+  /**
+   * CHECKPOINT_STORE: `backend` stores and restores checkpoints through URLs the backend presigns, so the pod
+   * needs no storage keys (absent: the agent's default, `bucket`).
+   */
+  readonly checkpointStore?: CheckpointStore;
   readonly activeDeadlineSeconds?: number;
   /** Set for a predict job (inference over a trained model) instead of a training. */
   readonly predict?: PredictSpec;

@@ -5,21 +5,19 @@
  * Secret given here, as the kubelet would) and run as the pod would, by the real agent against the real backend
  * stub: the agent fetches the revision, the training script runs in the checkout, and `done` tells what happened.
  */
-import { execFileSync, spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderJob } from "../../src/submitter/render.ts";
 import { normalizeJobRequest } from "../../src/submitter/request/index.ts";
 import { startStub, type Running } from "../backend-stub/helpers.ts";
 import { freePort } from "../callbacks/backend.ts";
+import { AGENT_BIN, finished, nodeContainer } from "../submitter/helpers/pod.ts";
 import { startGitHttpServer, type GitHttpServer } from "./git-http-server.ts";
 
-const BIN = fileURLToPath(new URL("../../bin/trainer-agent.js", import.meta.url));
 const TOKEN = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
 
 let root: string;
@@ -126,25 +124,8 @@ async function runPod(
       ...request,
     }),
   );
-  const trainer = (rendered.trainJob.spec as { trainer: { command: string[]; env: EnvEntry[] } }).trainer;
-  const [agentBin, ...args] = trainer.command;
-  expect(agentBin).toBe("/opt/agent/trainer-agent");
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? "/tmp",
-  };
   // The job's own Secret (the callback token) as the submitter would create it, and the user's.
-  const own = rendered.secret!;
-  const podSecrets = { ...secrets, [own.metadata.name]: own.stringData as Record<string, string> };
-  for (const e of trainer.env) {
-    if (e.value !== undefined) env[e.name] = e.value;
-    const ref = e.valueFrom?.secretKeyRef;
-    if (ref !== undefined) {
-      const value = podSecrets[ref.name]?.[ref.key];
-      if (value !== undefined) env[e.name] = value;
-      else expect(ref.optional, `${e.name}: Secret ${ref.name} key ${ref.key}`).toBe(true);
-    }
-  }
+  const { args, env } = nodeContainer(rendered, secrets);
   // Where the pod has /workspace: a folder of this test.
   const work = await mkdtemp(join(root, "pod-"));
   Object.assign(env, {
@@ -154,26 +135,10 @@ async function runPod(
     ...extraEnv,
   });
   const { code, output } = await finished(
-    spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: work }),
+    spawn(process.execPath, [AGENT_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: work }),
     onOutput,
   );
   return { code, output, jobId: job.id, token: job.token };
-}
-
-/** The exit code and the whole output (stdout and stderr as they came) of a process. */
-async function finished(
-  child: ChildProcessByStdio<null, Readable, Readable>,
-  onOutput?: (output: string, kill: (signal: NodeJS.Signals) => void) => void,
-): Promise<{ code: number | null; output: string }> {
-  let output = "";
-  const seen = (c: Buffer): void => {
-    output += c.toString();
-    onOutput?.(output, (signal) => child.kill(signal));
-  };
-  child.stdout.on("data", seen);
-  child.stderr.on("data", seen);
-  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  return { code, output };
 }
 
 /** Pids of the processes whose command line holds `text`. */
@@ -187,12 +152,6 @@ function processesMentioning(text: string): number[] {
     }
   }
   return found;
-}
-
-interface EnvEntry {
-  name: string;
-  value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
 }
 
 const view = async (id: string) => (await stub.stub.getJob(id))!;
@@ -381,7 +340,7 @@ describe("code from git in a rendered pod's command flow", () => {
   it("trainer-agent local: every node fetches its own checkout and runs the script in it", async () => {
     const workdir = join(await mkdtemp(join(root, "local-")), "run");
     const { code, output } = await finished(
-      spawn(process.execPath, [BIN, "local", "--nodes", "2", "--workdir", workdir, "--", "python3", "train.py"], {
+      spawn(process.execPath, [AGENT_BIN, "local", "--nodes", "2", "--workdir", workdir, "--", "python3", "train.py"], {
         env: {
           PATH: process.env.PATH ?? "/usr/bin:/bin",
           HOME: process.env.HOME ?? "/tmp",

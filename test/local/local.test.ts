@@ -98,6 +98,33 @@ describe("trainer-agent local (the command, fully embedded)", () => {
     expect(log0).not.toContain("[node0]");
   }, 60_000);
 
+  it("--keyless: agents with no storage keys pull --dataset by a presigned URL and store through the stub", async () => {
+    const workdir = join(tmp, "run-keyless");
+    // The training fails (9) if any storage key reached it, that is, the agent's environment.
+    const check = `env | grep -E '^(AWS|S3|MINIO|R2)_' && exit 9; exec python3 ${PLAIN} --epochs 2`;
+    const res = await cli(
+      ["--keyless", "--nodes", "2", "--dataset", DATA, "--workdir", workdir, "--", "sh", "-c", check],
+      baseEnv(),
+    );
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    for (const node of ["node0", "node1"]) {
+      const csv = await readFile(join(workdir, node, "dataset", "regression.csv"), "utf8");
+      expect(csv.split("\n")[0]).toBe("x,y");
+    }
+    expect(res.stdout).toMatch(/storage +embedded S3 .* \(keyless: no keys in the agents/);
+    expect(res.stdout).toMatch(/state SUCCEEDED/);
+    expect(res.stdout).toMatch(/s3:\/\/trainer-local\/checkpoints\/job-[\w-]+\/epoch-2\.json/);
+    expect(res.stdout + res.stderr).not.toMatch(/X-Amz-Signature=\w/);
+
+    const refused = await cli(["--keyless", "--", "true"], {
+      ...baseEnv(),
+      S3_ENDPOINT: "http://127.0.0.1:1",
+      S3_BUCKET: "b",
+    });
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toContain("--keyless runs against the embedded S3 server");
+  }, 90_000);
+
   it("stores a checkpoint larger than the embedded server's request limit (multipart parts sized for it)", async () => {
     const workdir = join(tmp, "run-big-checkpoint");
     const script = join(tmp, "big_checkpoint.py");

@@ -250,6 +250,34 @@ describe("trainjob render", () => {
     expect(bad.stderr).toContain('--git-subdir: must stay inside the repository: ".." is not allowed, got "../up"');
   });
 
+  it("--dataset-url and --checkpoint-store backend render a pod with no storage keys; the URL's query never shows", async () => {
+    const signature = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const url = `https://s3.example.com/data/set.zip?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=${signature}`;
+    const args = ["render", "--name", "k", "--backend-url", "http://backend:8000", "--checkpoint-store", "backend"];
+    // The storage defaults of the submitter's environment do not reach a keyless pod.
+    const storageEnv = { S3_BUCKET: "train", S3_ENDPOINT: "http://minio:9000", TRAINJOB_STORAGE_SECRET: "minio-creds" };
+    const r = await trainjob([...args, "--dataset-url", url, "-o", "json", "--", "python3", "train.py"], storageEnv);
+    expect(r.code, r.stderr).toBe(0);
+    const env = JSON.parse(r.stdout).items[0].spec.trainer.env as Array<{
+      name: string;
+      value?: string;
+      valueFrom?: unknown;
+    }>;
+    expect(env.filter((e) => /^(S3|AWS)_/.test(e.name))).toEqual([]);
+    expect(env).toContainEqual({ name: "CHECKPOINT_STORE", value: "backend" });
+    expect(env).toContainEqual({
+      name: "DATASET_URL",
+      valueFrom: { secretKeyRef: { name: "k-trainer-secrets", key: "dataset-url" } },
+    });
+    for (const text of [r.stdout, r.stderr]) expect(text).not.toContain(signature);
+    const bad = await trainjob([...args, "--dataset-url", url.replace("https:", "ftp:"), "--", "python3", "t.py"]);
+    expect(bad.code).toBe(65);
+    expect(bad.stderr).toContain(
+      '--dataset-url: must be an https:// URL (a presigned GET) or an http:// URL, got "ftp://s3.example.com/data/set.zip?***"',
+    );
+    expect(bad.stderr).not.toContain(signature);
+  });
+
   it("rejects a malformed --volume and --env as usage errors (64)", async () => {
     expect((await trainjob(["render", "--name", "x", "-v", "data", "--", "p"])).code).toBe(64);
     expect((await trainjob(["render", "--name", "x", "-e", "NOVALUE", "--", "p"])).code).toBe(64);

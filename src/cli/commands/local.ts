@@ -14,6 +14,7 @@ interface LocalCommandOptions {
   name?: string;
   failGrace: string;
   predict?: string;
+  keyless?: boolean;
 }
 
 export function registerLocal(program: Command, env: NodeJS.ProcessEnv): void {
@@ -33,6 +34,11 @@ export function registerLocal(program: Command, env: NodeJS.ProcessEnv): void {
       "run a predict job (agents in --mode predict) with this model: a job id whose latest checkpoint is used " +
         "(MODEL_JOB_ID), or s3://bucket/key (MODEL_URI)",
     )
+    .option(
+      "--keyless",
+      "no storage keys in the agents, as a pod submitted with --dataset-url and --checkpoint-store backend: " +
+        "checkpoints through URLs the embedded backend presigns, --dataset as a presigned DATASET_URL",
+    )
     .option("--keep", "keep the dashboard, the bucket and the run folder up after the run, until Ctrl-C")
     .option("--workdir <dir>", "run folder (default: a new one under the temp dir, removed after a clean run)")
     .option("--name <name>", "job name shown on the dashboard", "local")
@@ -51,6 +57,7 @@ Exit code: 0 when every node succeeded, else the code of the node that failed fi
 Examples:
   trainer-agent local --example --nodes 2
   trainer-agent local --nodes 2 --dataset ./data -- python3 train.py --epochs 3
+  trainer-agent local --keyless --nodes 2 --dataset ./data -- python3 train.py --epochs 3
   trainer-agent local --nodes 2 --nproc-per-node 2 --framework pytorch -- python3 train.py
   STORAGE_TYPE=file STORAGE_PATH=./bucket trainer-agent local --predict 42 --dataset ./data -- python3 predict.py
   S3_ENDPOINT=http://127.0.0.1:9000 S3_BUCKET=ml S3_ACCESS_KEY_ID=minio S3_SECRET_ACCESS_KEY=minio123 \\
@@ -112,6 +119,7 @@ Examples:
           failGraceSeconds,
           extraEnv: run.extraEnv,
           ...(options.predict !== undefined && { mode: "predict" as const, model: options.predict }),
+          ...(options.keyless === true && { keyless: true }),
           ...(run.thenPredict !== undefined && { thenPredict: run.thenPredict }),
         },
         {

@@ -51,7 +51,9 @@ export interface SpecOpts extends KubeOpts {
   backendUrl?: string;
   jobId?: string;
   datasetId?: string;
+  datasetUrl?: string;
   checkpointUri?: string;
+  checkpointStore?: string;
   storageSecret?: string;
   s3Endpoint?: string;
   s3Bucket?: string;
@@ -107,7 +109,17 @@ export function specOptions(cmd: Command): Command {
     .option("--backend-url <url>", "callback API base URL for the agent (default BACKEND_BASE_URL)")
     .option("--job-id <id>", "backend job id (default: the TrainJob name)")
     .option("--dataset-id <id>", "DATASET_ID for the agent")
+    .option(
+      "--dataset-url <url>",
+      "the dataset as a presigned https GET URL (DATASET_URL, passed through the job's Secret), instead of --dataset-id",
+    )
     .option("--checkpoint-uri <uri>", "CHECKPOINT_URI for the agent (s3://bucket/prefix/)")
+    .addOption(
+      new Option(
+        "--checkpoint-store <store>",
+        "bucket (the storage keys) or backend (URLs the backend presigns: with --dataset-url, no storage keys in the pod)",
+      ).choices(["bucket", "backend"]),
+    )
     .option("--storage-secret <name>", "existing Secret with keys access-key-id and secret-access-key for S3")
     .option("--s3-endpoint <url>", "S3 endpoint for the agent")
     .option("--s3-bucket <bucket>", "S3 bucket for the agent")
@@ -174,7 +186,9 @@ const FLAG_OF: ReadonlyArray<readonly [keyof SpecOpts, string, string]> = [
   ["runtime", "runtime", "--runtime"],
   ["agent", "agent", "--agent"],
   ["datasetId", "dataset_id", "--dataset-id"],
+  ["datasetUrl", "dataset_url", "--dataset-url"],
   ["checkpointUri", "checkpoint_uri", "--checkpoint-uri"],
+  ["checkpointStore", "checkpoint_store", "--checkpoint-store"],
   ["nodeSelector", "node_selector", "--node-selector"],
   ["predict", "predict", "--predict"],
   ["gitRepo", "git.url", "--git-repo"],
@@ -227,7 +241,9 @@ export async function buildSpec(
   set("runtime", opts.runtime);
   set("agent", opts.agent);
   set("dataset_id", opts.datasetId);
+  set("dataset_url", opts.datasetUrl);
   set("checkpoint_uri", opts.checkpointUri);
+  set("checkpoint_store", opts.checkpointStore);
   set("predict", opts.predict);
   if (opts.nodeSelector.length > 0) {
     const selector: Record<string, string> = { ...((req.node_selector as object | undefined) ?? {}) };

@@ -1,4 +1,5 @@
 /** Where the agent reports and stores: the callback API and S3 storage settings. */
+import { CHECKPOINT_STORES, maskUrlCredentials, type CheckpointStore } from "../../config/index.ts";
 import { DNS1123_SUBDOMAIN } from "../names.ts";
 import type { CallbackSpec, StorageSpec } from "../spec.ts";
 import { describe, isRecord } from "../../internal/values.ts";
@@ -69,4 +70,49 @@ export function readStorage(r: Reader, raw: unknown, fallback: StorageSpec | und
     ...(accessKeyId === undefined ? {} : { accessKeyId }),
     ...(secretAccessKey === undefined ? {} : { secretAccessKey }),
   };
+}
+
+/**
+ * Storage with no keys in the pod (docs/storage.md, "Presigned URLs"): `dataset_url`, a presigned GET the agent
+ * reads as DATASET_URL, and `checkpoint_store`, `backend` for checkpoints through URLs the backend presigns. The
+ * agent's own rules (src/config/agent.ts): an http(s) URL without user:password@. The URL is shown with its
+ * userinfo and query masked, since either may be the credential.
+ */
+export function readKeyless(r: Reader, req: Obj): { datasetUrl?: Field; checkpointStore?: Field<CheckpointStore> } {
+  const url = r.string(req, ["dataset_url", "datasetUrl"]);
+  let datasetUrl: Field | undefined;
+  if (url !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url.value);
+    } catch {
+      parsed = undefined;
+    }
+    const shown = describe(maskUrlCredentials(url.value));
+    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
+      r.problem(url.field, `must be an https:// URL (a presigned GET) or an http:// URL, got ${shown}`);
+    else if (parsed.username !== "" || parsed.password !== "")
+      r.problem(url.field, `must not hold user:password@ (give a presigned URL), got ${shown}`);
+    else datasetUrl = url;
+  }
+  const store = r.string(req, ["checkpoint_store", "checkpointStore"]);
+  let checkpointStore: Field<CheckpointStore> | undefined;
+  if (store !== undefined) {
+    if ((CHECKPOINT_STORES as readonly string[]).includes(store.value))
+      checkpointStore = { field: store.field, value: store.value as CheckpointStore };
+    else
+      r.problem(
+        store.field,
+        `must be "bucket" (the storage keys) or "backend" (URLs the backend presigns; no keys in the pod), got ${describe(store.value)}`,
+      );
+  }
+  return {
+    ...(datasetUrl === undefined ? {} : { datasetUrl }),
+    ...(checkpointStore === undefined ? {} : { checkpointStore }),
+  };
+}
+
+interface Field<T = string> {
+  readonly field: string;
+  readonly value: T;
 }

@@ -17,7 +17,7 @@ import {
 } from "../names.ts";
 import { defaultScript, readCode } from "./code.ts";
 import { readPredict } from "./predict.ts";
-import { readCallback, readStorage } from "./connections.ts";
+import { readCallback, readKeyless, readStorage } from "./connections.ts";
 import { readEnv, type EnvSeen } from "./env.ts";
 import { readGit } from "./git.ts";
 import { fromTrainJobDocument, readOverrides } from "./overrides.ts";
@@ -231,16 +231,40 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
 
   // callback, storage, dataset
   const callback = readCallback(r, req, name, defaults.callback);
-  const storage = readStorage(r, req.storage, defaults.storage);
-  const datasetId = r.string(req, ["dataset_id", "datasetId"])?.value;
-  const datasetUri = r.string(req, ["dataset_uri", "datasetUri"])?.value;
-  const checkpointUri = r.string(req, ["checkpoint_uri", "checkpointUri"])?.value;
-  for (const [field, uri] of [
-    ["dataset_uri", datasetUri],
-    ["checkpoint_uri", checkpointUri],
-  ] as const) {
-    if (uri !== undefined && !/^(s3|file):\/\/.+/.test(uri))
-      r.problem(field, `must be an s3:// (or file://) URI, got ${describe(uri)}`);
+  let storage = readStorage(r, req.storage, defaults.storage);
+  const datasetId = r.string(req, ["dataset_id", "datasetId"]);
+  const datasetUri = r.string(req, ["dataset_uri", "datasetUri"]);
+  const checkpointUri = r.string(req, ["checkpoint_uri", "checkpointUri"]);
+  for (const got of [datasetUri, checkpointUri]) {
+    if (got !== undefined && !/^(s3|file):\/\/.+/.test(got.value))
+      r.problem(got.field, `must be an s3:// (or file://) URI, got ${describe(got.value)}`);
+  }
+  const { datasetUrl, checkpointStore } = readKeyless(r, req);
+  const bucketDataset = datasetUri ?? datasetId;
+  if (datasetUrl !== undefined && bucketDataset !== undefined)
+    r.problem(
+      datasetUrl.field,
+      `give the dataset either as ${datasetUrl.field} or as ${bucketDataset.field}, not both`,
+    );
+  if (checkpointStore?.value === "backend") {
+    if (checkpointUri !== undefined)
+      r.problem(
+        checkpointUri.field,
+        `does not apply with ${checkpointStore.field} "backend": the backend stores the job's checkpoints under checkpoints/job-{JOB_ID}/`,
+      );
+    if (callback === undefined)
+      r.problem(
+        checkpointStore.field,
+        '"backend" needs the callback API (callback.base_url or BACKEND_BASE_URL): the backend presigns the checkpoint URLs',
+      );
+    // Nothing in the pod reads the bucket any more: no storage settings and, above all, no keys are rendered.
+    if (bucketDataset === undefined && predict === undefined) {
+      if (req.storage !== undefined && req.storage !== null)
+        r.warnings.push(
+          `storage: not rendered: with ${checkpointStore.field} "backend" and no dataset_id or dataset_uri nothing in the pod reads the bucket`,
+        );
+      storage = undefined;
+    }
   }
   const deadline = r.int(req, ["active_deadline_seconds", "activeDeadlineSeconds"], 1);
   const trace = r.string(req, ["trace_id", "traceId"]);
@@ -267,9 +291,11 @@ export function normalizeJobRequest(input: unknown, options: NormalizeOptions = 
     ...(git === undefined ? {} : { git }),
     ...(callback === undefined ? {} : { callback }),
     ...(storage === undefined ? {} : { storage }),
-    ...(datasetId === undefined ? {} : { datasetId }),
-    ...(datasetUri === undefined ? {} : { datasetUri }),
-    ...(checkpointUri === undefined ? {} : { checkpointUri }),
+    ...(datasetId === undefined ? {} : { datasetId: datasetId.value }),
+    ...(datasetUri === undefined ? {} : { datasetUri: datasetUri.value }),
+    ...(datasetUrl === undefined ? {} : { datasetUrl: datasetUrl.value }),
+    ...(checkpointUri === undefined ? {} : { checkpointUri: checkpointUri.value }),
+    ...(checkpointStore === undefined ? {} : { checkpointStore: checkpointStore.value }),
     ...(deadline === undefined ? {} : { activeDeadlineSeconds: deadline.value }),
     ...(predict === undefined ? {} : { predict }),
     ...(trace === undefined ? {} : { traceId: trace.value }),

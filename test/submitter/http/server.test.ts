@@ -175,6 +175,50 @@ describe("POST /api/trainjob/create", () => {
     expect(await json(bad)).toMatchObject({ code: "SPEC_INVALID", field: "git.subdir" });
   });
 
+  it("takes a keyless job: DATASET_URL only in the Secret, CHECKPOINT_STORE=backend, its query in no answer", async () => {
+    const signature = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const url = `https://s3.example.com/data/set.zip?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=${signature}`;
+    const keyless = {
+      ...SEED_REQUEST,
+      callback: { base_url: "http://backend.astrago:8000", job_id: "42", token: "job-token-abcdef" },
+      dataset_url: url,
+      checkpoint_store: "backend",
+    };
+    const res = await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(keyless) });
+    const text = await res.text();
+    expect(res.status, text).toBe(200);
+    expect(text).not.toContain(signature);
+    const trainJob = fake.requests.find((r) => r.method === "POST" && r.path.endsWith("/trainjobs"))?.body as {
+      spec: { trainer: { env: Array<{ name: string; value?: string; valueFrom?: unknown }> } };
+    };
+    expect(JSON.stringify(trainJob)).not.toContain(signature);
+    const env = trainJob.spec.trainer.env;
+    expect(env.filter((e) => /^(S3|AWS)_/.test(e.name))).toEqual([]);
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { name: "CHECKPOINT_STORE", value: "backend" },
+        {
+          name: "DATASET_URL",
+          valueFrom: { secretKeyRef: { name: "user123-job-20251105130000-trainer-secrets", key: "dataset-url" } },
+        },
+      ]),
+    );
+    const secret = fake.requests.find((r) => r.method === "POST" && r.path.endsWith("/secrets"))?.body as {
+      stringData: Record<string, string>;
+    };
+    expect(secret.stringData["dataset-url"]).toBe(url);
+
+    const bad = await api("/api/trainjob/create", {
+      method: "POST",
+      body: JSON.stringify({ ...keyless, name: "other", dataset_url: url.replace("https:", "ftp:") }),
+    });
+    expect(bad.status).toBe(422);
+    const badText = await bad.text();
+    expect(JSON.parse(badText)).toMatchObject({ code: "SPEC_INVALID", field: "dataset_url" });
+    expect(badText).toContain("ftp://s3.example.com/data/set.zip?***");
+    expect(badText).not.toContain(signature);
+  });
+
   it("answers 400 for a body that is not JSON, 409 for a different spec under an existing name", async () => {
     expect((await api("/api/trainjob/create", { method: "POST", body: "{not json" })).status).toBe(400);
     await api("/api/trainjob/create", { method: "POST", body: JSON.stringify(SEED_REQUEST) });
