@@ -38,6 +38,7 @@ export async function runChild(input: {
     onReport: input.router.onReport,
     onLine: input.router.onLine,
     onOutput: watchdog?.activity,
+    onRelayPaused: watchdog?.relayPaused,
     tailLines: config.logTailLines,
     graceSeconds: config.terminationGraceSeconds,
   });

@@ -33,6 +33,11 @@ export function stallLimitSeconds(seconds: number | "auto", longestEpochSeconds:
 export interface Watchdog {
   /** The child printed or reported something. Called per output chunk, so it only notes the time. */
   activity(): void;
+  /**
+   * The relay paused the child's output for a slow reader of the agent's own stdout (true) or resumed it (false).
+   * While paused the child blocks writing: that quiet is the reader's, not a hung rank's, so the clock holds.
+   */
+  relayPaused(paused: boolean): void;
   /** An epoch report: a new epoch number ends the previous epoch, whose length feeds the derived limit. */
   epoch(epoch: number): void;
   /** Starts the clock on the running child (the one the action terminates). */
@@ -70,6 +75,7 @@ export function createWatchdog(input: {
   let timer: NodeJS.Timeout | undefined;
   let stalledSince: number | undefined;
   let stopped = false;
+  let held = false;
   let ended: AgentError | undefined;
   let acting: Promise<void> = Promise.resolve();
 
@@ -90,8 +96,9 @@ export function createWatchdog(input: {
     if (stopped || stalledSince !== undefined || child === undefined) return;
     const quiet = now() - last;
     const limit = limitMs();
-    if (quiet < limit) {
-      timer = setTimeout(arm, limit - quiet);
+    if (held) last = now(); // checked again a full limit after the relay resumes
+    if (held || quiet < limit) {
+      timer = setTimeout(arm, held ? limit : limit - quiet);
       timer.unref();
       return;
     }
@@ -131,6 +138,12 @@ export function createWatchdog(input: {
         `node ${nodeRank}'s command made progress again after ${data.quiet_seconds as number} s`,
         data,
       );
+      arm();
+    },
+    relayPaused(paused) {
+      held = paused;
+      // The pause's own quiet does not count, from either end.
+      last = now();
       arm();
     },
     epoch(epoch) {

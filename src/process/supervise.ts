@@ -50,6 +50,8 @@ export interface SuperviseOptions {
   onReport: (report: Report, source: StreamName) => void;
   /** Called for every chunk of output (reports included): the child is alive. Keep it cheap. */
   onOutput?: (() => void) | undefined;
+  /** Called with true when the output is paused for a slow reader of stdout/stderr, false when all resumed. */
+  onRelayPaused?: ((paused: boolean) => void) | undefined;
   /** A plugin's line parser; when absent no per-line strings are made. */
   onLine?: ((line: string, source: StreamName) => void) | undefined;
   tailLines: number;
@@ -183,11 +185,11 @@ export function supervise(options: SuperviseOptions): Supervised {
         if (!ok && !destBroken && !waiting) {
           // Backpressure: the child blocks on its full pipe until our reader catches up, as without the agent.
           waiting = true;
-          pausedStreams++;
+          if (pausedStreams++ === 0) options.onRelayPaused?.(true);
           source.pause();
           dest.once("drain", () => {
             waiting = false;
-            pausedStreams--;
+            if (--pausedStreams === 0) options.onRelayPaused?.(false);
             lastData = now();
             source.resume();
           });

@@ -175,6 +175,24 @@ describe("the derived limit over time (auto; a controlled clock)", () => {
     w.stop();
   });
 
+  it("a relay paused for a slow reader of the agent's stdout holds the clock; after it, a full limit again", () => {
+    const { w, stalls } = watched();
+    vi.advanceTimersByTime(10_000);
+    w.activity();
+    w.epoch(1);
+    vi.advanceTimersByTime((STALL_FLOOR_SECONDS - 10) * 1000);
+    // The child blocks writing to a pipe nobody drains: the reader's quiet, hours of it, is no stall.
+    w.relayPaused(true);
+    vi.advanceTimersByTime(10 * STALL_FLOOR_SECONDS * 1000);
+    expect(stalls()).toEqual([]);
+    w.relayPaused(false);
+    vi.advanceTimersByTime((STALL_FLOOR_SECONDS - 1) * 1000);
+    expect(stalls()).toEqual([]);
+    vi.advanceTimersByTime(1000);
+    expect(stalls()).toEqual([STALL_FLOOR_SECONDS]);
+    w.stop();
+  });
+
   it("the first epoch report moves the pending start-up check to the new, shorter limit", () => {
     const { w, stalls } = watched();
     vi.advanceTimersByTime(10_000);

@@ -105,9 +105,17 @@ describe("supervise (real child processes)", () => {
         setImmediate(cb);
       },
     });
-    const { sup } = start([process.execPath, fixture("emit.mjs"), await file(payload)], { stdout: slow });
+    const pauses: boolean[] = [];
+    const { sup } = start([process.execPath, fixture("emit.mjs"), await file(payload)], {
+      stdout: slow,
+      onRelayPaused: (paused) => pauses.push(paused),
+    });
     const res = await sup.result;
     expect(res.exitCode).toBe(0);
+    // Every pause and resume was told, alternating (the watchdog holds its clock in between); the last pause may
+    // end after the result, when the slow writable finishes its queue.
+    expect(pauses.slice(0, 2)).toEqual([true, false]);
+    expect(pauses).toEqual(pauses.map((_, i) => i % 2 === 0));
     // The result comes once the relay has handed everything over; the slow writable may still hold the last
     // chunks in its own queue (how many depends on how far behind it is), so the check waits for it to finish.
     await finished(slow);
