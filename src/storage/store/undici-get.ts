@@ -13,26 +13,16 @@
  * the SDK. A body that breaks off or stalls after it started rejects with STORAGE_FAILED, after onBytes has
  * reported every byte that landed, so the caller resumes from there.
  */
-import type { AwsCredentialIdentityProvider, ChecksumConstructor, HashConstructor } from "@smithy/types";
 import { Pool, type Dispatcher } from "undici";
 import { AgentError } from "../../errors/index.ts";
-import { encodeKey, rangeSigner } from "./direct-get.ts";
+import { encodeKey, rangeSigner, type DirectGetOptions } from "./direct-get.ts";
 import type { RangeRead } from "./types.ts";
 
 /** Idle keep-alive connections close after this long (servers drop theirs after 5-60 s). */
 const KEEP_ALIVE_MS = 4_000;
 
-export interface UndiciGetOptions {
-  /** Scheme, host and port the GETs go to (for virtual-host style, the bucket's own host). */
-  origin: URL;
-  /** Path before the key: `/bucket` for path style (after any path of the endpoint), empty for virtual-host style. */
-  pathPrefix: string;
-  /** For messages: `s3://bucket`. */
-  label: string;
-  region: string;
-  credentials: AwsCredentialIdentityProvider;
-  sha256: ChecksumConstructor | HashConstructor;
-  connectTimeoutMs: number;
+/** The socket client's options (the same origin, signing and timeouts), with a pool size for its keep-alive. */
+export interface UndiciGetOptions extends Omit<DirectGetOptions, "maxIdle"> {
   /** Connections kept to the origin (at least the transfer concurrency). */
   connections: number;
 }
