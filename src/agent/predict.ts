@@ -8,10 +8,10 @@ import { mkdir } from "node:fs/promises";
 import type { CallbackClient } from "../callbacks/client.ts";
 import { requirePredict, type AgentConfig } from "../config/index.ts";
 import type { StoredCheckpoint } from "../contract/callbacks.ts";
-import { AgentError, isAgentError } from "../errors/index.ts";
+import { AgentError, messageOf } from "../errors/index.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Storage } from "../storage/types.ts";
-import { afterChildDeadline, announceDataset, announceRestored } from "./storage.ts";
+import { afterChild, announceDataset, announceRestored } from "./storage.ts";
 
 export interface PreparedModel {
   /** Local path of the restored model: the child's MODEL_PATH. */
@@ -29,7 +29,7 @@ export async function prepareModel(input: {
   const { config, storage, log, callbacks, signal } = input;
   const dir = requirePredict(config).predictionsDir;
   await mkdir(dir, { recursive: true }).catch((error: unknown) => {
-    throw new AgentError("CONFIG_INVALID", `PREDICTIONS_DIR ${dir} cannot be created: ${(error as Error).message}`, {
+    throw new AgentError("CONFIG_INVALID", `PREDICTIONS_DIR ${dir} cannot be created: ${messageOf(error)}`, {
       cause: error,
     });
   });
@@ -51,23 +51,13 @@ export async function uploadPredictions(
   callbacks: CallbackClient | undefined,
   cancelled: boolean,
 ): Promise<StoredCheckpoint[]> {
-  const { signal: deadline, seconds, variable } = afterChildDeadline(config, cancelled);
-  let stored;
-  try {
-    stored = await storage.uploadPredictions({ signal: deadline });
-  } catch (error) {
-    if (deadline.aborted)
-      throw new AgentError(
-        "PREDICTIONS_UPLOAD_FAILED",
-        `the predictions upload did not finish within ${seconds} s (${variable})`,
-        { cause: error },
-      );
-    throw isAgentError(error)
-      ? error
-      : new AgentError("PREDICTIONS_UPLOAD_FAILED", `the predictions upload failed: ${(error as Error).message}`, {
-          cause: error,
-        });
-  }
+  const what = "the predictions upload";
+  const stored = await afterChild(
+    config,
+    cancelled,
+    { code: "PREDICTIONS_UPLOAD_FAILED", late: what, failed: what },
+    (deadline) => storage.uploadPredictions({ signal: deadline }),
+  );
   const dir = requirePredict(config).predictionsDir;
   if (stored.manifest === undefined) {
     if (config.distributed.nodeRank === 0)

@@ -5,7 +5,7 @@
 import { mkdir } from "node:fs/promises";
 import type { AgentConfig } from "../config/index.ts";
 import type { StoredCheckpoint } from "../contract/callbacks.ts";
-import { AgentError, isAgentError, messageOf } from "../errors/index.ts";
+import { AgentError, isAgentError, messageOf, type ErrorCode } from "../errors/index.ts";
 import type { CallbackClient } from "../callbacks/client.ts";
 import type { Logger } from "../log/logger.ts";
 import { significant } from "../log/units.ts";
@@ -76,17 +76,34 @@ export function announceDataset(dataset: DatasetResult, callbacks: CallbackClien
 }
 
 /**
- * The bound on the uploads after the child (final checkpoint sync, predictions): FINAL_SYNC_TIMEOUT_SECONDS, or
- * TERMINATION_SYNC_SECONDS when the agent was told to stop (the pod's grace is running).
+ * An upload after the child (final checkpoint sync, predictions), bounded by FINAL_SYNC_TIMEOUT_SECONDS, or
+ * TERMINATION_SYNC_SECONDS when the agent was told to stop (the pod's grace is running), so that an unreachable
+ * store cannot eat the grace and leave no `done` behind. A failure is seen by `onError` first, then thrown as an
+ * AgentError: its own, or `code` saying it was late or why it failed.
  */
-export function afterChildDeadline(
+export async function afterChild<T>(
   config: AgentConfig,
   cancelled: boolean,
-): { signal: AbortSignal; seconds: number; variable: string } {
+  failure: { code: ErrorCode; late: string; failed: string },
+  upload: (deadline: AbortSignal) => Promise<T>,
+  onError?: (error: unknown) => void,
+): Promise<T> {
   const [seconds, variable] = cancelled
     ? [config.terminationSyncSeconds, "TERMINATION_SYNC_SECONDS"]
     : [config.finalSyncTimeoutSeconds, "FINAL_SYNC_TIMEOUT_SECONDS"];
-  return { signal: AbortSignal.timeout(seconds * 1000), seconds, variable };
+  const deadline = AbortSignal.timeout(seconds * 1000);
+  try {
+    return await upload(deadline);
+  } catch (error) {
+    onError?.(error);
+    if (deadline.aborted)
+      throw new AgentError(failure.code, `${failure.late} did not finish within ${seconds} s (${variable})`, {
+        cause: error,
+      });
+    throw isAgentError(error)
+      ? error
+      : new AgentError(failure.code, `${failure.failed} failed: ${messageOf(error)}`, { cause: error });
+  }
 }
 
 /**
@@ -95,24 +112,16 @@ export function afterChildDeadline(
  * also on failure when the sync says which made it (`done` still lists them).
  */
 export async function finalSync(prepared: PreparedStorage, config: AgentConfig, cancelled: boolean): Promise<void> {
-  const { signal: deadline, seconds, variable } = afterChildDeadline(config, cancelled);
-  try {
-    prepared.checkpoints = await prepared.sync.finalSync(deadline);
-  } catch (error) {
-    const stored = isAgentError(error) ? error.details?.stored : undefined;
-    if (Array.isArray(stored)) prepared.checkpoints = stored as StoredCheckpoint[];
-    if (deadline.aborted)
-      throw new AgentError(
-        "CHECKPOINT_UPLOAD_FAILED",
-        `final checkpoint sync did not finish within ${seconds} s (${variable})`,
-        { cause: error },
-      );
-    throw isAgentError(error)
-      ? error
-      : new AgentError("CHECKPOINT_UPLOAD_FAILED", `final checkpoint upload failed: ${messageOf(error)}`, {
-          cause: error,
-        });
-  }
+  prepared.checkpoints = await afterChild(
+    config,
+    cancelled,
+    { code: "CHECKPOINT_UPLOAD_FAILED", late: "final checkpoint sync", failed: "final checkpoint upload" },
+    (deadline) => prepared.sync.finalSync(deadline),
+    (error) => {
+      const stored = isAgentError(error) ? error.details?.stored : undefined;
+      if (Array.isArray(stored)) prepared.checkpoints = stored as StoredCheckpoint[];
+    },
+  );
 }
 
 /**
