@@ -72,7 +72,12 @@ export function normalizeSubdir(subdir: string): string {
     .join("/");
 }
 
-/** The URL as it may be shown: any userinfo password replaced (the agent accepts none, but never shows one). */
+/**
+ * The URL as it may be shown: any userinfo password replaced (the agent accepts none, but never shows one), and over
+ * http(s) a user name given alone, the way a token often is (`https://ghp_...@github.com/...`); an ssh user
+ * (`ssh://git@host`, `git@host:path`) is a login name and stays.
+ */
 export function displayGitUrl(url: string): string {
+  if (isHttpGitUrl(url)) url = url.replace(/^(https?:\/\/)[^/@:]*@/i, "$1***@");
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, "$1:***@");
 }

@@ -57,6 +57,9 @@ describe("the shared rules", () => {
 
   it("shows a URL without its password", () => {
     expect(displayGitUrl("https://u:secret-pass@h/r.git")).toBe("https://u:***@h/r.git");
+    expect(displayGitUrl("https://ghp_token123@github.com/o/r.git")).toBe("https://***@github.com/o/r.git");
+    expect(displayGitUrl("ssh://u:secret-pass@h/r.git")).toBe("ssh://u:***@h/r.git");
+    expect(displayGitUrl("ssh://git@h/r.git")).toBe("ssh://git@h/r.git");
     expect(displayGitUrl("git@github.com:org/r.git")).toBe("git@github.com:org/r.git");
   });
 
@@ -137,6 +140,13 @@ describe("the submitter's git field", () => {
     }
     throw new Error("accepted");
   };
+
+  it("refuses a URL with a password without showing the password", () => {
+    const [problem] = fields({ git: "https://u:pw-secret-1@h/org/r.git" });
+    expect(problem).toMatchObject({ field: "git.url" });
+    expect(problem!.message).toContain("must not hold a password");
+    expect(problem!.message).not.toContain("pw-secret-1");
+  });
 
   it("takes the URL alone, defaults the command to train.py in the checkout, and renders CODE_GIT_*", () => {
     const spec = normalizeJobRequest({ ...base, git: "https://h/org/r.git" });

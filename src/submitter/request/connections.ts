@@ -1,5 +1,5 @@
 /** Where the agent reports and stores: the callback API and S3 storage settings. */
-import { CHECKPOINT_STORES, maskUrlCredentials, type CheckpointStore } from "../../config/index.ts";
+import { CHECKPOINT_STORES, type CheckpointStore } from "../../config/index.ts";
 import { DNS1123_SUBDOMAIN } from "../names.ts";
 import type { CallbackSpec, StorageSpec } from "../spec.ts";
 import { describe, isRecord } from "../../internal/values.ts";
@@ -88,7 +88,7 @@ export function readKeyless(r: Reader, req: Obj): { datasetUrl?: Field; checkpoi
     } catch {
       parsed = undefined;
     }
-    const shown = describe(maskUrlCredentials(url.value));
+    const shown = describe(url.value);
     if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
       r.problem(url.field, `must be an https:// URL (a presigned GET) or an http:// URL, got ${shown}`);
     else if (parsed.username !== "" || parsed.password !== "")
