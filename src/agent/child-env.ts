@@ -43,12 +43,17 @@ export interface ChildEnvParts {
   modelPath?: string | undefined;
 }
 
+/** The pod's environment less what the agent keeps to itself (STRIPPED_FROM_CHILD): the base of every child's. */
+export function withoutAgentSecrets(env: Readonly<Record<string, string>>): Record<string, string> {
+  const out = { ...env };
+  for (const name of STRIPPED_FROM_CHILD) delete out[name];
+  return out;
+}
+
 /** The whole environment of the child, in the precedence order above. */
 export function childEnv(parts: ChildEnvParts): Record<string, string> {
-  const env: Record<string, string> = { ...parts.config.baseEnv };
-  for (const name of STRIPPED_FROM_CHILD) delete env[name];
   return Object.assign(
-    env,
+    withoutAgentSecrets(parts.config.baseEnv),
     commonChildEnv(parts.config, parts.trace.traceId),
     parts.translated,
     parts.resumeFrom === undefined ? {} : { RESUME_FROM: parts.resumeFrom },

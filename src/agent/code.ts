@@ -8,7 +8,7 @@ import type { AgentConfig } from "../config/index.ts";
 import { fetchGitRevision, type FetchedCode } from "../git/fetch.ts";
 import { displayGitUrl } from "../git/source.ts";
 import type { Logger } from "../log/logger.ts";
-import { STRIPPED_FROM_CHILD } from "./child-env.ts";
+import { withoutAgentSecrets } from "./child-env.ts";
 
 export async function prepareCode(input: {
   config: AgentConfig;
@@ -26,7 +26,7 @@ export async function prepareCode(input: {
     signal: input.signal,
     secrets: input.secrets,
     // git needs PATH, HOME, proxies and GIT_SSH_COMMAND; not the callback token nor its own credentials as such.
-    env: Object.fromEntries(Object.entries(config.baseEnv).filter(([k]) => !STRIPPED_FROM_CHILD.includes(k))),
+    env: withoutAgentSecrets(config.baseEnv),
     onRetry: ({ what, attempt, delayMs, error }) =>
       log.warn({ repo, attempt, delay_ms: delayMs, err: error }, `git ${what} failed; retrying`),
   });

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { RunNumber } from "../callbacks/client.ts";
 
 /** Marker file name; per node rank, since `trainer-agent local` nodes may share a parent directory. */
-export function runMarkerPath(checkpointDir: string, nodeRank: number): string {
+function runMarkerPath(checkpointDir: string, nodeRank: number): string {
   return join(checkpointDir, `.trainer-agent-run-${nodeRank}.json`);
 }
 

@@ -4,7 +4,8 @@
  */
 import type { DoneStatus } from "../contract/callbacks.ts";
 import { exitCodeFor, type AgentError } from "../errors/index.ts";
-import { exitCodeOfSignal, type ChildResult } from "../process/supervise.ts";
+import { exitCodeOfSignal } from "../process/group.ts";
+import type { ChildResult } from "../process/supervise.ts";
 
 /** The first SIGTERM/SIGINT the agent got. */
 export interface Cancel {

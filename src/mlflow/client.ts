@@ -3,8 +3,10 @@
  * MLFLOW_TRACKING_USERNAME/PASSWORD, else Bearer MLFLOW_TRACKING_TOKEN), the JSON answer, and a failure as an
  * MlflowHttpError carrying MLflow's `error_code`. Retries are the mirror's (the project's retry policy).
  */
+import { parseJson } from "../callbacks/send.ts";
 import type { PostResult, Transport } from "../callbacks/transport.ts";
 import type { MlflowConfig } from "../config/agent.ts";
+import { isRecord } from "../internal/values.ts";
 import { parseRetryAfter } from "../retry/index.ts";
 import { MLFLOW_API_PREFIX } from "./rest.ts";
 
@@ -60,7 +62,8 @@ export function createMlflowClient(options: {
   if (auth !== undefined) headers.authorization = auth;
   const url = (path: string): URL => new URL(`${MLFLOW_API_PREFIX}${path}`, base);
   const answer = (path: string, res: PostResult): Record<string, unknown> => {
-    const parsed = parseObject(res.body);
+    const body = parseJson(res.body);
+    const parsed = isRecord(body) ? body : undefined;
     if (res.status >= 200 && res.status < 300) return parsed ?? {};
     const code = typeof parsed?.error_code === "string" ? parsed.error_code : undefined;
     const message = typeof parsed?.message === "string" ? parsed.message.slice(0, 300) : undefined;
@@ -91,14 +94,4 @@ function authorization(config: MlflowConfig): string | undefined {
     return `Basic ${Buffer.from(`${config.username}:${config.password.reveal()}`).toString("base64")}`;
   if (config.token !== undefined) return `Bearer ${config.token.reveal()}`;
   return undefined;
-}
-
-function parseObject(text: string | undefined): Record<string, unknown> | undefined {
-  if (text === undefined || text === "") return undefined;
-  try {
-    const v = JSON.parse(text) as unknown;
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -76,8 +76,6 @@ export interface Supervised {
   terminate(signal: "SIGTERM" | "SIGINT", reason: string): void;
 }
 
-export { exitCodeOfSignal } from "./group.ts";
-
 export function supervise(options: SuperviseOptions): Supervised {
   const spawn = options.spawn ?? nodeSpawn;
   const now = options.now ?? Date.now;

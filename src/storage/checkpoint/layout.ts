@@ -3,6 +3,7 @@
  * writes below `node-{rank}/`. A checkpoint is complete when its manifest exists under `_manifests/`: manifests are
  * written after every file they list, named so that the newest sorts last.
  */
+import { jobCheckpointPrefix } from "../../contract/paths.ts";
 import { parseUri, type StorageContext } from "../internal/context.ts";
 import type { ObjectStore } from "../store/types.ts";
 
@@ -62,7 +63,7 @@ export function checkpointRoot(where: {
 }): CheckpointRoot | string {
   if (where.checkpointUri !== undefined) return rootOfUri(where.checkpointUri);
   if (where.jobId === undefined) return "neither CHECKPOINT_URI nor JOB_ID is set";
-  return { bucket: where.bucket, prefix: `checkpoints/job-${where.jobId}/` };
+  return { bucket: where.bucket, prefix: jobCheckpointPrefix(where.jobId) };
 }
 
 /** An `s3://bucket/prefix` URI as a root: its bucket and its key prefix, ending in "/" (or ""). */
