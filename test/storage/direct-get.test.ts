@@ -6,7 +6,7 @@ import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAgentError } from "../../src/errors/index.ts";
-import { encodeKey } from "../../src/storage/store/direct-get.ts";
+import { encodeKey } from "../../src/contract/s3-text.ts";
 import { createS3Store } from "../../src/storage/store/s3.ts";
 import type { ObjectStore, RangeRead } from "../../src/storage/store/types.ts";
 import { startFaultProxy, type Fault, type FaultProxy } from "./fault-proxy.ts";

@@ -11,11 +11,14 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { jobCheckpointPrefix, type CheckpointUrlRequest } from "../../../src/contract/index.ts";
+import {
+  encodeKey,
+  encodeSegment,
+  jobCheckpointPrefix,
+  unquoteEtag,
+  type CheckpointUrlRequest,
+} from "../../../src/contract/index.ts";
 import { HttpError } from "../../../src/http/index.ts";
-
-/** S3's most for one PUT; larger checkpoints go as multipart uploads (UploadPart URLs). */
-export const MAX_SINGLE_PUT_BYTES = 5 * 1024 ** 3;
 
 export interface CheckpointStorageOptions {
   /** S3-compatible endpoint (path-style addressing); AWS S3 (virtual-host style) when undefined. */
@@ -33,14 +36,6 @@ export interface CheckpointUrls {
   handle(jobId: string, request: CheckpointUrlRequest): Promise<unknown>;
   close(): void;
 }
-
-const strict = (s: string): string =>
-  encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-
-/** S3's encoding of a key in a path: each segment as strict(), `/` kept. */
-const encodeKey = (key: string): string => key.split("/").map(strict).join("/");
-
-const unquote = (etag: string | undefined): string => (etag ?? "").replace(/^W\//, "").replace(/^"|"$/g, "");
 
 /** Presigned URLs for objects of one bucket: method, key, extra query (UploadPart's), the Content-MD5 to bind. */
 export type Presign = (
@@ -101,7 +96,7 @@ export async function createPresigner(
       { expiresIn, signingDate: new Date(now()) },
     );
     const search = Object.entries(signed.query ?? {})
-      .map(([k, v]) => `${strict(k)}=${strict(String(v))}`)
+      .map(([k, v]) => `${encodeSegment(k)}=${encodeSegment(String(v))}`)
       .join("&");
     return { url: `${origin.origin}${path}?${search}`, expires_at: new Date(now() + expiresIn * 1000).toISOString() };
   };
@@ -160,7 +155,7 @@ export async function createCheckpointUrls(
         case "head":
           try {
             const h = await client.send(new s3.HeadObjectCommand({ Bucket, Key: r.key }));
-            return { object: { key: r.key, size: h.ContentLength ?? 0, etag: unquote(h.ETag) } };
+            return { object: { key: r.key, size: h.ContentLength ?? 0, etag: unquoteEtag(h.ETag) } };
           } catch (error) {
             const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
             if (e.$metadata?.httpStatusCode === 404 || e.name === "NotFound") return { object: null };
@@ -174,7 +169,7 @@ export async function createCheckpointUrls(
               client.send(new s3.ListObjectsV2Command({ Bucket, Prefix: r.prefix, ContinuationToken: token })),
             );
             for (const o of page.Contents ?? [])
-              if (o.Key !== undefined) objects.push({ key: o.Key, size: o.Size ?? 0, etag: unquote(o.ETag) });
+              if (o.Key !== undefined) objects.push({ key: o.Key, size: o.Size ?? 0, etag: unquoteEtag(o.ETag) });
             token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
           } while (token !== undefined);
           return { objects };
@@ -197,7 +192,7 @@ export async function createCheckpointUrls(
               }),
             ),
           );
-          return { etag: unquote(c.ETag) };
+          return { etag: unquoteEtag(c.ETag) };
         }
         case "abort_multipart":
           await client.send(new s3.AbortMultipartUploadCommand({ Bucket, Key: r.key, UploadId: r.upload_id })).catch(

@@ -18,6 +18,7 @@ import tls from "node:tls";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider, ChecksumConstructor, HashConstructor } from "@smithy/types";
 import { AgentError } from "../../errors/index.ts";
+import { encodeKey } from "../../contract/s3-text.ts";
 import type { RangeRead } from "./types.ts";
 
 /** SHA-256 of an empty body: what a GET signs as its payload hash. */
@@ -42,14 +43,6 @@ export interface DirectGetOptions {
   connectTimeoutMs: number;
   /** Idle keep-alive sockets kept for reuse. */
   maxIdle: number;
-}
-
-/** S3's encoding of a key in a path: every byte but unreserved ones and `/` percent-encoded. */
-export function encodeKey(key: string): string {
-  return key
-    .split("/")
-    .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
-    .join("/");
 }
 
 /** Signs ranged GETs of one endpoint with the SDK's SigV4 signer: (the read, its path) -> the request's headers. */

@@ -13,7 +13,8 @@ import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { StorageConfig } from "../../config/agent.ts";
 import { AgentError } from "../../errors/index.ts";
-import { DirectGet, encodeKey } from "./direct-get.ts";
+import { DirectGet } from "./direct-get.ts";
+import { encodeKey, unquoteEtag } from "../../contract/s3-text.ts";
 import { isNotFound, storageError } from "./errors.ts";
 import type { MultipartUpload, ObjectInfo, ObjectStore, PartSpec, RangeRead } from "./types.ts";
 
@@ -122,10 +123,6 @@ const unsignedPayload =
     return next(args);
   };
 
-function unquote(etag: string | undefined): string {
-  return (etag ?? "").replace(/^W\//, "").replace(/^"|"$/g, "");
-}
-
 class S3Store implements ObjectStore {
   readonly label: string;
   readonly #s3: S3Module;
@@ -152,7 +149,7 @@ class S3Store implements ObjectStore {
       const r = await this.#client.send(new this.#s3.HeadObjectCommand({ Bucket: this.#bucket, Key: key }), {
         abortSignal: signal,
       });
-      return { key, size: r.ContentLength ?? 0, etag: unquote(r.ETag) };
+      return { key, size: r.ContentLength ?? 0, etag: unquoteEtag(r.ETag) };
     } catch (error) {
       if (isNotFound(error)) return null;
       throw storageError(error, "HEAD", this.#where(key));
@@ -169,7 +166,7 @@ class S3Store implements ObjectStore {
           { abortSignal: signal },
         );
         for (const o of r.Contents ?? [])
-          if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0, etag: unquote(o.ETag) });
+          if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0, etag: unquoteEtag(o.ETag) });
         token = r.IsTruncated === true ? r.NextContinuationToken : undefined;
       } while (token !== undefined);
     } catch (error) {
@@ -227,7 +224,7 @@ class S3Store implements ObjectStore {
         new this.#s3.PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: body, ContentMD5: md5 }),
         { abortSignal: signal },
       );
-      return unquote(r.ETag);
+      return unquoteEtag(r.ETag);
     } catch (error) {
       throw storageError(error, "PUT", this.#where(key));
     }
@@ -262,7 +259,7 @@ class S3Store implements ObjectStore {
             }),
             { abortSignal: partSignal },
           );
-          return unquote(r.ETag);
+          return unquoteEtag(r.ETag);
         } catch (error) {
           throw storageError(error, `UploadPart ${part.partNumber}`, where);
         }
@@ -277,7 +274,7 @@ class S3Store implements ObjectStore {
               MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: `"${p.etag}"` })) },
             }),
           );
-          return unquote(r.ETag);
+          return unquoteEtag(r.ETag);
         } catch (error) {
           throw storageError(error, "CompleteMultipartUpload", where);
         }

@@ -15,7 +15,8 @@
  */
 import { Pool, type Dispatcher } from "undici";
 import { AgentError } from "../../errors/index.ts";
-import { encodeKey, rangeSigner, type DirectGetOptions } from "./direct-get.ts";
+import { rangeSigner, type DirectGetOptions } from "./direct-get.ts";
+import { encodeKey } from "../../contract/s3-text.ts";
 import type { RangeRead } from "./types.ts";
 
 /** Idle keep-alive connections close after this long (servers drop theirs after 5-60 s). */
