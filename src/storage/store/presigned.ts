@@ -18,6 +18,7 @@ import { createBackendSend } from "../../callbacks/backend-send.ts";
 import { CallbackHttpError, isRetryableCallbackError, Stop } from "../../callbacks/send.ts";
 import { undiciTransport } from "../../callbacks/transport.ts";
 import type { CallbackConfig } from "../../config/agent.ts";
+import { maskUrlCredentials } from "../../config/secret.ts";
 import { CheckpointUrlAnswers, type CheckpointUrlRequest } from "../../contract/checkpoint-urls.ts";
 import { checkpointUrlsPath } from "../../contract/paths.ts";
 import { AgentError, messageOf } from "../../errors/index.ts";
@@ -38,6 +39,11 @@ export interface BackendCallOptions {
   logger: Logger;
   now?: () => number;
   retryDeps?: Pick<RetryDeps, "sleep" | "random">;
+}
+
+/** A backend failure as logged and reported: its words, but never a presigned URL's signature it may echo. */
+function backendMessage(error: unknown): string {
+  return maskUrlCredentials(messageOf(error));
 }
 
 /** The backend's route through the callback client's request, token source and answer handling, with retries. */
@@ -74,7 +80,7 @@ export function backendCall(options: BackendCallOptions): { call: BackendCall; c
           ...options.retryDeps,
           signal,
           onRetry: ({ error, delayMs }) =>
-            log.debug({ op: body.op, err: messageOf(error), delay_ms: delayMs }, "retrying"),
+            log.debug({ op: body.op, err: backendMessage(error), delay_ms: delayMs }, "retrying"),
         });
         return JSON.parse(res.body ?? "null") as unknown;
       } catch (error) {
@@ -86,7 +92,7 @@ export function backendCall(options: BackendCallOptions): { call: BackendCall; c
             : status === undefined
               ? "STORAGE_UNAVAILABLE"
               : "STORAGE_FAILED",
-          `the backend's ${path} (${body.op}) failed: ${messageOf(error)}`,
+          `the backend's ${path} (${body.op}) failed: ${backendMessage(error)}`,
           { cause: error, ...(status === undefined ? {} : { details: { status } }) },
         );
       }
