@@ -82,6 +82,8 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     ["tgz-bomb.tar.gz", "DATASET_TOO_LARGE"],
     ["zip-truncated.zip", "DATASET_CORRUPT"],
     ["zip-corrupt.zip", "DATASET_CORRUPT"],
+    ["zip-bad-crc.zip", "DATASET_CORRUPT"],
+    ["zip-size-lie.zip", "DATASET_CORRUPT"],
     ["tar-truncated.tar", "DATASET_CORRUPT"],
     ["tar-cut-at-boundary.tar", "DATASET_CORRUPT"],
     ["tgz-truncated.tgz", "DATASET_CORRUPT"],
@@ -115,6 +117,16 @@ describe("archive safety: each unsafe archive is refused and nothing is written 
     expect(await listAll(root)).toEqual(LEFT);
     expect(await fs.readFile(path.join(root, "work", "checkpoints", "epoch-7.pt"), "utf8")).toBe("weights");
     await expect(fs.stat("/tmp/escape-abs.txt")).rejects.toThrow();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it.each([
+    ["zip-bad-crc.zip", "entry data.txt: CRC32 mismatch"],
+    ["zip-size-lie.zip", "entry data.txt: inflates past its declared size 95900"],
+  ])("%s names the entry at fault, not another of its batch", async (name, why) => {
+    // The check runs on the writer's thread, where ok.txt and data.txt travel in one batch.
+    const { root, error } = await pull(name);
+    expect((error as Error).message).toContain(`${name} is not a valid zip archive: ${why}`);
     await fs.rm(root, { recursive: true, force: true });
   });
 

@@ -9,7 +9,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { AgentError } from "../../errors/index.ts";
-import { FileWriter } from "../internal/file-writer.ts";
+import { FileWriter, type EntryCheck } from "../internal/file-writer.ts";
 
 export interface TreeLimits {
   maxBytes: number;
@@ -159,8 +159,15 @@ export class SafeTree {
    * Writes a small file (one buffer or its chunks in order) in the background, batched to worker threads (see
    * FileWriter): many small files are bound by file creation, which then runs beside the download instead of on the
    * event loop. At most 128 files / 2 MiB are outstanding; a failure surfaces on the next call or in flush().
+   * With `check`, the bytes are inflated and checked on the writer's thread first; a mismatch becomes the error
+   * `check.corrupt` makes of it (and nothing of that file is written).
    */
-  async writeFile(rel: string, data: Buffer | readonly Buffer[], mode: number): Promise<void> {
+  async writeFile(
+    rel: string,
+    data: Buffer | readonly Buffer[],
+    mode: number,
+    check?: EntryCheck & { corrupt: (why: string) => Error },
+  ): Promise<void> {
     if (this.#writeError !== undefined) throw this.#writeError;
     const file = await this.prepareFile(rel);
     this.#writer ??= new FileWriter(this.#limits.writers ?? 1);
@@ -174,9 +181,10 @@ export class SafeTree {
     this.#writeBytes += bytes;
     // A later entry with the same name (tar appends) lands after the earlier one: FileWriter keeps per-name order.
     const p: Promise<void> = writer
-      .write({ path: file, data, mode })
+      .write({ path: file, data, mode, check })
       .catch((error: unknown) => {
-        this.#writeError ??= error;
+        const corrupt = check !== undefined && (error as { code?: unknown }).code === "ECORRUPT";
+        this.#writeError ??= corrupt ? check.corrupt((error as Error).message) : error;
       })
       .finally(() => {
         this.#writeBytes -= bytes;

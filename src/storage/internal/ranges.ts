@@ -150,7 +150,6 @@ export async function readRangeInto(src: RangeSource, start: number, end: number
   const landed = (n: number): void => {
     pos += n;
     src.onBytes?.(n);
-    noteBytes(n); // what consumes these bytes leaves garbage (inflated entries, staging copies): let it die young
   };
   while (pos < end) {
     const before = pos;
