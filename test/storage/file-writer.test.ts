@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import zlib from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { FileWriter } from "../../src/storage/internal/file-writer.ts";
+import { FileWriter, makeUnpack } from "../../src/storage/internal/file-writer.ts";
 import { tmpDir } from "./helpers.ts";
 
 const writers: FileWriter[] = [];
@@ -140,5 +140,21 @@ describe.each([1, 2, 0])("FileWriter with %i worker(s)", (workers) => {
     await Promise.all(writes);
     for (const [i, b] of bodies.entries())
       expect((await fs.readFile(path.join(dir, `e-${i}`))).equals(b), `e-${i}`).toBe(true);
+  });
+});
+
+describe("makeUnpack", () => {
+  // The reused engine goes through fields Node does not document; without them the same checks run on inflateRawSync.
+  it.each([
+    ["Node's engine", zlib],
+    ["an engine without the undocumented fields", { ...zlib, InflateRaw: class {} } as unknown as typeof zlib],
+  ])("with %s: inflates, and refuses a lie about the size", (_, z) => {
+    const unpack = makeUnpack(z, true);
+    const body = Buffer.from("weights and biases\n".repeat(500));
+    const data = zlib.deflateRawSync(body);
+    const check = { inflate: true, size: body.length, crc: zlib.crc32(body) };
+    expect(Buffer.from(unpack(data, check)).equals(body)).toBe(true);
+    expect(() => unpack(data, { ...check, size: body.length - 1 })).toThrow(/past its declared size/);
+    expect(Buffer.from(unpack(data, check)).equals(body)).toBe(true);
   });
 });
