@@ -24,7 +24,7 @@ import type { DonePayload, EventPayload, HeartbeatPayload } from "../contract/ca
 import { abortableSleep } from "../retry/index.ts";
 import { createBackendSend } from "./backend-send.ts";
 import { createDelivery, type Backoff } from "./delivery.ts";
-import { ReportQueue, type Report, type ReportCounts, type ReportKind } from "./queue.ts";
+import { ReportQueue, type NewReport, type ReportCounts, type ReportKind } from "./queue.ts";
 import { CallbackHttpError, describeFailure, isRetryableCallbackError, Stop } from "./send.ts";
 import { undiciTransport, type Transport } from "./transport.ts";
 
@@ -136,7 +136,7 @@ export function createCallbackClient(options: CallbackClientOptions): CallbackCl
     timestamp: new Date(now()).toISOString(),
   });
 
-  function enqueue(report: Omit<Report, "key">): void {
+  function enqueue(report: Omit<NewReport, "key">): void {
     if (!delivery.accepting) return;
     if (queue.push({ ...report, key: randomUUID() })) delivery.kick();
   }

@@ -108,11 +108,7 @@ export function createDelivery(options: DeliveryOptions): Delivery {
     try {
       if (reports.length === 1) {
         const report = reports[0]!;
-        await withRetries(
-          report.kind,
-          () => send(callbackPath(jobId, report.kind), JSON.stringify(report.body), report.key),
-          until,
-        );
+        await withRetries(report.kind, () => send(callbackPath(jobId, report.kind), report.json, report.key), until);
         queue.delivered(report);
         return 1;
       }

@@ -5,17 +5,31 @@
  * Only liveness heartbeats merge: one is skipped while reports wait (they show the agent is alive), and a
  * liveness heartbeat is never counted. At most `maxPending` reports wait: a report beyond that is dropped and
  * counted (the count goes to `done`'s `dropped_reports`).
+ *
+ * A report is serialised once, when it is queued: its JSON text is what the batch sizing measures, what a single
+ * request sends and what a batch body is joined from, on every attempt (it was serialised for each of these
+ * before, and a single request again on each retry). A skipped or dropped report is never serialised.
  */
 import type { Logger } from "pino";
 import type { BatchAnswer, BatchResult } from "../contract/callbacks.ts";
 
 export type ReportKind = "heartbeat" | "event";
 
-export interface Report {
+/** A report as the client makes it. */
+export interface NewReport {
   kind: ReportKind;
   /** The stamped payload. */
   body: Record<string, unknown>;
   /** Its Idempotency-Key, the same on every attempt. */
+  key: string;
+  liveness?: boolean;
+}
+
+/** A queued report: its payload kept only as the JSON text every attempt sends. */
+export interface Report {
+  kind: ReportKind;
+  /** `JSON.stringify` of the stamped payload. */
+  json: string;
   key: string;
   liveness?: boolean;
 }
@@ -53,7 +67,7 @@ export class ReportQueue {
   }
 
   /** Queues a report; false when it was dropped (the queue is full) or skipped (liveness while reports wait). */
-  push(report: Report): boolean {
+  push(report: NewReport): boolean {
     if (report.liveness === true && this.#waiting.length > 0) return false;
     if (report.liveness !== true) this.#counts.queued[report.kind] += 1;
     if (this.#waiting.length >= this.#maxPending) {
@@ -67,7 +81,8 @@ export class ReportQueue {
       }
       return false;
     }
-    this.#waiting.push(report);
+    const { body, ...rest } = report;
+    this.#waiting.push({ ...rest, json: JSON.stringify(body) });
     return true;
   }
 
@@ -80,7 +95,7 @@ export class ReportQueue {
     let bytes = 0;
     for (const report of this.#waiting) {
       if (n >= maxBatch) break;
-      bytes += JSON.stringify(report.body).length + BATCH_ENTRY_OVERHEAD;
+      bytes += report.json.length + BATCH_ENTRY_OVERHEAD;
       if (n > 0 && bytes > MAX_BATCH_BYTES) break;
       n += 1;
     }
@@ -92,7 +107,7 @@ export class ReportQueue {
     this.#waiting.splice(0, n);
   }
 
-  delivered(report: Report): void {
+  delivered(report: Pick<Report, "kind" | "liveness">): void {
     if (report.liveness !== true) this.#counts.delivered[report.kind] += 1;
   }
 
@@ -119,19 +134,22 @@ export class ReportQueue {
     return structuredClone(this.#counts);
   }
 
-  #drop(report: Report, why: string): void {
+  #drop(report: Pick<Report, "kind" | "liveness">, why: string): void {
     if (report.liveness === true) return;
     this.#counts.dropped[report.kind] += 1;
     this.#log.debug({ kind: report.kind, why }, "report dropped");
   }
 }
 
-/** The body of `POST /v1/jobs/{id}/batch`: each report with its own Idempotency-Key. */
+/**
+ * The body of `POST /v1/jobs/{id}/batch`: each report with its own Idempotency-Key. Joined from the reports'
+ * texts, the same bytes as `JSON.stringify({job_id, reports: [{kind, idempotency_key, payload}]})`.
+ */
 export function batchBody(jobId: string, reports: readonly Report[]): string {
-  return JSON.stringify({
-    job_id: jobId,
-    reports: reports.map((r) => ({ kind: r.kind, idempotency_key: r.key, payload: r.body })),
-  });
+  const entries = reports.map(
+    (r) => `{"kind":${JSON.stringify(r.kind)},"idempotency_key":${JSON.stringify(r.key)},"payload":${r.json}}`,
+  );
+  return `{"job_id":${JSON.stringify(jobId)},"reports":[${entries.join(",")}]}`;
 }
 
 /**

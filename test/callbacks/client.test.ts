@@ -170,6 +170,69 @@ describe("callback client against a real HTTP server", () => {
     expect(c.stats().delivered.event).toBe(41);
   });
 
+  /** Event data whose every serialisation is counted: what went out, and how often it was serialised. */
+  function probe(): { data: Record<string, unknown>; calls: () => number } {
+    let calls = 0;
+    return {
+      data: {
+        probe: {
+          toJSON: () => {
+            calls += 1;
+            return "v";
+          },
+        },
+      },
+      calls: () => calls,
+    };
+  }
+
+  it("serialises each report once across retries, batches and retried batches", async () => {
+    // The first event is refused until the others wait behind it, so they go as one batch, itself refused once.
+    let queued = false;
+    let batches = 0;
+    const b = await startBackend(({ kind }) => {
+      if (kind === "event") return queued ? { status: 200 } : { status: 503 };
+      if (kind === "batch" && ++batches === 1) return { status: 503 };
+      return { status: 200 };
+    });
+    const { c } = client(b.url, {}, b);
+    c.start();
+    const first = probe();
+    c.event("first", undefined, first.data);
+    await b.waitFor((r) => r.length === 1);
+    const waiting = Array.from({ length: 5 }, () => probe());
+    waiting.forEach((p, i) => c.event(`e${i}`, undefined, p.data));
+    queued = true;
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+
+    expect(b.of("event").filter((r) => r.body.type === "first").length).toBeGreaterThanOrEqual(2);
+    expect(b.of("batch")).toHaveLength(2);
+    for (const r of b.of("event")) expect(r.body.data).toEqual({ probe: "v" });
+    expect(c.stats().delivered.event).toBe(6);
+    expect([first, ...waiting].map((p) => p.calls())).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it("serialises each report once when a backend without batches gets them one by one", async () => {
+    let queued = false;
+    const b = await startBackend(({ kind }) => (kind === "batch" ? { status: 404 } : { status: queued ? 200 : 503 }));
+    const { c } = client(b.url, {}, b);
+    c.start();
+    c.event("first");
+    await b.waitFor((r) => r.length === 1);
+    const waiting = Array.from({ length: 3 }, () => probe());
+    waiting.forEach((p, i) => c.event(`e${i}`, undefined, p.data));
+    queued = true;
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
+
+    expect(b.requests.filter((r) => r.kind === "batch")).toHaveLength(1);
+    expect(b.requests.filter((r) => r.kind === "event" && r.body.type !== "first").map((r) => r.body.type)).toEqual([
+      "e0",
+      "e1",
+      "e2",
+    ]);
+    expect(waiting.map((p) => p.calls())).toEqual([1, 1, 1]);
+  });
+
   it("stamps every callback with the run number (attempt, container restart)", async () => {
     const b = await startBackend();
     const { c } = client(b.url, {}, b);

@@ -7,7 +7,7 @@ import {
   MAX_BATCH_BYTES,
   readBatchAnswer,
   ReportQueue,
-  type Report,
+  type NewReport,
   type ReportKind,
 } from "../../src/callbacks/queue.ts";
 
@@ -19,7 +19,7 @@ function queue(maxPending = 100) {
 }
 
 let n = 0;
-const report = (kind: ReportKind, body: Record<string, unknown> = {}, liveness?: true): Report => ({
+const report = (kind: ReportKind, body: Record<string, unknown> = {}, liveness?: true): NewReport => ({
   kind,
   body,
   key: `key-${++n}`,
@@ -31,10 +31,11 @@ describe("report queue", () => {
     const { q } = queue();
     const reports = [1, 2, 3, 4, 5].map((epoch) => report("heartbeat", { epoch }));
     for (const r of reports) expect(q.push(r)).toBe(true);
-    expect(q.head(3)).toEqual(reports.slice(0, 3));
+    const keys = (rs: readonly { key: string }[]) => rs.map((r) => r.key);
+    expect(keys(q.head(3))).toEqual(keys(reports.slice(0, 3)));
     q.settle(3);
-    expect(q.head(3)).toEqual(reports.slice(3));
-    expect(q.head(1)).toEqual(reports.slice(3, 4));
+    expect(keys(q.head(3))).toEqual(keys(reports.slice(3)));
+    expect(q.head(1)).toEqual([{ kind: "heartbeat", key: reports[3]!.key, json: '{"epoch":4}' }]);
   });
 
   it("skips a liveness heartbeat while reports wait, and never counts one", () => {
@@ -47,7 +48,7 @@ describe("report queue", () => {
     const epoch = report("heartbeat", { epoch: 1 });
     q.push(epoch);
     expect(q.push(report("heartbeat", {}, true))).toBe(false);
-    expect(q.head(10)).toEqual([epoch]);
+    expect(q.head(10).map((r) => r.key)).toEqual([epoch.key]);
     expect(q.counts()).toEqual({
       queued: { heartbeat: 1, event: 0 },
       delivered: { heartbeat: 0, event: 0 },
@@ -78,6 +79,25 @@ describe("report queue", () => {
     expect(q.droppedReports()).toEqual({ heartbeat: 1, event: 1 });
   });
 
+  it("serialises a report once, when queued: not again per head, never when skipped or dropped", () => {
+    let calls = 0;
+    const counted = () => ({
+      toJSON: () => {
+        calls += 1;
+        return "v";
+      },
+    });
+    const { q } = queue(2);
+    q.push(report("event", { data: counted() }));
+    q.push(report("heartbeat", { probe: counted() }, true)); // skipped: one waits
+    q.push(report("event", { data: counted() }));
+    q.push(report("event", { data: counted() })); // dropped: the queue holds 2
+    expect(calls).toBe(2);
+    for (let i = 0; i < 3; i++) batchBody("job-1", q.head(200));
+    expect(q.head(1)[0]!.json).toBe('{"data":"v"}');
+    expect(calls).toBe(2);
+  });
+
   it("keeps a batch's body under MAX_BATCH_BYTES, and gives at least one report however large", () => {
     const { q } = queue();
     const big = "x".repeat(16_000);
@@ -94,13 +114,36 @@ describe("report queue", () => {
 });
 
 describe("batch body and answer", () => {
-  const reports = [report("heartbeat", { epoch: 1 }), report("event", { type: "a" }), report("event", { type: "b" })];
+  const made = [report("heartbeat", { epoch: 1 }), report("event", { type: "a" }), report("event", { type: "b" })];
+  const { q } = queue();
+  for (const r of made) q.push(r);
+  const reports = q.head(10);
 
   it("carries each report with its own Idempotency-Key, in order", () => {
     expect(JSON.parse(batchBody("job-1", reports))).toEqual({
       job_id: "job-1",
-      reports: reports.map((r) => ({ kind: r.kind, idempotency_key: r.key, payload: r.body })),
+      reports: made.map((r) => ({ kind: r.kind, idempotency_key: r.key, payload: r.body })),
     });
+  });
+
+  it("is the same text as serialising the whole batch in one pass, escapes included", () => {
+    const odd = [
+      report("event", {
+        type: 'quote " and \\ backslash',
+        message: "line\nbreak \u2028 \u00e9 \ud83d\ude00",
+        data: { n: null },
+      }),
+      report("heartbeat", { epoch: 2, metrics: { loss: 1e-7 }, skipped: undefined }),
+    ];
+    const { q: oddQ } = queue();
+    for (const r of odd) oddQ.push(r);
+    const jobId = 'job "7" \\ é';
+    expect(batchBody(jobId, oddQ.head(10))).toBe(
+      JSON.stringify({
+        job_id: jobId,
+        reports: odd.map((r) => ({ kind: r.kind, idempotency_key: r.key, payload: r.body })),
+      }),
+    );
   });
 
   it.each([
