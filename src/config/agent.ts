@@ -262,7 +262,7 @@ export function loadAgentConfig(env: Env, options: { mode?: RunMode } = {}): Age
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
   const storage = readStorage(r, env);
-  const git = readGitSource(r);
+  const git = readGitSource(r, env);
   for (const [name, dir] of [
     ["DATASET_DIR", storage.datasetDir],
     ["CHECKPOINT_DIR", storage.checkpointDir],
