@@ -262,7 +262,7 @@ export function loadAgentConfig(env: Env, options: { mode?: RunMode } = {}): Age
   const distributed = readDistributed(r);
   const callbacks = readCallbacks(r);
   const storage = readStorage(r, env);
-  const git = readGitSource(r);
+  const git = readGitSource(r, env);
   for (const [name, dir] of [
     ["DATASET_DIR", storage.datasetDir],
     ["CHECKPOINT_DIR", storage.checkpointDir],
@@ -574,16 +574,8 @@ function readPresignedStorage(
   const raw = r.raw("DATASET_URL");
   let datasetUrl: Secret | undefined;
   if (raw !== undefined) {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(raw);
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
-      r.problem("DATASET_URL", "an https:// URL (a presigned GET) or http:// URL", raw);
-    else if (parsed.username !== "" || parsed.password !== "")
-      r.problem("DATASET_URL", "a URL without user:password@ (use a presigned URL)", raw);
+    const expected = datasetUrlExpected(raw);
+    if (expected !== undefined) r.problem("DATASET_URL", expected, raw);
     else datasetUrl = r.secret("DATASET_URL");
     if (other.datasetId !== undefined || other.datasetUri !== undefined)
       r.problems.push(
@@ -593,6 +585,25 @@ function readPresignedStorage(
   const checkpointStore = r.oneOf("CHECKPOINT_STORE", CHECKPOINT_STORES, "bucket");
   return { datasetUrl, checkpointStore };
 }
+
+/**
+ * What a DATASET_URL (or a request's `dataset_url`, which the submitter passes as one) must be, when `url` is not
+ * that; undefined when it is one: an http(s) URL without user:password@, since a presigned URL carries its own
+ * credential in its query.
+ */
+export function datasetUrlExpected(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return DATASET_URL_FORM;
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return DATASET_URL_FORM;
+  if (parsed.username !== "" || parsed.password !== "") return "a URL without user:password@ (use a presigned URL)";
+  return undefined;
+}
+
+const DATASET_URL_FORM = "an https:// URL (a presigned GET) or an http:// URL";
 
 function firstSecret(r: EnvReader, names: readonly string[]): Secret | undefined {
   for (const n of names) {

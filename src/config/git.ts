@@ -2,10 +2,9 @@
  * CODE_GIT_*: the training code from a git repository, fetched by the agent before the command runs. Read apart
  * from the rest of the configuration so that the git block stays one piece (src/agent/code.ts uses it).
  */
-import path from "node:path";
 import { gitRevisionProblem, gitSubdirProblem, gitUrlProblem, isHttpGitUrl, normalizeSubdir } from "../git/source.ts";
-import { dangerous } from "./dirs.ts";
-import type { EnvReader } from "./parse.ts";
+import { readWorkDir } from "./dirs.ts";
+import type { Env, EnvReader } from "./parse.ts";
 import type { Secret } from "./secret.ts";
 
 /** Variables holding the git credentials: never shown, never passed to the child. */
@@ -31,7 +30,7 @@ export interface GitSourceConfig {
 export const DEFAULT_GIT_DIR = "/workspace/code";
 
 /** Undefined when CODE_GIT_REPO is unset; problems go to `r` naming the variable. */
-export function readGitSource(r: EnvReader, cwd = process.cwd()): GitSourceConfig | undefined {
+export function readGitSource(r: EnvReader, env: Env, cwd = process.cwd()): GitSourceConfig | undefined {
   const repo = r.raw("CODE_GIT_REPO");
   const others = ["CODE_GIT_REVISION", "CODE_GIT_SUBDIR", "CODE_GIT_USERNAME", ...GIT_SECRET_ENV_NAMES];
   if (repo === undefined) {
@@ -47,10 +46,8 @@ export function readGitSource(r: EnvReader, cwd = process.cwd()): GitSourceConfi
   const subdir = r.raw("CODE_GIT_SUBDIR") ?? "";
   if (gitSubdirProblem(subdir) !== undefined)
     r.problem("CODE_GIT_SUBDIR", `a folder that ${gitSubdirProblem(subdir)!}`, subdir);
-  const dir = path.resolve(cwd, r.string("CODE_GIT_DIR", DEFAULT_GIT_DIR));
-  // The checkout is cleaned on reuse, like a dataset folder is replaced: the same folders are refused.
-  const why = dangerous(dir, r.raw("HOME"), cwd);
-  if (why !== undefined) r.problem("CODE_GIT_DIR", `a folder of its own, not ${why}`, dir);
+  // The checkout is cleaned on reuse, like a dataset folder is replaced: the same folders (and a blank) are refused.
+  const dir = readWorkDir(r, env, "CODE_GIT_DIR", DEFAULT_GIT_DIR, cwd);
   const password = r.secret("CODE_GIT_PASSWORD") ?? r.secret("CODE_GIT_TOKEN");
   const username = r.raw("CODE_GIT_USERNAME");
   if ((password !== undefined || username !== undefined) && urlProblem === undefined && !isHttpGitUrl(repo))

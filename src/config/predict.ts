@@ -22,7 +22,21 @@ export interface PredictConfig {
   predictionsUri: string | undefined;
 }
 
-const URI = /^(s3|file):\/\/[^/]+\/.+/;
+// The submitter checks a request's `predict` with these same patterns, so a job it accepts is one the agent runs.
+/** MODEL_JOB_ID: a job id, as its `checkpoints/job-{id}/` prefix holds it. */
+export const MODEL_JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** MODEL_URI: a bucket and a key (an object, or a checkpoint root ending in `/`). */
+export const MODEL_URI_PATTERN = /^(s3|file):\/\/[^/]+\/.+/;
+/** PREDICTIONS_URI: a bucket, with or without a prefix. */
+export const PREDICTIONS_URI_PATTERN = /^(s3|file):\/\/[^/]+/;
+
+/**
+ * Whether `--predict` (or a request's `predict: "..."`) names a model URI rather than a job id: by its scheme, so a
+ * malformed URI is reported as a URI, not as a strange job id.
+ */
+export function namesModelUri(model: string): boolean {
+  return /^(s3|file):\/\//.test(model);
+}
 
 /** The predict variables, problems pushed on `r`; `dirs` are DATASET_DIR and CHECKPOINT_DIR, already read. */
 export function readPredict(
@@ -31,10 +45,10 @@ export function readPredict(
   known: { jobId: string | undefined; storageConfigured: boolean; datasetDir: string; checkpointDir: string },
 ): PredictConfig {
   const modelJobId = r.string("MODEL_JOB_ID");
-  if (modelJobId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(modelJobId))
+  if (modelJobId !== undefined && !MODEL_JOB_ID_PATTERN.test(modelJobId))
     r.problem("MODEL_JOB_ID", "a job id (letters, digits, '.', '_', '-'; the job's checkpoints/job-{id}/)", modelJobId);
   const modelUri = r.string("MODEL_URI");
-  if (modelUri !== undefined && !URI.test(modelUri))
+  if (modelUri !== undefined && !MODEL_URI_PATTERN.test(modelUri))
     r.problem(
       "MODEL_URI",
       "an s3://bucket/key URI (a checkpoint object, or a checkpoint root ending in '/')",
@@ -48,7 +62,7 @@ export function readPredict(
     r.problems.push("MODEL_JOB_ID and MODEL_URI both name a model: set one of them");
 
   const predictionsUri = r.string("PREDICTIONS_URI");
-  if (predictionsUri !== undefined && !/^(s3|file):\/\/[^/]+/.test(predictionsUri))
+  if (predictionsUri !== undefined && !PREDICTIONS_URI_PATTERN.test(predictionsUri))
     r.problem("PREDICTIONS_URI", "an s3://bucket/prefix/ URI", predictionsUri);
   if (predictionsUri === undefined && known.jobId === undefined)
     r.problems.push(

@@ -17,8 +17,9 @@ export function canTransition(from: JobState, to: JobState): boolean {
   return ALLOWED[from].includes(to);
 }
 
-export function isTerminal(state: JobState): boolean {
-  return TERMINAL_STATES.has(state);
+/** Whether a job in `state` has ended; a string, since a configured backend's answer is read unchecked. */
+export function isTerminal(state: string): boolean {
+  return (TERMINAL_STATES as ReadonlySet<string>).has(state);
 }
 
 /** State a `done` status ends the job in. */

@@ -3,6 +3,7 @@
  * checkpoint objects the agents stored (listed where the storage module's layout puts them).
  */
 import type { S3Client } from "@aws-sdk/client-s3";
+import { isTerminal } from "../contract/job-state.ts";
 import type { CheckpointRoot } from "../storage/checkpoint/layout.ts";
 import type { JobSnapshot, LocalBackend } from "./backend.ts";
 import type { RunningNode } from "./nodes.ts";
@@ -34,8 +35,7 @@ export async function settleJob(
   },
 ): Promise<JobSnapshot | undefined> {
   const snapshot = await backend.snapshot().catch(() => undefined);
-  if (run.exitCode === 0 || snapshot === undefined || ["SUCCEEDED", "FAILED", "CANCELLED"].includes(snapshot.state))
-    return snapshot;
+  if (run.exitCode === 0 || snapshot === undefined || isTerminal(snapshot.state)) return snapshot;
   const failed = run.firstFailure ?? run.nodes.find((n) => n.outcome.exitCode !== 0)?.outcome;
   await backend.endJob({
     status: run.interrupted !== undefined ? "cancelled" : "failed",

@@ -16,6 +16,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadAgentConfig, type StorageConfig } from "../config/index.ts";
+import { namesModelUri } from "../config/predict.ts";
 import { AgentError } from "../errors/index.ts";
 import { count } from "../log/units.ts";
 import { checkpointRoot } from "../storage/checkpoint/layout.ts";
@@ -200,7 +201,7 @@ async function runJob(options: LocalOptions, ctx: JobContext): Promise<JobOutcom
 /** `--predict JOB_ID|URI`: the agents' model variable. */
 function withModel(options: LocalOptions): LocalOptions {
   if (options.mode !== "predict" || options.model === undefined) return options;
-  const variable = /^(s3|file):\/\//.test(options.model) ? "MODEL_URI" : "MODEL_JOB_ID";
+  const variable = namesModelUri(options.model) ? "MODEL_URI" : "MODEL_JOB_ID";
   return { ...options, extraEnv: { ...options.extraEnv, [variable]: options.model } };
 }
 

@@ -51,6 +51,19 @@ export function knownFailure(logTail: readonly string[]): KnownFailure | undefin
 
 /** The one-line reason of an ending; undefined for a clean exit 0. */
 export function classifyEnding(f: EndingFacts): string | undefined {
+  return endingOf(f).reason;
+}
+
+/**
+ * The reason of an ending and the known failure in its log tail, from one scan: the reason quotes the remedy and
+ * the agent reports the failure's code beside it (verdict.ts), so both must come from the same verdict.
+ */
+export function endingOf(f: EndingFacts): { reason: string | undefined; known: KnownFailure | undefined } {
+  const known = f.exitCode === 0 ? undefined : knownFailure(f.logTail);
+  return { reason: reasonOf(f, known), known };
+}
+
+function reasonOf(f: EndingFacts, known: KnownFailure | undefined): string | undefined {
   if (f.spawnError !== undefined) {
     const cmd = f.command ?? "command";
     if (f.spawnError.code === "ENOENT") return `command not found: ${cmd}`;
@@ -63,7 +76,6 @@ export function classifyEnding(f: EndingFacts): string | undefined {
   if (f.signal === "SIGKILL" || (f.exitCode === 137 && f.signal === null)) return "killed (out of memory?)";
 
   const traceback = lastTracebackLine(f.logTail);
-  const known = knownFailure(f.logTail);
   if (known !== undefined) return `${known.remedy} (${traceback ?? `exit ${f.exitCode}`})`;
   if (traceback !== undefined) return traceback;
   const nccl = findLast(f.logTail, (l) => NCCL.test(l));

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Writable, Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { Report } from "../contract/report.ts";
-import { classifyEnding, knownFailure, type KnownFailure } from "./classify.ts";
+import { endingOf, type KnownFailure } from "./classify.ts";
 import { exitCodeOfSignal, groupRunning, signalGroup } from "./group.ts";
 import { ReportRelay } from "./relay.ts";
 import { LogTail } from "./tail.ts";
@@ -246,24 +246,25 @@ export function supervise(options: SuperviseOptions): Supervised {
     else if (exit.signal !== null) exitCode = exitCodeOfSignal(exit.signal);
     else exitCode = exit.code ?? 1;
     const logTail = tail.lines();
+    const { reason, known } = endingOf({
+      exitCode,
+      signal: exit.signal,
+      logTail,
+      killedAfterGrace,
+      graceSeconds: options.graceSeconds,
+      terminationReason,
+      spawnError,
+      command,
+    });
     const res: ChildResult = {
       exitCode,
       signal: exit.signal,
       durationSeconds: (now() - started) / 1000,
-      reason: classifyEnding({
-        exitCode,
-        signal: exit.signal,
-        logTail,
-        killedAfterGrace,
-        graceSeconds: options.graceSeconds,
-        terminationReason,
-        spawnError,
-        command,
-      }),
+      reason,
       logTail,
       terminationReason,
       spawnFailed: spawnError !== undefined,
-      known: exitCode === 0 ? undefined : knownFailure(logTail),
+      known,
     };
     return res;
   })();

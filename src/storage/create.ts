@@ -8,7 +8,7 @@ import type { StoredCheckpoint } from "../contract/index.ts";
 import { jobCheckpointPrefix } from "../contract/paths.ts";
 import { AgentError } from "../errors/index.ts";
 import type { RetryDeps } from "../retry/index.ts";
-import { checkpointLocation, locationIn, type CheckpointLocation } from "./checkpoint/layout.ts";
+import { bucketMissing, checkpointLocation, locationIn, type CheckpointLocation } from "./checkpoint/layout.ts";
 import { restoreLatestCheckpoint } from "./checkpoint/restore.ts";
 import { startCheckpointSync, type KnownFiles } from "./checkpoint/sync.ts";
 import { pullDataset } from "./dataset/pull.ts";
@@ -233,8 +233,9 @@ function predictStorage(config: AgentConfig, ctx: StorageContext): Pick<Storage,
         jobId: ctx.jobId,
       });
       if (typeof root === "string") throw new AgentError("CONFIG_INVALID", `predictions: ${root}`);
-      if (root.bucket === undefined && config.storage.type !== "file")
-        throw new AgentError("CONFIG_INVALID", "predictions: S3_BUCKET is not set (or give PREDICTIONS_URI)");
+      const missing = bucketMissing(root.bucket, config.storage.type);
+      if (missing !== undefined)
+        throw new AgentError("CONFIG_INVALID", `predictions: ${missing} (or give PREDICTIONS_URI)`);
       const store = await ctx.storeFor(root.bucket);
       const base = nodePrefix(root, config.distributed.nnodes, ctx.nodeRank);
       const up = await uploadPredictions(ctx, { store, base }, p.predictionsDir, opts);

@@ -122,6 +122,11 @@ describe("CODE_GIT_* in the agent's configuration", () => {
     [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_TIMEOUT_SECONDS: "0" }, /CODE_GIT_TIMEOUT_SECONDS must be a number/],
     [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: "/usr" }, /CODE_GIT_DIR must be a folder of its own, not a system/],
     [{ CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: "/" }, /CODE_GIT_DIR must be a folder of its own, not the root/],
+    // A blank is refused like DATASET_DIR's: most likely a template left empty, and the checkout folder is cleaned.
+    [
+      { CODE_GIT_REPO: "https://h/r", CODE_GIT_DIR: " " },
+      /CODE_GIT_DIR must be a folder path \(unset for the default\), got " "/,
+    ],
   ])("refuses %j", (env, why) => expect(problems(env)).toMatch(why));
 
   it("never shows the token in a refusal", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyEnding, knownFailure, lastTracebackLine } from "../../src/process/classify.ts";
+import { classifyEnding, endingOf, knownFailure, lastTracebackLine } from "../../src/process/classify.ts";
 
 const tb = (...last: string[]) => [
   "Traceback (most recent call last):",
@@ -80,6 +80,20 @@ describe("classifyEnding", () => {
     const own = [crash[0]!, '  File "train.py", line 3, in <module>', crash[3]!];
     expect(knownFailure(own)).toBeUndefined();
     expect(classifyEnding({ exitCode: 1, signal: null, logTail: own })).toBe(crash[3]);
+  });
+
+  it("gives the known failure with the reason from one scan; a SIGKILL keeps its own reason", () => {
+    const crash = [
+      "Traceback (most recent call last):",
+      '  File "/usr/lib/python3/dist-packages/torch/distributed/elastic/multiprocessing/api.py", line 162, in to_map',
+      "AttributeError: 'NoneType' object has no attribute 'get'",
+    ];
+    const failed = endingOf({ exitCode: 1, signal: null, logTail: crash });
+    expect(failed.known?.code).toBe("TORCHRUN_OLD_REDIRECTS");
+    expect(failed.reason).toContain(failed.known!.remedy);
+    const killed = endingOf({ exitCode: 137, signal: "SIGKILL", logTail: crash });
+    expect(killed).toEqual({ reason: "killed (out of memory?)", known: failed.known });
+    expect(endingOf({ exitCode: 0, signal: null, logTail: crash })).toEqual({ reason: undefined, known: undefined });
   });
 });
 

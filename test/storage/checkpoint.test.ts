@@ -205,3 +205,17 @@ describe("a store that answers a write without an ETag (Ceph RGW 16's CompleteMu
     }
   });
 });
+
+describe("a bucket service without S3_BUCKET", () => {
+  it("turns checkpoints off with the reason, before asking the server anything", async () => {
+    const dir = await tmpDir();
+    const { logger, lines } = memoryLogger();
+    const storage = await createStorage(config({ ...env(dir), S3_BUCKET: undefined }), { logger, tuning });
+    try {
+      expect(await storage.restoreLatestCheckpoint({})).toBeNull();
+    } finally {
+      storage.close();
+    }
+    expect(lines.join("")).toContain("checkpoint restore off: S3_BUCKET is not set");
+  });
+});

@@ -3,6 +3,7 @@
  * writes below `node-{rank}/`. A checkpoint is complete when its manifest exists under `_manifests/`: manifests are
  * written after every file they list, named so that the newest sorts last.
  */
+import type { StorageType } from "../../config/agent.ts";
 import { jobCheckpointPrefix } from "../../contract/paths.ts";
 import { parseUri, type StorageContext } from "../internal/context.ts";
 import type { ObjectStore } from "../store/types.ts";
@@ -83,8 +84,15 @@ export async function checkpointLocation(ctx: StorageContext): Promise<Checkpoin
   const { checkpointUri, bucket, type } = ctx.config;
   const root = checkpointRoot({ checkpointUri, bucket, jobId: ctx.jobId });
   if (typeof root === "string") return root;
-  if (root.bucket === undefined && type !== "file") return "S3_BUCKET is not set";
-  return locationIn(ctx, await ctx.storeFor(root.bucket), root.prefix);
+  return bucketMissing(root.bucket, type) ?? locationIn(ctx, await ctx.storeFor(root.bucket), root.prefix);
+}
+
+/**
+ * Why nothing can be stored without a bucket: a bucket service needs one (a `file` store does not). Checkpoints and
+ * a predict run's model and predictions all say it with these words.
+ */
+export function bucketMissing(bucket: string | undefined, type: StorageType | undefined): string | undefined {
+  return bucket === undefined && type !== "file" ? "S3_BUCKET is not set" : undefined;
 }
 
 /** This node's part of a job's checkpoints under prefix in store (below `node-{rank}/` in sharded mode). */
@@ -99,8 +107,7 @@ export async function locationAt(
   bucket: string | undefined,
   base: string,
 ): Promise<CheckpointLocation | string> {
-  if (bucket === undefined && ctx.config.type !== "file") return "S3_BUCKET is not set";
-  return locationOf(await ctx.storeFor(bucket), base);
+  return bucketMissing(bucket, ctx.config.type) ?? locationOf(await ctx.storeFor(bucket), base);
 }
 
 function locationOf(store: ObjectStore, base: string): CheckpointLocation {

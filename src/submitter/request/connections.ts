@@ -1,5 +1,5 @@
 /** Where the agent reports and stores: the callback API and S3 storage settings. */
-import { CHECKPOINT_STORES, type CheckpointStore } from "../../config/index.ts";
+import { CHECKPOINT_STORES, datasetUrlExpected, type CheckpointStore } from "../../config/index.ts";
 import { DNS1123_SUBDOMAIN } from "../names.ts";
 import type { CallbackSpec, StorageSpec } from "../spec.ts";
 import { describe, isRecord } from "../../internal/values.ts";
@@ -75,24 +75,15 @@ export function readStorage(r: Reader, raw: unknown, fallback: StorageSpec | und
 /**
  * Storage with no keys in the pod (docs/storage.md, "Presigned URLs"): `dataset_url`, a presigned GET the agent
  * reads as DATASET_URL, and `checkpoint_store`, `backend` for checkpoints through URLs the backend presigns. The
- * agent's own rules (src/config/agent.ts): an http(s) URL without user:password@. The URL is shown with its
+ * agent's own check (datasetUrlExpected): an http(s) URL without user:password@. The URL is shown with its
  * userinfo and query masked, since either may be the credential.
  */
 export function readKeyless(r: Reader, req: Obj): { datasetUrl?: Field; checkpointStore?: Field<CheckpointStore> } {
   const url = r.string(req, ["dataset_url", "datasetUrl"]);
   let datasetUrl: Field | undefined;
   if (url !== undefined) {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(url.value);
-    } catch {
-      parsed = undefined;
-    }
-    const shown = describe(url.value);
-    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
-      r.problem(url.field, `must be an https:// URL (a presigned GET) or an http:// URL, got ${shown}`);
-    else if (parsed.username !== "" || parsed.password !== "")
-      r.problem(url.field, `must not hold user:password@ (give a presigned URL), got ${shown}`);
+    const expected = datasetUrlExpected(url.value);
+    if (expected !== undefined) r.problem(url.field, `must be ${expected}, got ${describe(url.value)}`);
     else datasetUrl = url;
   }
   const store = r.string(req, ["checkpoint_store", "checkpointStore"]);
