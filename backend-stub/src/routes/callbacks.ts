@@ -13,8 +13,8 @@ import {
   type CallbackKind,
   type DonePayload,
 } from "../../../src/contract/index.ts";
-import { bearerToken, HttpError, readBody, sendJson } from "../../../src/http/index.ts";
-import { parseJson } from "../http/body.ts";
+import { bearerToken, HttpError, sendJson } from "../../../src/http/index.ts";
+import { readJson } from "../http/body.ts";
 import { checkEventRoom } from "../http/limits.ts";
 import { route, type RequestContext, type Route } from "../http/router.ts";
 import { validateBody } from "../http/validate.ts";
@@ -61,9 +61,9 @@ export function callbackRoutes(ctx: StubContext, settings: CallbackSettings): Ro
     async ({ req, res, params }: RequestContext): Promise<void> => {
       observe(res, kind);
       verifyCallbackToken(req, params.id!);
-      const raw = await readBody(req, ctx.maxBodyBytes);
+      const payload = await readJson(req, ctx.maxBodyBytes);
       const key = idempotencyKey(req);
-      const answer = await acceptReport(params.id!, kind, parseJson(req, raw), key);
+      const answer = await acceptReport(params.id!, kind, payload, key);
       sendJson(res, answer.status, answer.body, answer.replayed ? { "idempotent-replayed": "true" } : {});
     };
 
@@ -71,8 +71,7 @@ export function callbackRoutes(ctx: StubContext, settings: CallbackSettings): Ro
     const jobId = params.id!;
     observe(res, "batch");
     verifyCallbackToken(req, jobId);
-    const raw = await readBody(req, ctx.maxBodyBytes);
-    const body = validateBody(BatchPayload, parseJson(req, raw), "batch");
+    const body = validateBody(BatchPayload, await readJson(req, ctx.maxBodyBytes), "batch");
     if (body.job_id !== jobId) {
       throw new HttpError(400, "invalid_body", "invalid batch body: job_id: must equal the job id in the path", {
         field: "job_id",

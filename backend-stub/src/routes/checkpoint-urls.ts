@@ -5,8 +5,8 @@
  * The token (signed by this stub for this job) is the authority: like a callback, it needs no job record first.
  */
 import { CheckpointUrlRequest } from "../../../src/contract/index.ts";
-import { HttpError, readBody, sendJson } from "../../../src/http/index.ts";
-import { parseJson } from "../http/body.ts";
+import { HttpError, sendJson } from "../../../src/http/index.ts";
+import { readJson } from "../http/body.ts";
 import { route, type RequestContext, type Route } from "../http/router.ts";
 import { validateBody } from "../http/validate.ts";
 import type { CheckpointUrls } from "../storage/checkpoint-urls.ts";
@@ -23,11 +23,7 @@ export function checkpointUrlRoutes(ctx: StubContext, urls: (() => Promise<Check
         "checkpoint_urls_off",
         "this backend has no bucket for checkpoints (set BACKEND_S3_BUCKET and its keys on the backend)",
       );
-    const body = validateBody(
-      CheckpointUrlRequest,
-      parseJson(req, await readBody(req, ctx.maxBodyBytes)),
-      "checkpoint-urls",
-    );
+    const body = validateBody(CheckpointUrlRequest, await readJson(req, ctx.maxBodyBytes), "checkpoint-urls");
     sendJson(res, 200, await (await urls()).handle(jobId, body));
   }
   return [route("POST", "/v1/jobs/:id/checkpoint-urls", handle)];

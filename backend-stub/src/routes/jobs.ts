@@ -3,8 +3,8 @@
  * and cancelling need the admin token when one is set.
  */
 import { CreateJobRequest, JOB_STATES } from "../../../src/contract/index.ts";
-import { HttpError, readBody, sendJson } from "../../../src/http/index.ts";
-import { parseJson } from "../http/body.ts";
+import { HttpError, sendJson } from "../../../src/http/index.ts";
+import { readJson } from "../http/body.ts";
 import { route, type RequestContext, type Route } from "../http/router.ts";
 import { validateBody } from "../http/validate.ts";
 import { viewOf, type JobSummary } from "../jobs/model.ts";
@@ -18,8 +18,7 @@ export function jobRoutes(ctx: StubContext): Route[] {
 
   async function create({ req, res }: RequestContext): Promise<void> {
     admin.require(req);
-    const raw = await readBody(req, ctx.maxBodyBytes);
-    const body = validateBody(CreateJobRequest, parseJson(req, raw, true), "job");
+    const body = validateBody(CreateJobRequest, await readJson(req, ctx.maxBodyBytes, true), "job");
     const created = await jobs.createJob(body);
     sendJson(res, 201, created, { location: `/v1/jobs/${encodeURIComponent(created.id)}` });
   }
@@ -41,7 +40,7 @@ export function jobRoutes(ctx: StubContext): Route[] {
 
   async function cancel({ req, res, params }: RequestContext): Promise<void> {
     admin.require(req);
-    const body = parseJson(req, await readBody(req, ctx.maxBodyBytes), true) as { reason?: unknown };
+    const body = (await readJson(req, ctx.maxBodyBytes, true)) as { reason?: unknown };
     const reason = typeof body.reason === "string" ? body.reason.slice(0, MAX_REASON_CHARS) : undefined;
     sendJson(res, 200, await jobs.cancelJob(params.id!, reason));
   }
