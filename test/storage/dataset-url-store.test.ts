@@ -1,16 +1,15 @@
 /**
  * The DATASET_URL store is made once per storage: every pull reuses it (its connection pool) and storage.close()
  * closes it. UrlStore is wrapped (vi.mock over the real module) only to count how many are made; the store itself,
- * the HTTP server and the pulls are real.
+ * the presigned URL, the S3 server (fauxqs) and the pulls are real.
  */
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import path from "node:path";
 import fs from "node:fs/promises";
+import path from "node:path";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { createPresigner } from "../../backend-stub/src/storage/checkpoint-urls.ts";
 import { loadAgentConfig } from "../../src/config/index.ts";
 import { createStorage } from "../../src/storage/index.ts";
-import { quietLogger, tmpDir } from "./helpers.ts";
+import { createBucket, put, quietLogger, startFauxqs, tmpDir, type TestServer } from "./helpers.ts";
 
 const made = vi.hoisted(() => ({ count: 0 }));
 
@@ -26,38 +25,32 @@ vi.mock("../../src/storage/store/url.ts", async (importOriginal) => {
 });
 
 const BODY = Buffer.from("one line of data\n".repeat(4096));
-let srv: http.Server;
-let base = "";
+let server: TestServer;
+let url = "";
 
 beforeAll(async () => {
-  // One object with a strong ETag, served in ranges.
-  srv = http.createServer((req, res) => {
-    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
-    const headers = { etag: '"v1"', "content-type": "text/plain" };
-    if (m === null) {
-      res.writeHead(200, { ...headers, "content-length": BODY.length }).end(BODY);
-      return;
-    }
-    const [start, end] = [Number(m[1]), Math.min(Number(m[2]), BODY.length - 1)];
-    res
-      .writeHead(206, {
-        ...headers,
-        "content-length": end - start + 1,
-        "content-range": `bytes ${start}-${end}/${BODY.length}`,
-      })
-      .end(BODY.subarray(start, end + 1));
+  server = await startFauxqs();
+  await createBucket(server.endpoint, "data");
+  await put(server.endpoint, "data", "sets/lines.txt", BODY);
+  const presigner = await createPresigner({
+    endpoint: server.endpoint,
+    bucket: "data",
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
   });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
-});
+  ({ url } = await presigner.presign("GET", "sets/lines.txt"));
+  presigner.client.destroy();
+}, 60_000);
 
-afterAll(() => new Promise<void>((r) => srv.close(() => r())));
+afterAll(async () => {
+  await server?.stop();
+});
 
 it("two pulls through one storage make one DATASET_URL store; the second finds the data in place", async () => {
   const root = await tmpDir("url-store-once-");
   const config = loadAgentConfig({
     PATH: process.env.PATH ?? "/usr/bin:/bin",
-    DATASET_URL: `${base}/sets/lines.txt?token=abcdef123456`,
+    DATASET_URL: url,
     DATASET_DIR: path.join(root, "dataset"),
     CHECKPOINT_DIR: path.join(root, "ckpt"),
   });
