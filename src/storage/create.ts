@@ -78,19 +78,23 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
     }
     return s;
   };
+  // One store for the storage's life: its pool keeps the connections, and storage.close() closes it once.
+  let urlStore: Promise<UrlStore> | undefined;
   const datasetUrlStore = (): Promise<UrlStore> => {
     if (sc.datasetUrl === undefined) throw new AgentError("CONFIG_INVALID", "DATASET_URL is not set");
-    const url = new URL(sc.datasetUrl.reveal());
-    const s = import("./store/url.ts").then(
-      (m) =>
-        new m.UrlStore(url, {
-          connections: Math.max(sc.concurrency * 2, 16),
-          connectTimeoutMs: tuning.connectTimeoutMs,
-          requestTimeoutMs: tuning.requestTimeoutMs,
-        }),
-    );
-    stores.set(`url ${stores.size}`, s);
-    return s;
+    if (urlStore === undefined) {
+      const url = new URL(sc.datasetUrl.reveal());
+      urlStore = import("./store/url.ts").then(
+        (m) =>
+          new m.UrlStore(url, {
+            connections: Math.max(sc.concurrency * 2, 16),
+            connectTimeoutMs: tuning.connectTimeoutMs,
+            requestTimeoutMs: tuning.requestTimeoutMs,
+          }),
+      );
+      stores.set("url", urlStore);
+    }
+    return urlStore;
   };
   const ctx: StorageContext = {
     config: sc,

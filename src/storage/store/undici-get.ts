@@ -32,10 +32,54 @@ export interface UndiciGetOptions extends Omit<DirectGetOptions, "maxIdle"> {
  * How one attempt ended: every byte landed (true); not ours to read, ask the SDK (false); failed before any answer
  * ("retry": once more here, as a keep-alive connection the server just closed fails that way).
  */
-export type Attempt = boolean | "retry";
+type Attempt = boolean | "retry";
 
-/** Lands one answer's body in req.into; settles exactly once (store/url.ts dispatches it for URLs too). */
-export class RangeHandler implements Dispatcher.DispatchHandler {
+/** A keep-alive pool to one origin for ranged reads (UndiciGet's, and UrlReader's per URL origin). */
+export function rangePool(origin: string, connections: number, connectTimeoutMs: number): Pool {
+  return new Pool(origin, { connections, connect: { timeout: connectTimeoutMs }, keepAliveTimeout: KEEP_ALIVE_MS });
+}
+
+/** Where one ranged read goes: the request as sent (headers complete: range, signature or pin) and its name. */
+export interface RangeTarget {
+  pool: Dispatcher;
+  origin: string;
+  /** Path and query as sent; a URL's query is a credential, so `what` never includes it. */
+  path: string;
+  headers: Record<string, string>;
+  /** The read as errors name it: `GET <label> bytes a-b`. */
+  what: string;
+}
+
+/**
+ * The in-place read both undici readers share (S3 keys signed by UndiciGet, plain URLs by store/url.ts): true when
+ * every byte landed; false when the answer was not a success for this range (the caller goes the slow way, with its
+ * retries); a failure before any answer is tried once more, as a keep-alive connection the server just closed fails
+ * that way. Rejects with STORAGE_FAILED when the body broke off or stalled, or with the signal's reason.
+ */
+export async function readRange(target: RangeTarget, req: RangeRead): Promise<boolean> {
+  const first = await attempt(target, req);
+  if (first !== "retry") return first;
+  return (await attempt(target, req)) === true;
+}
+
+function attempt(t: RangeTarget, req: RangeRead): Promise<Attempt> {
+  return new Promise<Attempt>((resolve, reject) => {
+    t.pool.dispatch(
+      {
+        origin: t.origin,
+        path: t.path,
+        method: "GET",
+        headers: t.headers,
+        headersTimeout: req.idleTimeoutMs,
+        bodyTimeout: req.idleTimeoutMs,
+      },
+      new RangeHandler(req, t.what, resolve, reject),
+    );
+  });
+}
+
+/** Lands one answer's body in req.into; settles exactly once. */
+class RangeHandler implements Dispatcher.DispatchHandler {
   readonly #req: RangeRead;
   readonly #what: string;
   readonly #resolve: (r: Attempt) => void;
@@ -138,11 +182,7 @@ export class UndiciGet {
   constructor(opts: UndiciGetOptions) {
     this.#opts = opts;
     this.#sign = rangeSigner(opts);
-    this.#pool = new Pool(opts.origin.origin, {
-      connections: opts.connections,
-      connect: { timeout: opts.connectTimeoutMs },
-      keepAliveTimeout: KEEP_ALIVE_MS,
-    });
+    this.#pool = rangePool(opts.origin.origin, opts.connections, opts.connectTimeoutMs);
   }
 
   /**
@@ -156,28 +196,8 @@ export class UndiciGet {
     if (this.#closed || !/^[\x21-\x7e]*$/.test(req.etag)) return false;
     const path = `${this.#opts.pathPrefix}/${encodeKey(req.key)}`;
     const headers = await this.#sign(req, path);
-    const first = await this.#attempt(req, path, headers);
-    if (first !== "retry") return first;
-    const second = await this.#attempt(req, path, headers);
-    return second === true;
-  }
-
-  #attempt(req: RangeRead, path: string, headers: Record<string, string>): Promise<Attempt> {
     const what = `GET ${this.#opts.label}/${req.key} bytes ${req.start}-${req.end - 1}`;
-    return new Promise<Attempt>((resolve, reject) => {
-      const handler = new RangeHandler(req, what, resolve, reject);
-      this.#pool.dispatch(
-        {
-          origin: this.#opts.origin.origin,
-          path,
-          method: "GET",
-          headers,
-          headersTimeout: req.idleTimeoutMs,
-          bodyTimeout: req.idleTimeoutMs,
-        },
-        handler,
-      );
-    });
+    return readRange({ pool: this.#pool, origin: this.#opts.origin.origin, path, headers, what }, req);
   }
 
   close(): void {

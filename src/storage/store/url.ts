@@ -2,21 +2,20 @@
  * Objects reached by a plain URL rather than a bucket and keys: a dataset given as DATASET_URL (a presigned GET, or
  * any http(s) server that honours Range), and the presigned URLs the backend hands out for checkpoints
  * (store/presigned.ts). The reads are the bucket's: parallel ranged GETs landing in place through undici-get.ts's
- * handler (over http too: a URL is not an S3 endpoint DirectGet can sign for), each pinned to the version seen
- * first (If-Match on a strong ETag, else If-Unmodified-Since on Last-Modified), resumed by src/storage/internal.
+ * readRange, the one UndiciGet uses (over http too: a URL is not an S3 endpoint DirectGet can sign for), each
+ * pinned to the version seen first (If-Match on a strong ETag, else If-Unmodified-Since on Last-Modified), resumed
+ * by src/storage/internal.
  *
  * A URL's query is a credential (X-Amz-Signature, X-Amz-Credential, a token): nothing here puts it in a message.
  * Objects are named by urlLabel (scheme, host, path) in logs, errors and the dataset marker.
  */
 import type { Readable } from "node:stream";
-import { Pool } from "undici";
+import type { Pool } from "undici";
 import { AgentError, type ErrorCode } from "../../errors/index.ts";
 import { storageError } from "./errors.ts";
 import type { ObjectInfo, ObjectStore, RangeRead } from "./types.ts";
-import { RangeHandler, type Attempt } from "./undici-get.ts";
+import { rangePool, readRange } from "./undici-get.ts";
 
-/** Idle keep-alive connections close after this long (servers drop theirs after 5-60 s). */
-const KEEP_ALIVE_MS = 4_000;
 /** The most of an error answer's body read for its S3 error code and message. */
 const ERROR_BODY_MAX = 8 * 1024;
 
@@ -111,11 +110,7 @@ export class UrlReader {
   #pool(url: URL): Pool {
     let pool = this.#pools.get(url.origin);
     if (pool === undefined) {
-      pool = new Pool(url.origin, {
-        connections: this.#opts.connections,
-        connect: { timeout: this.#opts.connectTimeoutMs },
-        keepAliveTimeout: KEEP_ALIVE_MS,
-      });
+      pool = rangePool(url.origin, this.#opts.connections, this.#opts.connectTimeoutMs);
       this.#pools.set(url.origin, pool);
     }
     return pool;
@@ -183,27 +178,9 @@ export class UrlReader {
     req.signal?.throwIfAborted();
     if (this.#closed) return false;
     const headers = { ...pinHeaders(pin), range: `bytes=${req.start}-${req.end - 1}`, "user-agent": "astrago-trainer" };
-    const first = await this.#attempt(url, req, headers);
-    if (first !== "retry") return first;
-    return (await this.#attempt(url, req, headers)) === true;
-  }
-
-  #attempt(url: URL, req: RangeRead, headers: Record<string, string>): Promise<Attempt> {
     const what = `GET ${urlLabel(url)} bytes ${req.start}-${req.end - 1}`;
-    return new Promise<Attempt>((resolve, reject) => {
-      const handler = new RangeHandler(req, what, resolve, reject);
-      this.#pool(url).dispatch(
-        {
-          origin: url.origin,
-          path: `${url.pathname}${url.search}`,
-          method: "GET",
-          headers,
-          headersTimeout: req.idleTimeoutMs,
-          bodyTimeout: req.idleTimeoutMs,
-        },
-        handler,
-      );
-    });
+    const path = `${url.pathname}${url.search}`;
+    return readRange({ pool: this.#pool(url), origin: url.origin, path, headers, what }, req);
   }
 
   /** ObjectStore.getRange for a URL: the body of exactly [start, end), pinned; the caller consumes or destroys it. */
