@@ -295,6 +295,8 @@ describe("callback client against a real HTTP server", () => {
     await b.waitFor((r) => r.length === 2);
     // The second request is either the event again with the new token, or a renewal: the event must follow.
     await b.waitFor((r) => r.some((x) => x.kind === "event" && x.headers.authorization === "Bearer token-new"));
+    // The backend has the request before the client has the answer: done() waits for the delivery to settle.
+    expect(await c.done({ status: "succeeded", exit_code: 0, duration_seconds: 0 })).toBe(true);
     expect(c.stats().delivered.event).toBe(1);
     expect(l.text()).not.toContain("CALLBACK_REJECTED");
   });
