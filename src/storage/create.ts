@@ -49,12 +49,13 @@ const NO_SYNC: CheckpointSync = {
 export async function createStorage(config: AgentConfig, deps: StorageDeps): Promise<ClosableStorage> {
   const sc = config.storage;
   const tuning: StorageTuning = { ...DEFAULT_TUNING, ...deps.tuning };
+  // By bucket name; the stores that are no bucket's go under keys no bucket can have (upper case).
   const stores = new Map<string, Promise<ObjectStore>>();
   const storeFor = (bucket: string | undefined): Promise<ObjectStore> => {
     if (sc.type === "file") {
       if (sc.fileRoot === undefined)
         throw new AgentError("CONFIG_INVALID", "STORAGE_PATH must be set when STORAGE_TYPE is file");
-      const key = "file";
+      const key = "FILE";
       if (!stores.has(key)) stores.set(key, Promise.resolve(createFileStore(sc.fileRoot)));
       return stores.get(key) as Promise<ObjectStore>;
     }
@@ -92,7 +93,7 @@ export async function createStorage(config: AgentConfig, deps: StorageDeps): Pro
             requestTimeoutMs: tuning.requestTimeoutMs,
           }),
       );
-      stores.set("url", urlStore);
+      stores.set("DATASET_URL", urlStore);
     }
     return urlStore;
   };
@@ -220,7 +221,7 @@ async function backendLocation(
     now: ctx.now,
     close: backend.close,
   });
-  stores.set("backend", Promise.resolve(store));
+  stores.set("BACKEND", Promise.resolve(store)); // not a valid bucket name, like "DATASET_URL"
   return locationIn(ctx, store, prefix);
 }
 
