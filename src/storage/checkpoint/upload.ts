@@ -71,18 +71,16 @@ export async function uploadFile(opts: {
     const size = before.size;
     const partSize = partSizeFor(size, opts.minPartSize);
     // Full-size part buffers are reused across the parts of this file (at most STORAGE_CONCURRENCY exist): a fresh
-    // 16 MiB allocation per part costs page faults and, for a 1 GiB file, 1.4 s of garbage collection.
-    // Full-size parts are read into buffers of shared memory, reused part after part: the MD5 worker reads them in
-    // place, where a transferred buffer would count as new external memory on each trip (1 GiB of parts ran ~40
-    // full collections of the agent's heap, docs/storage.md).
+    // 16 MiB allocation per part costs page faults and, for a 1 GiB file, 1.4 s of garbage collection. They are
+    // shared memory, which the MD5 worker reads in place: a buffer transferred to it and back counts as new external
+    // memory on each trip (1 GiB of parts ran ~40 full collections of the agent's heap, docs/storage.md).
     const spare: Buffer[] = [];
     const reuse = (b: Buffer): void => {
       if (b.length === partSize && b.buffer instanceof SharedArrayBuffer) spare.push(b);
     };
     const readPart = async (offset: number, len: number): Promise<Buffer> => {
       const buf =
-        (len === partSize ? (spare.pop() ?? Buffer.from(new SharedArrayBuffer(len))) : undefined) ??
-        Buffer.allocUnsafeSlow(len);
+        len === partSize ? (spare.pop() ?? Buffer.from(new SharedArrayBuffer(len))) : Buffer.allocUnsafeSlow(len);
       let got = 0;
       while (got < len) {
         const { bytesRead } = await fh.read(buf, got, len - got, offset + got);
