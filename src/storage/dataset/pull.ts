@@ -15,7 +15,6 @@ import { parseUri, rangeSource, type StorageContext } from "../internal/context.
 import { downloadObjects } from "../internal/objects.ts";
 import { startProgress } from "../internal/progress.ts";
 import type { ObjectInfo, ObjectStore } from "../store/types.ts";
-import { urlLabel } from "../store/url.ts";
 import { replaceDir, tempDirBeside } from "./place.ts";
 import { SafeTree } from "./safe-tree.ts";
 import { extractTar } from "./tar.ts";
@@ -90,13 +89,12 @@ const ARCHIVE_TYPES: Record<string, Kind> = {
  */
 async function urlSource(ctx: StorageContext, signal?: AbortSignal): Promise<Source> {
   const store = await ctx.datasetUrlStore();
-  const { url } = store;
   const found = await store.probe(signal);
   const byPath = kindOf(store.key);
   const byType = ARCHIVE_TYPES[(found.contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? ""];
   return {
     store,
-    label: urlLabel(url),
+    label: store.source,
     kind: byPath === "object" ? (byType ?? "object") : byPath,
     objects: [{ key: store.key, size: found.size, etag: found.etag }],
     prefix: "",

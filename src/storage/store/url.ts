@@ -240,6 +240,8 @@ export class UrlReader {
  */
 export class UrlStore implements ObjectStore {
   readonly label: string;
+  /** The whole URL as logs, errors and the dataset marker name it (urlLabel): no query. */
+  readonly source: string;
   readonly key: string;
   /** The URL, query included: for reading only, never for messages (urlLabel). */
   readonly url: URL;
@@ -250,6 +252,7 @@ export class UrlStore implements ObjectStore {
     this.url = url;
     this.#reader = new UrlReader(options);
     const label = urlLabel(url);
+    this.source = label;
     const last = url.pathname.split("/").pop() ?? "";
     let name: string;
     try {
