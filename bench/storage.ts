@@ -27,7 +27,7 @@
  * comparison against a real MinIO, R2 or S3 bucket instead of the embedded server.
  */
 import { execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -346,6 +346,22 @@ const loadavg = (): string =>
     .map((l) => l.toFixed(2))
     .join(", ");
 
+/**
+ * How fast one core is right now: MD5 of 128 MiB in this process. A shared VM's CPU drifts within an hour (the same
+ * morning, openssl's AES-128-GCM ran at 3.4 and then 1.9-2.3 GB/s), so each round's speed goes beside its results.
+ */
+function cpuProbe(): string {
+  const block = Buffer.alloc(16 << 20, 1);
+  const started = performance.now();
+  const h = createHash("md5");
+  for (let i = 0; i < 8; i++) h.update(block);
+  h.digest();
+  return `MD5 ${(128 / ((performance.now() - started) / 1000)).toFixed(0)} MiB/s`;
+}
+
+/** Load average and one core's speed, for the log. */
+const machine = (): string => `load average ${loadavg()}, one core ${cpuProbe()}`;
+
 /** One tool's measurement in a section: run it with a fresh output folder d; drop = big files to remove after. */
 interface Step {
   tool: string;
@@ -374,14 +390,14 @@ export default async function storageBench(): Promise<void> {
   process.once("SIGTERM", interrupted);
   const { bucket } = target;
   const prefix = "astrago-bench";
-  const loads: string[] = [`start ${loadavg()}`];
+  const loads: string[] = [`start ${machine()}`];
   try {
     const schemes = [
       { name: "http", endpoint: target.endpoint, ca: undefined as string | undefined },
       ...(target.https ? [{ name: "https", endpoint: target.https.endpoint, ca: target.https.caFile }] : []),
     ].filter((x) => wantedSchemes.includes(x.name));
     console.log(
-      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.label}, ${schemes.map((x) => x.endpoint).join(" and ")}, bucket ${bucket}; ${rounds} round(s); load average ${loadavg()}`,
+      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.label}, ${schemes.map((x) => x.endpoint).join(" and ")}, bucket ${bucket}; ${rounds} round(s); ${machine()}`,
     );
     const { zip, big } = await makeData(work, sizeMb, files);
     const zipBytes = (await fs.stat(zip)).size;
@@ -680,13 +696,13 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
     await settle(); // makeData deleted its 10k-file tree a moment ago
     for (let round = 1; round <= rounds; round++) {
       if (round > 1) await settle();
-      if (rounds > 1) console.log(`round ${round}/${rounds} (load average ${loadavg()})`);
+      if (rounds > 1) console.log(`round ${round}/${rounds} (${machine()})`);
       for (const p of plans) {
         if (sections.includes("pull")) await section(p.pz, p.pullZip, zipBytes, round);
         if (sections.includes("download")) await section(p.pb, p.download, bigBytes, round);
         if (sections.includes("upload")) await section(p.up, p.upload(round), bigBytes, round);
       }
-      loads.push(`after round ${round} ${loadavg()}`);
+      loads.push(`after round ${round} ${machine()}`);
     }
     if (!target.embedded) await seed("s3", "rm", `s3://${bucket}/${prefix}/`, "--recursive", "--quiet").catch(() => {});
 
@@ -714,7 +730,7 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
 
     // --- table ---
     console.log("");
-    console.log(`server: ${target.label}; load average (1, 5, 15 min): ${loads.join("; ")}`);
+    console.log(`server: ${target.label}; load average (1, 5, 15 min) and CPU: ${loads.join("; ")}`);
     console.log(
       "| scenario | tool | seconds | MiB/s | peak RSS MiB | CPU user s | CPU sys s | server CPU s | agent speed-up |",
     );
