@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import zlib from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { FileWriter, makeUnpack } from "../../src/storage/internal/file-writer.ts";
+import { copyInto, FileWriter, makeUnpack } from "../../src/storage/internal/file-writer.ts";
 import { tmpDir } from "./helpers.ts";
 
 const writers: FileWriter[] = [];
@@ -156,5 +156,20 @@ describe("makeUnpack", () => {
     expect(Buffer.from(unpack(data, check)).equals(body)).toBe(true);
     expect(() => unpack(data, { ...check, size: body.length - 1 })).toThrow(/past its declared size/);
     expect(Buffer.from(unpack(data, check)).equals(body)).toBe(true);
+  });
+});
+
+describe("copyInto (a staging slot's copy)", () => {
+  // All but the last byte go as a memmove and the last by index: each length lands whole, at any offset, nothing
+  // past it touched. Lengths 0-2 are the edges of that split.
+  it.each([0, 1, 2, 3, 4096, 107_003])("copies %i bytes into shared memory at odd and even offsets", (n) => {
+    const src = Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + 7) & 255));
+    for (const at of [0, 1, 5, 8]) {
+      const into = Buffer.from(new SharedArrayBuffer(n + 16)).fill(0xee);
+      expect(copyInto(src, into, at)).toBe(n);
+      expect(into.subarray(at, at + n).equals(src)).toBe(true);
+      expect(into.subarray(0, at).every((b) => b === 0xee)).toBe(true);
+      expect(into.subarray(at + n).every((b) => b === 0xee)).toBe(true);
+    }
   });
 });
