@@ -1,8 +1,9 @@
 /**
  * Fetching one revision of a repository into a folder with the `git` binary of the image: list the remote's refs
  * (which also proves it reachable), then a shallow fetch of the one ref or commit, else a full fetch for an
- * abbreviated commit id. A revision the reachable remote does not have fails at once with GIT_REVISION_NOT_FOUND;
- * what may pass (the network, the server) is retried under the project's retry policy within the timeout.
+ * abbreviated commit id. A revision the reachable remote does not have fails at once with GIT_REVISION_NOT_FOUND,
+ * and so does a server that refuses the credentials or has no such repository (GIT_FETCH_FAILED); what may pass
+ * (the network, the server) is retried under the project's retry policy within the timeout.
  *
  * Credentials reach git through GIT_CONFIG_* variables (an http.<origin>.extraHeader scoped to the repository's
  * origin), never through argv or a file; whatever git prints is masked before it reaches an error message.
@@ -46,10 +47,20 @@ export interface GitFetchDeps {
   onRetry?: (info: { what: string; attempt: number; delayMs: number; error: string }) => void;
 }
 
+/**
+ * What git prints (LC_ALL=C, no prompt) when the server answered 401 (no credentials, or refused ones: git then
+ * wants a user name it may not ask for), 403, or 404 / "repository not found": asking again gets the same answer.
+ */
+const REFUSED =
+  /could not read (?:Username|Password) for|Authentication failed for|returned error: 40[134]\b|repository '[^']*' not found/;
+
 /** A git command that ran and exited non-zero: the last lines of its stderr, masked. */
 class GitCommandFailed extends Error {
+  /** The server refused the credentials or has no such repository: not worth another try. */
+  readonly refused: boolean;
   constructor(command: string, exitCode: number, stderr: string) {
     super(`git ${command} exited with code ${exitCode}${stderr === "" ? "" : `: ${stderr}`}`);
+    this.refused = REFUSED.test(stderr);
   }
 }
 
@@ -69,14 +80,14 @@ export async function fetchGitRevision(req: GitFetchRequest, deps: GitFetchDeps)
   let lastFailure: GitCommandFailed | undefined;
   const git = gitRunner(req, deps, signal, (failure) => (lastFailure = failure));
   const repo = displayGitUrl(req.repo);
-  // Every failure of a reachable, known thing is worth another try: the network or the server.
+  // Every other failure of git is worth another try: the network or the server.
   const retried = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
     retry(
       fn,
       {
         ...(deps.retryPolicy ?? DEFAULT_RETRY_POLICY),
         deadlineMs: req.timeoutSeconds * 1000,
-        retryOn: (error) => error instanceof GitCommandFailed,
+        retryOn: (error) => error instanceof GitCommandFailed && !error.refused,
       },
       {
         signal,
@@ -208,7 +219,10 @@ function notFound(repo: string, revision: string, refs: Map<string, string>, why
 
 function unreachable(repo: string, error: unknown): unknown {
   if (!(error instanceof GitCommandFailed)) return error;
-  return new AgentError("GIT_FETCH_FAILED", `cannot list the refs of ${repo}: ${error.message}`, {
+  const why = error.refused
+    ? `${repo} refused the fetch or has no such repository (not retried; check CODE_GIT_TOKEN, or CODE_GIT_USERNAME and CODE_GIT_PASSWORD, and CODE_GIT_REPO)`
+    : `cannot list the refs of ${repo}`;
+  return new AgentError("GIT_FETCH_FAILED", `${why}: ${error.message}`, {
     cause: error,
     details: { repo },
   });

@@ -239,13 +239,16 @@ describe("code from git in a rendered pod's command flow", () => {
     expect(job.state).toBe("SUCCEEDED");
     expect(job.events.find((e) => e.type === "code_ready")?.data).toMatchObject({ commit: v2 });
 
-    // A wrong token: the server refuses, the fetch fails with GIT_FETCH_FAILED (69), the token is still nowhere.
+    // A wrong token: the server refuses, the fetch fails with GIT_FETCH_FAILED (69) at once, not after retries
+    // until CODE_GIT_TIMEOUT_SECONDS (asking again gets the same 401), and the token is still nowhere.
     const wrong = `${TOKEN.slice(0, -4)}WXYZ`;
-    const bad = await runPod(request, { "git-creds": { token: wrong } }, { CODE_GIT_TIMEOUT_SECONDS: "5" });
+    const refusedBefore = http.refused;
+    const bad = await runPod(request, { "git-creds": { token: wrong } }, { CODE_GIT_TIMEOUT_SECONDS: "60" });
     expect(bad.code).toBe(69);
-    expect(http.refused).toBeGreaterThan(before);
+    expect(http.refused).toBeGreaterThan(refusedBefore);
+    expect(bad.output).not.toContain("retrying");
     const badJob = await view(bad.jobId);
-    expect(badJob.done?.reason).toMatch(/^GIT_FETCH_FAILED: /);
+    expect(badJob.done?.reason).toMatch(/^GIT_FETCH_FAILED: .*refused the fetch .*not retried; check CODE_GIT_TOKEN/);
     for (const text of [run.output, bad.output, JSON.stringify(job), JSON.stringify(badJob)]) {
       expect(text).not.toContain(TOKEN);
       expect(text).not.toContain(wrong);
