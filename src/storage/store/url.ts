@@ -243,16 +243,15 @@ export class UrlStore implements ObjectStore {
   /** The whole URL as logs, errors and the dataset marker name it (urlLabel): no query. */
   readonly source: string;
   readonly key: string;
-  /** The URL, query included: for reading only, never for messages (urlLabel). */
-  readonly url: URL;
+  /** The URL, query included: for reading only, never for messages (source). */
+  readonly #url: URL;
   readonly #reader: UrlReader;
   #pin: UrlPin = { etag: "", lastModified: undefined };
 
   constructor(url: URL, options: UrlReaderOptions) {
-    this.url = url;
+    this.#url = url;
     this.#reader = new UrlReader(options);
-    const label = urlLabel(url);
-    this.source = label;
+    this.source = urlLabel(url);
     const last = url.pathname.split("/").pop() ?? "";
     let name: string;
     try {
@@ -261,12 +260,12 @@ export class UrlStore implements ObjectStore {
       name = last; // a stray % in the path: the name as written
     }
     this.key = name || "data";
-    this.label = label.slice(0, label.length - (url.pathname.split("/").pop() ?? "").length).replace(/\/$/, "");
+    this.label = this.source.slice(0, this.source.length - last.length).replace(/\/$/, "");
   }
 
   /** The object's size, version and type, pinning later reads to this version. */
   async probe(signal?: AbortSignal): Promise<UrlObject> {
-    const found = await this.#reader.probe(this.url, signal);
+    const found = await this.#reader.probe(this.#url, signal);
     this.#pin = { etag: found.etag, lastModified: found.lastModified };
     return found;
   }
@@ -282,10 +281,10 @@ export class UrlStore implements ObjectStore {
   }
 
   getRange(_key: string, start: number, end: number, _etag: string, signal?: AbortSignal): Promise<Readable> {
-    return this.#reader.getRange(this.url, start, end, this.#pin, signal);
+    return this.#reader.getRange(this.#url, start, end, this.#pin, signal);
   }
 
-  readInto = (read: RangeRead): Promise<boolean> => this.#reader.readInto(this.url, read, this.#pin);
+  readInto = (read: RangeRead): Promise<boolean> => this.#reader.readInto(this.#url, read, this.#pin);
 
   putObject(): Promise<string> {
     return Promise.reject(this.#readOnly("PUT"));
