@@ -139,7 +139,8 @@ async function makeData(dir: string, sizeMb: number, files: number): Promise<{ z
   return { zip, big };
 }
 
-function agentScript(kind: "pull" | "upload"): string {
+/** The agent's bench entry: a checkpoint upload of BENCH_FILE when it is set, else a dataset pull. */
+function agentScript(): string {
   const storage = path.join(ROOT, "src/storage/index.ts");
   const configMod = path.join(ROOT, "src/config/index.ts");
   const heap = path.join(ROOT, "src/cli/heap.ts");
@@ -154,14 +155,13 @@ async function main() {
   const config = loadAgentConfig(process.env);
   const storage = await createStorage(config, { logger: pino({ level: "warn" }), stderr: { isTTY: false, write: () => true } });
   const started = performance.now();
-${
-  kind === "pull"
-    ? `  await storage.pullDataset({});`
-    : `  const sync = storage.startCheckpointSync({});
-  sync.notify(process.env.BENCH_FILE);
-  const stored = await sync.finalSync();
-  if (stored.length !== 1) throw new Error("upload failed");`
-}
+  if (process.env.BENCH_FILE === undefined) await storage.pullDataset({});
+  else {
+    const sync = storage.startCheckpointSync({});
+    sync.notify(process.env.BENCH_FILE);
+    const stored = await sync.finalSync();
+    if (stored.length !== 1) throw new Error("upload failed");
+  }
   storage.close();
   console.error("__inner_s=" + ((performance.now() - started) / 1000).toFixed(3));
 }
@@ -185,20 +185,20 @@ interface AgentEntry {
  * has to compile first. Falls back to an ESM bundle, then to the TypeScript sources (which add ~35 MiB of RSS and
  * start-up time), saying which ran.
  */
-async function agentEntry(work: string, kind: "pull" | "upload"): Promise<AgentEntry> {
-  const ts = path.join(work, `agent-${kind}.ts`);
-  await fs.writeFile(ts, agentScript(kind));
+async function agentEntry(work: string): Promise<AgentEntry> {
+  const ts = path.join(work, "agent.ts");
+  await fs.writeFile(ts, agentScript());
   const node = process.execPath;
   try {
     const { bundleAgent } = await import("../src/packaging/build/bundle.ts");
     const { writeSeaBlob } = await import("../src/packaging/build/sea-blob.ts");
     const { injectBlob } = await import("../src/packaging/build/inject.ts");
-    const main = path.join(work, `agent-${kind}.cjs`);
+    const main = path.join(work, "agent.cjs");
     const bundle = await bundleAgent(ts, main);
     if (bundle.external.length > 0) throw new Error(`the bundle loads ${bundle.external.join(", ")} at run time`);
-    const blob = path.join(work, `agent-${kind}.blob`);
+    const blob = path.join(work, "agent.blob");
     await writeSeaBlob({ node, main, output: blob, assets: {}, useCodeCache: true, workDir: work });
-    const exe = path.join(work, `agent-${kind}`);
+    const exe = path.join(work, "agent");
     await injectBlob({ node, blob, target: exe, strip: true });
     return { cmd: exe, args: [], how: "a single executable with V8's code cache, as npm run build:agent ships it" };
   } catch (error) {
@@ -206,7 +206,7 @@ async function agentEntry(work: string, kind: "pull" | "upload"): Promise<AgentE
   }
   try {
     const esbuild = await import("esbuild");
-    const out = path.join(work, `agent-${kind}.mjs`);
+    const out = path.join(work, "agent.mjs");
     await esbuild.build({
       entryPoints: [ts],
       bundle: true,
@@ -390,14 +390,15 @@ export default async function storageBench(): Promise<void> {
   process.once("SIGTERM", interrupted);
   const { bucket } = target;
   const prefix = "astrago-bench";
-  const loads: string[] = [`start ${machine()}`];
+  const atStart = machine();
+  const loads: string[] = [`start ${atStart}`];
   try {
     const schemes = [
       { name: "http", endpoint: target.endpoint, ca: undefined as string | undefined },
       ...(target.https ? [{ name: "https", endpoint: target.https.endpoint, ca: target.https.caFile }] : []),
     ].filter((x) => wantedSchemes.includes(x.name));
     console.log(
-      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.label}, ${schemes.map((x) => x.endpoint).join(" and ")}, bucket ${bucket}; ${rounds} round(s); ${machine()}`,
+      `data: ${sizeMb} MiB zip of ${files} files, ${sizeMb} MiB file; server: ${target.label}, ${schemes.map((x) => x.endpoint).join(" and ")}, bucket ${bucket}; ${rounds} round(s); ${atStart}`,
     );
     const { zip, big } = await makeData(work, sizeMb, files);
     const zipBytes = (await fs.stat(zip)).size;
@@ -429,9 +430,8 @@ export default async function storageBench(): Promise<void> {
     // Seed the bucket with aws-cli (not timed).
     await seed("s3", "cp", zip, `s3://${bucket}/${zipKey}`, "--quiet");
     await seed("s3", "cp", big, `s3://${bucket}/${bigKey}`, "--quiet");
-    const pullAgent = await agentEntry(work, "pull");
-    const uploadAgent = await agentEntry(work, "upload");
-    console.log(`agent: ${pullAgent.how}`);
+    const agent = await agentEntry(work);
+    console.log(`agent: ${agent.how}`);
     // The keys go to curl in a file only this user can read, not on its command line (visible in `ps`).
     const curlConfig = path.join(work, "curl.conf");
     await fs.writeFile(curlConfig, `user = "${target.keyId}:${target.secret}"\n`, { mode: 0o600 });
@@ -529,8 +529,8 @@ s3 = boto3.client("s3", endpoint_url=${JSON.stringify(endpoint)}, config=Config(
       });
       const agentPulls = (key: string, d: string, extra: Record<string, string> = {}) =>
         timed(
-          pullAgent.cmd,
-          pullAgent.args,
+          agent.cmd,
+          agent.args,
           agentEnv({ DATASET_URI: `s3://${bucket}/${key}`, DATASET_DIR: path.join(d, "ds"), ...extra }),
           ROOT,
         );
@@ -623,8 +623,8 @@ zipfile.ZipFile(sys.argv[1] + "/a.zip").extractall(sys.argv[1] + "/ds")`,
           tool: "agent",
           measure: () =>
             timed(
-              uploadAgent.cmd,
-              uploadAgent.args,
+              agent.cmd,
+              agent.args,
               agentEnv({ JOB_ID: `${prefix}-r${round}`, CHECKPOINT_DIR: ck, BENCH_FILE: bigFile }),
               ROOT,
             ),
